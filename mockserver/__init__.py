@@ -1,0 +1,50 @@
+"""logx-mock: a local emulator of Optimizely's Event API Log Endpoint.
+
+The public API is what `__all__` lists; everything else is private.
+"""
+
+from __future__ import annotations
+
+from .anonymize import ClientAddress, TrustedProxies, anonymize_ip
+from .app import LogxApp, create_app
+from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig, is_strict
+from .flatten import flatten
+from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from .model import CoreRequest, EventRecord, Outcome, RequestRecord
+from .server import ThreadedServer
+from .sqlite_journal import SqliteJournal
+from .validation import validate
+from .violations import Report, Violation
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "EVENTS_PATH",
+    "EVENT_FILTERS",
+    "MAX_BODY_BYTES",
+    "ClientAddress",
+    "CoreRequest",
+    "DecodeError",
+    "Endpoint",
+    "EndpointConfig",
+    "EventRecord",
+    "Journal",
+    "JournalError",
+    "LogxApp",
+    "MemoryJournal",
+    "Outcome",
+    "Report",
+    "RequestRecord",
+    "SqliteJournal",
+    "ThreadedServer",
+    "TrustedProxies",
+    "Violation",
+    "__version__",
+    "anonymize_ip",
+    "create_app",
+    "decode_body",
+    "flatten",
+    "is_strict",
+    "validate",
+]

@@ -1,0 +1,167 @@
+"""The admin API under `/_mock`: read and reset the journal, health, OpenAPI.
+
+JSON in and out; errors are problem documents that say what to send instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from .endpoint import Endpoint
+from .journal import EVENT_FILTERS, MAX_LIMIT
+from .openapi import openapi_document
+
+__all__ = ["ADMIN_PREFIX", "admin_routes"]
+
+ADMIN_PREFIX = "/_mock"
+MAX_WAIT_SECONDS = 60.0
+
+
+class _BadQuery(ValueError):
+    pass
+
+
+def _problem(status: int, detail: str) -> JSONResponse:
+    body = {
+        "type": "urn:logx-mock:problem:admin",
+        "title": "Bad admin request",
+        "status": status,
+        "detail": detail,
+    }
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _BadQuery(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise _BadQuery(f"{name}={value} is out of range; use {low} to {high:,}")
+    return value
+
+
+def _float(request: Request, name: str, high: float) -> float:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _BadQuery(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= high:
+        raise _BadQuery(f"{name}={value} is out of range; use 0 to {high:g} seconds")
+    return value
+
+
+def _check_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise _BadQuery(
+            f"unknown query parameter(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}"
+        )
+
+
+async def _wait_newer(endpoint: Endpoint, after: int, deadline: float) -> bool:
+    """Wait until the journal commits a request newer than `after`, or the deadline."""
+    journal = endpoint.journal
+    if journal.last_id > after:
+        return True
+    loop = asyncio.get_running_loop()
+    newer = asyncio.Event()
+
+    def listener(last_id: int) -> None:
+        if last_id > after:
+            loop.call_soon_threadsafe(newer.set)
+
+    journal.add_listener(listener)
+    try:
+        if journal.last_id > after:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(newer.wait(), remaining)
+        except asyncio.TimeoutError:
+            return False
+        return True
+    finally:
+        journal.remove_listener(listener)
+
+
+def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
+    """The `/_mock` routes bound to one endpoint (and so to its journal)."""
+    journal = endpoint.journal
+
+    async def health(request: Request) -> Response:
+        return JSONResponse(
+            {"status": "ok", "last_id": journal.last_id, "journal": type(journal).__name__}
+        )
+
+    async def list_requests(request: Request) -> Response:
+        try:
+            _check_params(request, {"after", "limit", "verdict"})
+            after = _int(request, "after", 0, 0, 2**62)
+            limit = _int(request, "limit", 100, 1, MAX_LIMIT)
+        except _BadQuery as exc:
+            return _problem(400, str(exc))
+        found = journal.requests(
+            after=after, limit=limit, verdict=request.query_params.get("verdict")
+        )
+        return JSONResponse(
+            {"requests": [r.to_dict(with_events=False) for r in found], "last_id": journal.last_id}
+        )
+
+    async def get_request(request: Request) -> Response:
+        raw = request.path_params["request_id"]
+        record = journal.request(int(raw)) if raw.isdigit() else None
+        if record is None:
+            return _problem(
+                404, f"no request with id {raw!r}; list them at {ADMIN_PREFIX}/requests"
+            )
+        return JSONResponse(record.to_dict())
+
+    async def reset(request: Request) -> Response:
+        journal.clear()
+        return Response(status_code=204)
+
+    async def list_events(request: Request) -> Response:
+        try:
+            _check_params(request, {"after", "limit", "wait", *EVENT_FILTERS})
+            after = _int(request, "after", 0, 0, 2**62)
+            limit = _int(request, "limit", 100, 1, MAX_LIMIT)
+            wait = _float(request, "wait", MAX_WAIT_SECONDS)
+        except _BadQuery as exc:
+            return _problem(400, str(exc))
+        filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+        deadline = time.monotonic() + wait
+        while True:
+            checked = journal.last_id  # read first: a commit after it wakes the wait
+            found = journal.events(after=after, limit=limit, **filters)
+            if found or wait <= 0:
+                break
+            if not await _wait_newer(endpoint, max(after, checked), deadline):
+                break
+        # `checked` was read before the query: a client resuming from it misses nothing.
+        return JSONResponse({"events": [e.to_dict() for e in found], "last_id": checked})
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    return [
+        Route(f"{ADMIN_PREFIX}/health", health, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/requests", list_requests, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/requests", reset, methods=["DELETE"]),
+        Route(f"{ADMIN_PREFIX}/requests/{{request_id}}", get_request, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/events", list_events, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/openapi.json", openapi, methods=["GET"]),
+    ]

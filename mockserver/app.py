@@ -1,0 +1,111 @@
+"""The ASGI door: the Log Endpoint on any host and path outside `/_mock`, and the
+admin API under it.
+
+The events door is pure ASGI (no `BaseHTTPMiddleware`, no router on the hot
+path): it streams the body up to the size limit, never buffering more, hands a
+`CoreRequest` to the core and sends back its `Outcome`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.types import Receive, Scope, Send
+
+from .admin import ADMIN_PREFIX, admin_routes
+from .endpoint import Endpoint
+from .model import CoreRequest, Outcome
+
+__all__ = ["LogxApp", "create_app"]
+
+
+class _Disconnected(Exception):
+    """The client went away before sending its whole body."""
+
+
+async def _read_body(receive: Receive, limit: int, declared: int | None) -> tuple[bytes, bool]:
+    """The body, or (b"", True) as soon as it is known to exceed `limit`."""
+    if declared is not None and declared > limit:
+        return b"", True
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _Disconnected
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks), False
+
+
+def _content_length(headers: list[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name == "content-length":
+            return int(value) if value.strip().isdigit() else None
+    return None
+
+
+async def send_outcome(send: Send, outcome: Outcome) -> None:
+    """Render an `Outcome` as an ASGI response."""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    if outcome.status != 204 or outcome.body:
+        headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.body})
+
+
+class LogxApp:
+    """The whole server: the events door, and Starlette for `/_mock` and lifespan."""
+
+    def __init__(self, endpoint: Endpoint, admin: Starlette) -> None:
+        self.endpoint = endpoint
+        self.admin = admin
+
+    def __repr__(self) -> str:
+        return f"<LogxApp {self.endpoint!r}>"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope.get("path", "")
+        if scope["type"] != "http" or path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+            await self.admin(scope, receive, send)
+            return
+        await self._events(scope, receive, send)
+
+    async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        limit = self.endpoint.config.max_body_bytes
+        try:
+            body, too_large = await _read_body(receive, limit, _content_length(headers))
+        except _Disconnected:
+            return
+        client = scope.get("client")
+        request = CoreRequest(
+            method=scope["method"],
+            path=scope["path"],
+            body=body,
+            headers=headers,
+            host=next((v for k, v in headers if k == "host"), None),
+            peer=client[0] if client else None,
+            too_large=too_large,
+        )
+        await send_outcome(send, await self.endpoint.handle_async(request))
+
+
+def create_app(endpoint: Endpoint, *, close_journal: bool = False) -> LogxApp:
+    """The ASGI app over `endpoint`; with `close_journal`, lifespan shutdown closes it."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Any) -> AsyncIterator[None]:
+        yield
+        if close_journal:
+            endpoint.journal.close()
+
+    admin = Starlette(routes=admin_routes(endpoint), lifespan=lifespan)
+    return LogxApp(endpoint, admin)

@@ -1,0 +1,239 @@
+"""The `logx-mock` command: `serve`, `validate` and `events`.
+
+`main(argv)` returns an exit code and changes no global state beyond the
+logging handler `serve` installs for its own run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import httpx
+
+from .anonymize import TrustedProxies
+from .decoding import DecodeError, decode_body
+from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig
+from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from .validation import validate
+from .violations import Report
+
+__all__ = ["build_parser", "main"]
+
+DEFAULT_DB = "logx-mock.db"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="logx-mock",
+        description="A local emulator of Optimizely's Log Endpoint (POST /v1/events).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the endpoint and its admin API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080; 0 for any)")
+    store = serve.add_mutually_exclusive_group()
+    store.add_argument(
+        "--db",
+        default=DEFAULT_DB,
+        metavar="PATH",
+        help=f"SQLite journal file (default ./{DEFAULT_DB})",
+    )
+    store.add_argument("--memory", action="store_true", help="keep the journal in memory only")
+    serve.add_argument(
+        "--max-requests", type=int, metavar="N", help="keep at most N requests, evicting the oldest"
+    )
+    serve.add_argument(
+        "--trust-proxy",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="believe X-Forwarded-For from peers in CIDR (repeatable)",
+    )
+
+    check = commands.add_parser("validate", help="check payload files offline")
+    check.add_argument("files", nargs="+", metavar="FILE", help="payload files, or - for stdin")
+    check.add_argument("--json", action="store_true", help="machine-readable output")
+
+    events = commands.add_parser("events", help="list the events of a running server")
+    events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
+    for name in EVENT_FILTERS:
+        events.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
+    events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    runner = {"serve": _serve, "validate": _validate, "events": _events}[args.command]
+    try:
+        return runner(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+# serve ---------------------------------------------------------------------
+
+
+def _open_journal(args: argparse.Namespace) -> Journal:
+    if args.memory:
+        return MemoryJournal(max_requests=args.max_requests)
+    from .sqlite_journal import SqliteJournal
+
+    return SqliteJournal(args.db, max_requests=args.max_requests)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn  # noqa: F401  (fail early with a clear import error)
+
+    from .app import create_app
+    from .server import _ReadyServer, bind_socket, uvicorn_config
+
+    if args.max_requests is not None and args.max_requests < 1:
+        print("logx-mock: --max-requests must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        trusted = TrustedProxies.parse(args.trust_proxy)
+        journal = _open_journal(args)
+    except (ValueError, JournalError) as exc:
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
+    endpoint = Endpoint(journal, config=EndpointConfig(trusted_proxies=trusted))
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        journal.close()
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
+    _log_to_stderr()
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    where = "memory" if args.memory else str(Path(args.db).resolve())
+    print(
+        f"logx-mock listening on http://{shown}:{port}{EVENTS_PATH} (journal: {where})", flush=True
+    )
+    print(f"admin API: http://{shown}:{port}/_mock/requests  (Ctrl-C to stop)", flush=True)
+    server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True)))
+    server.run(sockets=[sock])
+    return 0
+
+
+def _log_to_stderr() -> None:
+    logger = logging.getLogger("logx_mock")
+    if not any(getattr(h, "_logx_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        handler._logx_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+# validate ------------------------------------------------------------------
+
+
+def _read(name: str) -> bytes:
+    return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+
+
+def _validate(args: argparse.Namespace) -> int:
+    worst = 0
+    results: list[dict[str, Any]] = []
+    for name in args.files:
+        try:
+            payload = decode_body(_read(name), None).payload
+        except OSError as exc:
+            results.append({"file": name, "unreadable": f"cannot read: {exc.strerror}"})
+            worst = 2
+            continue
+        except DecodeError as exc:
+            results.append({"file": name, "unreadable": exc.message})
+            worst = 2
+            continue
+        report = validate(payload)
+        results.append({"file": name, **_report_dict(report)})
+        if report.errors:
+            worst = max(worst, 1)
+    if args.json:
+        print(json.dumps(results if len(results) > 1 else results[0], indent=2))
+    else:
+        for result in results:
+            _print_result(result, sys.stdout)
+    return worst
+
+
+def _report_dict(report: Report) -> dict[str, Any]:
+    return {
+        "ok": report.ok,
+        "errors": [v.to_dict() for v in report.errors],
+        "warnings": [v.to_dict() for v in report.warnings],
+        "unknown_fields": [v.to_dict() for v in report.notes],
+    }
+
+
+def _print_result(result: dict[str, Any], out: TextIO) -> None:
+    name = result["file"]
+    if "unreadable" in result:
+        print(f"{name}: cannot be read: {result['unreadable']}", file=out)
+        return
+    counts = f"{len(result['errors'])} error(s), {len(result['warnings'])} warning(s)"
+    print(f"{name}: {'ok' if result['ok'] else 'INVALID'}, {counts}", file=out)
+    for label, key in (("error", "errors"), ("warning", "warnings"), ("note", "unknown_fields")):
+        for item in result[key]:
+            print(f"  {label:<7} {item['path']}: {item['message']} [{item['rule']}]", file=out)
+
+
+# events --------------------------------------------------------------------
+
+_COLUMNS = ("request_id", "verdict", "kind", "visitor_id", "key", "entity_id", "uuid")
+
+
+def _events(args: argparse.Namespace) -> int:
+    filters = {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
+    base = args.url.rstrip("/")
+    after, first = 0, True
+    if not args.json:
+        print("  ".join(f"{c:<12}" for c in _COLUMNS), flush=True)
+    with httpx.Client(timeout=70.0) as client:
+        while first or args.follow:
+            params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}
+            if not first:
+                params["wait"] = 30
+            try:
+                response = client.get(f"{base}/_mock/events", params=params)
+            except httpx.HTTPError as exc:
+                print(
+                    f"logx-mock: cannot reach {base} ({exc}); is `logx-mock serve` running?",
+                    file=sys.stderr,
+                )
+                return 2
+            if response.status_code != 200:
+                print(
+                    f"logx-mock: {base} answered {response.status_code}: {response.text}",
+                    file=sys.stderr,
+                )
+                return 2
+            body = response.json()
+            for event in body["events"]:
+                print(json.dumps(event) if args.json else _row(event), flush=True)
+            after = body["events"][-1]["request_id"] if body["events"] else body["last_id"]
+            first = False
+    return 0
+
+
+def _row(event: dict[str, Any]) -> str:
+    cells = []
+    for column in _COLUMNS:
+        text = "" if event.get(column) is None else str(event[column])
+        cells.append(f"{text[:12]:<12}" if column != "uuid" else text)
+    if event.get("duplicate"):
+        cells.append("(duplicate)")
+    return "  ".join(cells)

@@ -1,0 +1,92 @@
+"""From body bytes to a decoded JSON value, within the 3.5 MB limit.
+
+Decoding is strict where the real endpoint's parser would be: UTF-8 only (a
+BOM is refused), no `NaN`/`Infinity`, and a gzip body (`Content-Encoding:
+gzip`) is held to the limit *after* decompression, so a gzip bomb costs at most
+the limit in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MAX_BODY_BYTES", "DecodeError", "Decoded", "decode_body", "inflate"]
+
+MAX_BODY_BYTES = 3_500_000
+"""3.5 MB, read as decimal megabytes: the stricter reading of Optimizely's limit."""
+
+
+class DecodeError(Exception):
+    """The body cannot be read as one JSON value; `too_large` means past the limit."""
+
+    def __init__(self, message: str, *, too_large: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.too_large = too_large
+
+
+@dataclass
+class Decoded:
+    """A body that parsed: its JSON value and the (decompressed) bytes it came from."""
+
+    payload: Any
+    text: bytes
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON; send a number or null")
+
+
+def inflate(body: bytes, limit: int) -> bytes:
+    """Gunzip `body`, refusing to produce more than `limit` bytes."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise DecodeError(
+            f"Content-Encoding is gzip but the body is not valid gzip ({exc}); "
+            "send the JSON uncompressed or gzip it whole"
+        ) from exc
+    if len(out) > limit or inflater.unconsumed_tail:
+        raise DecodeError(
+            f"the decompressed body is over the {limit:,}-byte limit; split the batch",
+            too_large=True,
+        )
+    if not inflater.eof:
+        raise DecodeError("the gzip body is truncated; send the whole gzip stream")
+    return out
+
+
+def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY_BYTES) -> Decoded:
+    """Decompress (when asked) and parse `body`; raises DecodeError with a fix-it message."""
+    if len(body) > limit:
+        raise DecodeError(
+            f"the body is over the {limit:,}-byte limit; split the batch", too_large=True
+        )
+    encoding = (content_encoding or "identity").strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        body = inflate(body, limit)
+    elif encoding != "identity":
+        raise DecodeError(
+            f"Content-Encoding {content_encoding!r} is not supported; send identity or gzip"
+        )
+    if body.startswith(b"\xef\xbb\xbf"):
+        raise DecodeError("the body starts with a UTF-8 byte order mark; send JSON without a BOM")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"the body is not valid UTF-8 (byte {exc.start}); encode the JSON as UTF-8"
+        ) from exc
+    if not text.strip():
+        raise DecodeError("the body is empty; send one JSON object")
+    try:
+        payload = json.loads(text, parse_constant=_reject_constant)
+    except RecursionError as exc:
+        raise DecodeError("the body nests too deeply to parse; flatten it") from exc
+    except ValueError as exc:
+        raise DecodeError(f"the body is not valid JSON: {exc}") from exc
+    return Decoded(payload=payload, text=body)

@@ -1,0 +1,252 @@
+"""The core: everything logx-mock decides about a request to the Log Endpoint.
+
+`Endpoint.handle(CoreRequest) -> Outcome` does the route check, decoding,
+validation, anonymization, recording and the response. Doors only translate;
+none of them looks at a payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
+from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .flatten import flatten
+from .journal import Journal
+from .model import CoreRequest, Outcome, RequestRecord
+from .problem import problem
+from .validation import validate
+from .violations import Report, Violation
+
+__all__ = ["EVENTS_PATH", "Endpoint", "EndpointConfig", "is_strict"]
+
+log = logging.getLogger("logx_mock")
+
+EVENTS_PATH = "/v1/events"
+_CORS_ALLOW_HEADERS = "content-type, content-encoding, x-optimizely-strict"
+
+
+def is_strict(value: str | None) -> bool:
+    """`X-Optimizely-Strict`: `true` and `1` (any case) mean strict; anything else does not."""
+    return value is not None and value.strip().lower() in ("true", "1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndpointConfig:
+    """How the endpoint treats requests; keyword-only, checked on construction."""
+
+    max_body_bytes: int = MAX_BODY_BYTES
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+
+    def __post_init__(self) -> None:
+        if self.max_body_bytes < 1:
+            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+
+
+@dataclass
+class _Pending:
+    """A record handed to the journal, waiting for its commit."""
+
+    record: RequestRecord
+    future: Future[RequestRecord]
+    cors: list[tuple[str, str]]
+
+
+class Endpoint:
+    """The Log Endpoint's behaviour over a `Journal`."""
+
+    def __init__(self, journal: Journal, *, config: EndpointConfig | None = None) -> None:
+        self.journal = journal
+        self.config = config or EndpointConfig()
+
+    def __repr__(self) -> str:
+        return f"<Endpoint journal={self.journal!r}>"
+
+    def handle(self, request: CoreRequest) -> Outcome:
+        """Answer one request, blocking until it is committed."""
+        step = self._start(request)
+        if isinstance(step, Outcome):
+            return step
+        try:
+            step.future.result()
+        except Exception as exc:
+            return self._unavailable(step, exc)
+        return self._finish(step)
+
+    async def handle_async(self, request: CoreRequest) -> Outcome:
+        """Answer one request without blocking the event loop on the commit."""
+        step = self._start(request)
+        if isinstance(step, Outcome):
+            return step
+        try:
+            await asyncio.wrap_future(step.future)
+        except Exception as exc:
+            return self._unavailable(step, exc)
+        return self._finish(step)
+
+    def _start(self, request: CoreRequest) -> Outcome | _Pending:
+        if request.path.rstrip("/") != EVENTS_PATH:
+            headers, body = problem(
+                "not_found", 404, f"{request.path} is not served; post batches to {EVENTS_PATH}"
+            )
+            return Outcome(404, headers, body)
+        cors = _cors_headers(request)
+        if request.method == "OPTIONS":
+            return Outcome(204, cors + _preflight_headers(request))
+        if request.method != "POST":
+            headers, body = problem(
+                "method", 405, f"{request.method} is not allowed; send POST {EVENTS_PATH}"
+            )
+            return Outcome(405, [*headers, ("allow", "POST, OPTIONS"), *cors], body)
+        record = self._judge(request)
+        return _Pending(record, self.journal.append(record), cors)
+
+    def _judge(self, request: CoreRequest) -> RequestRecord:
+        """Decode, validate and anonymize: the whole verdict, before anything is stored."""
+        strict_header = request.header("x-optimizely-strict")
+        strict = is_strict(strict_header)
+        record = RequestRecord(
+            id=0,
+            received_at=request.received_at,
+            method=request.method,
+            path=request.path,
+            host=request.host,
+            headers=list(request.headers),
+            client_ip=None,
+            strict=strict,
+            strict_header=strict_header,
+            status=204,
+            verdict="accepted",
+        )
+        report = Report()
+        try:
+            if request.too_large:
+                raise DecodeError(
+                    f"the body is over the {self.config.max_body_bytes:,}-byte limit; "
+                    "split the batch",
+                    too_large=True,
+                )
+            decoded = decode_body(
+                request.body, request.header("content-encoding"), self.config.max_body_bytes
+            )
+        except DecodeError as exc:
+            record.verdict, record.status = (
+                ("too_large", 413) if exc.too_large else ("malformed", 400)
+            )
+            rule = "size" if exc.too_large else "json"
+            report.errors.append(Violation("$", rule, exc.message))
+            record.raw = None if exc.too_large else request.body
+        else:
+            record.payload, record.source = decoded.payload, decoded.text
+            report = validate(decoded.payload, now_ms=int(request.received_at * 1000))
+            if not isinstance(decoded.payload, dict):
+                record.verdict, record.status = "malformed", 400
+            elif not report.ok:
+                record.verdict, record.status = "rejected", 400 if strict else 204
+        _check_content_type(request, report)
+        record.errors, record.warnings, record.unknown_fields = (
+            report.errors,
+            report.warnings,
+            report.notes,
+        )
+        self._anonymize(request, record)
+        if record.verdict in ("accepted", "rejected"):
+            record.events = flatten(
+                record.payload, verdict=record.verdict, received_at=request.received_at
+            )
+        return record
+
+    def _anonymize(self, request: CoreRequest, record: RequestRecord) -> None:
+        payload = record.payload
+        anonymize = not (isinstance(payload, dict) and payload.get("anonymize_ip") is False)
+        client = ClientAddress.resolve(
+            request.peer,
+            request.header("x-forwarded-for"),
+            self.config.trusted_proxies,
+            anonymize=anonymize,
+        )
+        record.client_ip = client.stored
+        if anonymize and any(name.lower() in FORWARDING_HEADERS for name, _ in record.headers):
+            record.headers = scrub_headers(record.headers)
+
+    def _finish(self, step: _Pending) -> Outcome:
+        record = step.record
+        log.info(_log_line(record))
+        if record.status == 204:
+            return Outcome(204, step.cors, b"", record)
+        kind = {400: "invalid", 413: "too_large"}[record.status]
+        if record.verdict == "malformed":
+            kind = "malformed"
+        detail = _detail(record)
+        headers, body = problem(
+            kind, record.status, detail, violations=record.errors, request_id=record.id
+        )
+        return Outcome(record.status, headers + step.cors, body, record)
+
+    def _unavailable(self, step: _Pending, exc: Exception) -> Outcome:
+        log.error("request not recorded, answering 503: %s", exc)
+        headers, body = problem(
+            "unavailable",
+            503,
+            f"{exc}. Nothing was recorded; resend the batch once the journal is writable.",
+        )
+        return Outcome(503, [*headers, ("retry-after", "1"), *step.cors], body)
+
+
+def _detail(record: RequestRecord) -> str:
+    if record.verdict == "rejected":
+        count = len(record.errors)
+        return (
+            f"{count} contract violation{'s' * (count != 1)}; fix them, or drop "
+            "X-Optimizely-Strict to get the permissive 204 (the batch would still be dropped)"
+        )
+    return record.errors[0].message if record.errors else "the request cannot be read"
+
+
+def _check_content_type(request: CoreRequest, report: Report) -> None:
+    content_type = request.header("content-type")
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        report.warn(
+            "$",
+            "content_type",
+            "the SDKs send Content-Type: application/json; a proxy or the real endpoint may not "
+            "read this body as JSON",
+            "application/json",
+            content_type,
+        )
+
+
+def _cors_headers(request: CoreRequest) -> list[tuple[str, str]]:
+    origin = request.header("origin")
+    if not origin:
+        return [("access-control-allow-origin", "*")]
+    # Beacons are sent with credentials, so `*` would not do: echo the origin.
+    return [
+        ("access-control-allow-origin", origin),
+        ("access-control-allow-credentials", "true"),
+        ("vary", "Origin"),
+    ]
+
+
+def _preflight_headers(request: CoreRequest) -> list[tuple[str, str]]:
+    asked = request.header("access-control-request-headers")
+    return [
+        ("access-control-allow-methods", "POST, OPTIONS"),
+        ("access-control-allow-headers", asked or _CORS_ALLOW_HEADERS),
+        ("access-control-max-age", "86400"),
+    ]
+
+
+def _log_line(record: RequestRecord) -> str:
+    payload = record.payload if isinstance(record.payload, dict) else {}
+    visitors = payload.get("visitors")
+    count = len(visitors) if isinstance(visitors, list) else 0
+    return (
+        f"#{record.id} {record.status} {record.verdict} from {record.client_ip or '-'}: "
+        f"{count} visitor(s), {len(record.events)} event(s), {len(record.errors)} error(s), "
+        f"{len(record.warnings)} warning(s)"
+    )

@@ -1,0 +1,224 @@
+"""The journal: every request with its verdict, and its flattened events.
+
+`Journal` is the interface the core and the admin API use; `MemoryJournal`
+keeps everything in lists (tests), `SqliteJournal` (in `sqlite_journal.py`)
+in a file that survives restarts. Ids only grow, also across `clear()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from typing import Any
+
+from .history import DedupeKey, apply_history, dedupe_key
+from .model import EventRecord, RequestRecord
+
+__all__ = ["EVENT_FILTERS", "Journal", "JournalError", "MemoryJournal", "as_text"]
+
+log = logging.getLogger("logx_mock")
+
+EVENT_FILTERS = (
+    "visitor_id",
+    "key",
+    "kind",
+    "entity_id",
+    "uuid",
+    "account_id",
+    "project_id",
+    "client_name",
+    "verdict",
+)
+MAX_LIMIT = 100_000
+
+
+class JournalError(Exception):
+    """The journal cannot record or read; the message says what to do."""
+
+
+def as_text(value: Any) -> str | None:
+    """The text form filters compare against (JSON spelling for booleans)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def check_filters(filters: dict[str, str]) -> None:
+    unknown = sorted(set(filters) - set(EVENT_FILTERS))
+    if unknown:
+        raise ValueError(
+            f"unknown event filter(s) {', '.join(unknown)}; use {', '.join(EVENT_FILTERS)}"
+        )
+
+
+class Journal(ABC):
+    """Where requests are recorded, and how they are read back.
+
+    Listeners added with `add_listener` are called with the newest request id
+    after every commit, from the committing thread.
+    """
+
+    def __init__(self, *, max_requests: int | None = None) -> None:
+        if max_requests is not None and max_requests < 1:
+            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+        self.max_requests = max_requests
+        self._listeners: list[Callable[[int], None]] = []
+        self._changed = threading.Condition()
+        self._last_id = 0
+
+    @abstractmethod
+    def append(self, record: RequestRecord) -> Future[RequestRecord]:
+        """Record a request; the future resolves once it is committed (id assigned)."""
+
+    @abstractmethod
+    def requests(
+        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+    ) -> list[RequestRecord]:
+        """Requests with an id greater than `after`, oldest first."""
+
+    @abstractmethod
+    def request(self, request_id: int) -> RequestRecord | None:
+        """One request with its events, or None."""
+
+    @abstractmethod
+    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+        """Events of requests with an id greater than `after`, in arrival order."""
+
+    @abstractmethod
+    def clear(self) -> None:
+        """Forget every request (ids keep growing)."""
+
+    def close(self) -> None:  # noqa: B027  (nothing to release by default)
+        """Release files and threads; the journal is unusable after."""
+
+    @property
+    def last_id(self) -> int:
+        """The id of the newest request recorded (0 when none ever was)."""
+        return self._last_id
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[int], None]) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def wait_for(self, after: int, timeout: float) -> bool:
+        """Block until a request newer than `after` is committed, or `timeout` passes."""
+        with self._changed:
+            return self._changed.wait_for(lambda: self._last_id > after, timeout=timeout)
+
+    def _committed(self, last_id: int) -> None:
+        with self._changed:
+            self._last_id = max(self._last_id, last_id)
+            self._changed.notify_all()
+        for listener in list(self._listeners):
+            try:
+                listener(last_id)
+            except Exception:  # a broken listener must not stop recording
+                log.exception("journal listener failed")
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ValueError(f"limit must be between 1 and {MAX_LIMIT:,}, got {limit}")
+    return limit
+
+
+class MemoryJournal(Journal):
+    """Everything in process memory, guarded by one lock. Commits are immediate."""
+
+    def __init__(self, *, max_requests: int | None = None) -> None:
+        super().__init__(max_requests=max_requests)
+        self._lock = threading.RLock()
+        self._records: list[RequestRecord] = []
+        self._seen: set[DedupeKey] = set()
+        self._impressions: dict[Any, list[Any]] = {}
+        self._next_id = 1
+
+    def __repr__(self) -> str:
+        return f"<MemoryJournal requests={len(self._records)} last_id={self._last_id}>"
+
+    def seen(self, key: DedupeKey) -> bool:
+        return key in self._seen
+
+    def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
+        if not isinstance(timestamp, int):
+            return False
+        return any(
+            isinstance(t, int) and t <= timestamp for t in self._impressions.get(visitor_id, ())
+        )
+
+    def append(self, record: RequestRecord) -> Future[RequestRecord]:
+        future: Future[RequestRecord] = Future()
+        with self._lock:
+            record.id = self._next_id
+            self._next_id += 1
+            for event in record.events:
+                event.request_id = record.id
+            apply_history(record, self)
+            self._remember(record.events)
+            self._records.append(record)
+            self._evict()
+        future.set_result(record)
+        self._committed(record.id)
+        return future
+
+    def _remember(self, events: Iterable[EventRecord]) -> None:
+        for event in events:
+            if event.verdict != "accepted":
+                continue
+            self._seen.add(dedupe_key(event.entity_id, event.uuid, event.timestamp))
+            if event.kind == "impression":
+                self._impressions.setdefault(event.visitor_id, []).append(event.timestamp)
+
+    def _evict(self) -> None:
+        if self.max_requests is None or len(self._records) <= self.max_requests:
+            return
+        excess = len(self._records) - self.max_requests
+        del self._records[:excess]
+        log.info(
+            "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
+        )
+
+    def requests(
+        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+    ) -> list[RequestRecord]:
+        limit = _limit(limit)
+        with self._lock:
+            found = [
+                r
+                for r in self._records
+                if r.id > after and (verdict is None or r.verdict == verdict)
+            ]
+        return found[:limit]
+
+    def request(self, request_id: int) -> RequestRecord | None:
+        with self._lock:
+            return next((r for r in self._records if r.id == request_id), None)
+
+    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+        check_filters(filters)
+        limit = _limit(limit)
+        found: list[EventRecord] = []
+        with self._lock:
+            for record in self._records:
+                if record.id <= after:
+                    continue
+                for event in record.events:
+                    if all(as_text(getattr(event, k)) == v for k, v in filters.items()):
+                        found.append(event)
+                        if len(found) >= limit:
+                            return found
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+            self._seen.clear()
+            self._impressions.clear()

@@ -1,0 +1,168 @@
+"""The neutral shapes every door speaks: a request in, an outcome out, and the
+records the journal keeps.
+
+Doors (the Starlette app, the respx routes, the httpx transport) translate
+their native request into `CoreRequest` and render `Outcome` back; nothing in
+here knows about any framework.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .violations import Violation
+
+__all__ = [
+    "VERDICTS",
+    "CoreRequest",
+    "EventRecord",
+    "Outcome",
+    "RequestRecord",
+    "header",
+]
+
+VERDICTS = ("accepted", "rejected", "malformed", "too_large", "faulted")
+
+
+def header(headers: Sequence[tuple[str, str]] | Mapping[str, str], name: str) -> str | None:
+    """The first value of header `name` (case-insensitive), or None."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    wanted = name.lower()
+    for key, value in items:
+        if key.lower() == wanted:
+            return value
+    return None
+
+
+@dataclass
+class CoreRequest:
+    """A request as the core sees it, whatever door it came through.
+
+    `too_large` is set by a door that stopped reading a body past the size
+    limit, so the core can answer 413 without ever holding the whole body.
+    """
+
+    method: str
+    path: str
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    host: str | None = None
+    peer: str | None = None
+    too_large: bool = False
+    received_at: float = field(default_factory=time.time)
+
+    def header(self, name: str) -> str | None:
+        return header(self.headers, name)
+
+
+@dataclass
+class Outcome:
+    """What the door must answer: a status, headers and a body, and the record kept."""
+
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+    record: RequestRecord | None = None
+
+
+@dataclass
+class EventRecord:
+    """One `visitors[].snapshots[].events[]` entry, flattened with its context."""
+
+    request_id: int
+    index: int
+    path: str
+    verdict: str
+    kind: str
+    account_id: Any = None
+    project_id: Any = None
+    client_name: Any = None
+    client_version: Any = None
+    visitor_id: Any = None
+    key: Any = None
+    entity_id: Any = None
+    uuid: Any = None
+    timestamp: Any = None
+    revenue: Any = None
+    value: Any = None
+    quantity: Any = None
+    tags: Any = None
+    properties: Any = None
+    decisions: list[Any] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    duplicate: bool = False
+    received_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EventRecord:
+        return cls(**data)
+
+    def __repr__(self) -> str:
+        return (
+            f"<EventRecord {self.kind} key={self.key!r} visitor_id={self.visitor_id!r} "
+            f"uuid={self.uuid!r} request={self.request_id} {self.verdict}>"
+        )
+
+
+@dataclass
+class RequestRecord:
+    """Everything the journal keeps of one request."""
+
+    id: int
+    received_at: float
+    method: str
+    path: str
+    host: str | None
+    headers: list[tuple[str, str]]
+    client_ip: str | None
+    strict: bool
+    strict_header: str | None
+    status: int
+    verdict: str
+    errors: list[Violation] = field(default_factory=list)
+    warnings: list[Violation] = field(default_factory=list)
+    unknown_fields: list[Violation] = field(default_factory=list)
+    payload: Any = None
+    raw: bytes | None = None
+    fault: dict[str, Any] | None = None
+    events: list[EventRecord] = field(default_factory=list)
+    source: bytes | None = field(default=None, repr=False, compare=False)
+    """The decoded bytes `payload` was parsed from, so a journal can store them as they came."""
+
+    def to_dict(self, *, with_events: bool = True) -> dict[str, Any]:
+        """A JSON-ready dict; `raw` is given as text (invalid UTF-8 replaced)."""
+        data = {
+            "id": self.id,
+            "received_at": self.received_at,
+            "method": self.method,
+            "path": self.path,
+            "host": self.host,
+            "headers": [list(h) for h in self.headers],
+            "client_ip": self.client_ip,
+            "strict": self.strict,
+            "strict_header": self.strict_header,
+            "status": self.status,
+            "verdict": self.verdict,
+            "errors": [v.to_dict() for v in self.errors],
+            "warnings": [v.to_dict() for v in self.warnings],
+            "unknown_fields": [v.to_dict() for v in self.unknown_fields],
+            "payload": self.payload,
+            "raw": None if self.raw is None else self.raw.decode("utf-8", "replace"),
+            "fault": self.fault,
+            "event_count": len(self.events),
+        }
+        if with_events:
+            data["events"] = [e.to_dict() for e in self.events]
+        return data
+
+    def __repr__(self) -> str:
+        return (
+            f"<RequestRecord id={self.id} {self.status} {self.verdict} "
+            f"events={len(self.events)} errors={len(self.errors)} warnings={len(self.warnings)}>"
+        )

@@ -1,0 +1,307 @@
+"""The OpenAPI 3.1 document of the Log Endpoint and the admin API (`/_mock/openapi.json`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["openapi_document"]
+
+_STR = {"type": "string"}
+_NULLABLE_STR = {"type": ["string", "null"]}
+_JSON: dict[str, Any] = {}
+
+
+def _obj(properties: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def _array(ref: str) -> dict[str, Any]:
+    return {"type": "array", "items": {"$ref": f"#/components/schemas/{ref}"}}
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+_PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Batch": _obj(
+        {
+            "account_id": _STR,
+            "project_id": _STR,
+            "anonymize_ip": {"type": "boolean"},
+            "client_name": _STR,
+            "client_version": _STR,
+            "revision": _STR,
+            "enrich_decisions": {"type": "boolean"},
+            "region": _STR,
+            "visitors": _array("Visitor"),
+        },
+        ["account_id", "visitors"],
+    ),
+    "Visitor": _obj(
+        {
+            "visitor_id": _STR,
+            "session_id": _STR,
+            "attributes": _array("Attribute"),
+            "snapshots": _array("Snapshot"),
+        },
+        ["visitor_id", "snapshots"],
+    ),
+    "Attribute": _obj(
+        {
+            "type": _STR,
+            "value": {"type": ["string", "number", "boolean"]},
+            "entity_id": _STR,
+            "key": _STR,
+        },
+        ["type", "value"],
+    ),
+    "Snapshot": _obj({"events": _array("Event"), "decisions": _array("Decision")}, ["events"]),
+    "Decision": _obj(
+        {
+            "campaign_id": _NULLABLE_STR,
+            "experiment_id": _NULLABLE_STR,
+            "variation_id": _NULLABLE_STR,
+            "is_campaign_holdback": {"type": "boolean"},
+            "metadata": {"type": "object"},
+        },
+        ["campaign_id", "experiment_id", "variation_id"],
+    ),
+    "Event": _obj(
+        {
+            "timestamp": {"type": "integer"},
+            "uuid": _STR,
+            "entity_id": _NULLABLE_STR,
+            "key": _STR,
+            "type": _STR,
+            "revenue": {"type": "integer"},
+            "value": {"type": "number"},
+            "quantity": {"type": "integer"},
+            "tags": {
+                "type": "object",
+                "additionalProperties": {"type": ["string", "number", "boolean"]},
+            },
+            "properties": {"type": "object", "additionalProperties": _STR},
+        },
+        ["timestamp", "uuid"],
+    ),
+    "Violation": _obj(
+        {"path": _STR, "rule": _STR, "message": _STR, "expected": _NULLABLE_STR, "actual": _JSON},
+        ["path", "rule", "message"],
+    ),
+    "Problem": _obj(
+        {
+            "type": _STR,
+            "title": _STR,
+            "status": {"type": "integer"},
+            "detail": _STR,
+            "request_id": {"type": "integer"},
+            "violations": _array("Violation"),
+        },
+        ["type", "title", "status", "detail"],
+    ),
+    "EventRecord": _obj(
+        {
+            "request_id": {"type": "integer"},
+            "index": {"type": "integer"},
+            "path": _STR,
+            "verdict": _STR,
+            "kind": {"enum": ["impression", "conversion"]},
+            "visitor_id": _JSON,
+            "key": _JSON,
+            "entity_id": _JSON,
+            "uuid": _JSON,
+            "timestamp": _JSON,
+            "duplicate": {"type": "boolean"},
+            "decisions": {"type": "array"},
+            "attributes": {"type": "object"},
+        },
+        ["request_id", "index", "verdict", "kind"],
+    ),
+    "RequestRecord": _obj(
+        {
+            "id": {"type": "integer"},
+            "received_at": {"type": "number"},
+            "method": _STR,
+            "path": _STR,
+            "host": _NULLABLE_STR,
+            "headers": {"type": "array"},
+            "client_ip": _NULLABLE_STR,
+            "strict": {"type": "boolean"},
+            "strict_header": _NULLABLE_STR,
+            "status": {"type": "integer"},
+            "verdict": {"enum": ["accepted", "rejected", "malformed", "too_large", "faulted"]},
+            "errors": _array("Violation"),
+            "warnings": _array("Violation"),
+            "unknown_fields": _array("Violation"),
+            "payload": _JSON,
+            "raw": _NULLABLE_STR,
+            "event_count": {"type": "integer"},
+            "events": _array("EventRecord"),
+        },
+        ["id", "status", "verdict"],
+    ),
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_FILTERS = [
+    _query(name, _STR, f"only events whose {name} equals this")
+    for name in (
+        "visitor_id",
+        "key",
+        "kind",
+        "entity_id",
+        "uuid",
+        "account_id",
+        "project_id",
+        "client_name",
+        "verdict",
+    )
+]
+_PAGING = [
+    _query(
+        "after", {"type": "integer", "minimum": 0}, "only entries of requests with a greater id"
+    ),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "at most this many"),
+]
+
+
+def _list_of(name: str, ref: str) -> dict[str, Any]:
+    schema = _obj({name: _array(ref), "last_id": {"type": "integer"}}, [name, "last_id"])
+    return {"description": f"The {name}.", "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the document (callers may change it)."""
+    strict = {
+        "name": "X-Optimizely-Strict",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`true` or `1`: answer 400 to a batch that breaks the contract.",
+    }
+    events_post = {
+        "summary": "Send a batch of visitors, decisions and events (the Log Endpoint)",
+        "parameters": [strict],
+        "requestBody": {"required": True, "content": _json("Batch")},
+        "responses": {
+            "204": {"description": "Queued for recording (not a sign the batch was valid)."},
+            "400": {"description": "Malformed, or invalid in strict mode.", "content": _PROBLEM},
+            "404": {"description": "Not the events path.", "content": _PROBLEM},
+            "405": {"description": "Not POST.", "content": _PROBLEM},
+            "413": {"description": "Over 3.5 MB (decompressed).", "content": _PROBLEM},
+            "503": {"description": "The journal cannot record.", "content": _PROBLEM},
+        },
+    }
+    admin_problem = {"description": "Bad query.", "content": _PROBLEM}
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "logx-mock",
+            "version": "0.1.0",
+            "description": "A local emulator of Optimizely's Event API Log Endpoint.",
+        },
+        "paths": {
+            "/v1/events": {
+                "post": events_post,
+                "options": {
+                    "summary": "CORS preflight",
+                    "responses": {"204": {"description": "Preflight allowed."}},
+                },
+            },
+            "/_mock/health": {
+                "get": {
+                    "summary": "Health",
+                    "responses": {
+                        "200": {
+                            "description": "Up.",
+                            "content": {
+                                "application/json": {
+                                    "schema": _obj(
+                                        {
+                                            "status": _STR,
+                                            "last_id": {"type": "integer"},
+                                            "journal": _STR,
+                                        }
+                                    )
+                                }
+                            },
+                        }
+                    },
+                }
+            },
+            "/_mock/requests": {
+                "get": {
+                    "summary": "Journaled requests, oldest first",
+                    "parameters": [*_PAGING, _query("verdict", _STR, "only this verdict")],
+                    "responses": {
+                        "200": _list_of("requests", "RequestRecord"),
+                        "400": admin_problem,
+                    },
+                },
+                "delete": {
+                    "summary": "Forget every request (reset)",
+                    "responses": {"204": {"description": "Cleared."}},
+                },
+            },
+            "/_mock/requests/{request_id}": {
+                "get": {
+                    "summary": "One request with its events",
+                    "parameters": [
+                        {
+                            "name": "request_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "integer"},
+                        }
+                    ],
+                    "responses": {
+                        "200": {"description": "The request.", "content": _json("RequestRecord")},
+                        "404": {"description": "No such id.", "content": _PROBLEM},
+                    },
+                }
+            },
+            "/_mock/events": {
+                "get": {
+                    "summary": "Flattened events, in arrival order",
+                    "parameters": [
+                        *_PAGING,
+                        *_FILTERS,
+                        _query(
+                            "wait",
+                            {"type": "number", "minimum": 0, "maximum": 60},
+                            "with `after`: wait up to this many seconds for something newer",
+                        ),
+                    ],
+                    "responses": {"200": _list_of("events", "EventRecord"), "400": admin_problem},
+                }
+            },
+            "/_mock/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "OpenAPI 3.1.",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    },
+                }
+            },
+        },
+        "components": {"schemas": _SCHEMAS},
+    }

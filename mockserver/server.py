@@ -1,0 +1,138 @@
+"""Running the app on a real socket: in a background thread, or in the foreground.
+
+The server binds the socket itself (so port 0 works and the URL is known
+before uvicorn starts), hands it to uvicorn, and waits on a readiness event set
+by uvicorn's own startup: never a sleep.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from types import TracebackType
+
+import uvicorn
+
+from .app import LogxApp, create_app
+from .endpoint import EVENTS_PATH, Endpoint
+from .journal import MemoryJournal
+
+__all__ = ["ThreadedServer", "bind_socket", "uvicorn_config"]
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on (host, port); IPv6 when the host is an IPv6 address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port, or 0 for any"
+        ) from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
+    """The uvicorn settings every logx-mock server uses.
+
+    uvicorn's access log is off: it would print full client addresses, which
+    anonymization forbids. The endpoint logs its own line with the stored address.
+    """
+    settings: dict[str, object] = {
+        "access_log": False,
+        "lifespan": "on",
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 5,
+    }
+    settings.update(overrides)
+    return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
+
+
+class _ReadyServer(uvicorn.Server):
+    """uvicorn.Server that reports the end of its startup through an event."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.ready.set()
+
+
+class ThreadedServer:
+    """A real uvicorn server on 127.0.0.1 in a background thread.
+
+    >>> with ThreadedServer() as server:
+    ...     requests.post(server.events_url, json=batch)
+    """
+
+    def __init__(
+        self, endpoint: Endpoint | None = None, *, host: str = "127.0.0.1", port: int = 0
+    ) -> None:
+        self.endpoint = endpoint or Endpoint(MemoryJournal())
+        self.host = host
+        self._requested_port = port
+        self.port = 0
+        self._server: _ReadyServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        state = f"on {self.url}" if self._thread else "stopped"
+        return f"<ThreadedServer {state}>"
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. `http://127.0.0.1:53411`."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def events_url(self) -> str:
+        """The Log Endpoint URL to give clients instead of logx.optimizely.com's."""
+        return self.url + EVENTS_PATH
+
+    def start(self) -> ThreadedServer:
+        """Start serving; returns once the server accepts connections."""
+        if self._thread is not None:
+            raise RuntimeError("this ThreadedServer is already running; call stop() first")
+        sock = bind_socket(self.host, self._requested_port)
+        self.port = sock.getsockname()[1]
+        self._server = _ReadyServer(uvicorn_config(create_app(self.endpoint)))
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="logx-server", daemon=True
+        )
+        self._thread.start()
+        self._server.ready.wait()
+        if not self._server.started:
+            self._thread.join()
+            self._thread = None
+            raise RuntimeError("the logx-mock server failed to start; see the log above")
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread; idempotent."""
+        if self._server is None or self._thread is None:
+            return
+        self._server.should_exit = True
+        self._thread.join()
+        self._thread = None
+        self._server = None
+
+    def __enter__(self) -> ThreadedServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

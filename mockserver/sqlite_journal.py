@@ -1,0 +1,302 @@
+"""The durable journal: one SQLite file, written by one thread with group commits.
+
+Every write goes through a queue to a single writer thread. It takes all the
+jobs waiting, runs them in one transaction and commits, and only then resolves
+their futures: so a 204 always means committed, and concurrent requests share
+one commit. WAL mode lets readers run beside the writer. `synchronous=NORMAL`
+in WAL mode survives a killed process (`kill -9`); only a power loss can undo
+the last commits.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any
+
+from .history import DedupeKey, apply_history
+from .journal import Journal, JournalError, _limit, as_text, check_filters
+from .model import EventRecord, RequestRecord
+from .violations import Violation
+
+__all__ = ["SCHEMA_VERSION", "SqliteJournal"]
+
+log = logging.getLogger("logx_mock")
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    verdict TEXT NOT NULL,
+    meta TEXT NOT NULL,
+    body BLOB,
+    body_is_json INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    request_id INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    visitor_id TEXT, key TEXT, kind TEXT, entity_id TEXT, uuid TEXT, account_id TEXT,
+    project_id TEXT, client_name TEXT, verdict TEXT, timestamp INTEGER,
+    data TEXT NOT NULL,
+    PRIMARY KEY (request_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_visitor ON events (visitor_id);
+CREATE INDEX IF NOT EXISTS events_key ON events (key);
+CREATE INDEX IF NOT EXISTS events_uuid ON events (uuid);
+"""
+_COLUMNS = (
+    "visitor_id",
+    "key",
+    "kind",
+    "entity_id",
+    "uuid",
+    "account_id",
+    "project_id",
+    "client_name",
+    "verdict",
+)
+_INSERT_EVENT = (
+    f"INSERT INTO events (request_id, idx, {', '.join(_COLUMNS)}, timestamp, data) "
+    f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})"
+)
+_META_FIELDS = (
+    "received_at",
+    "method",
+    "path",
+    "host",
+    "client_ip",
+    "strict",
+    "strict_header",
+    "status",
+    "fault",
+)
+_STOP = object()
+
+
+def _timestamp_cell(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value
+    return None
+
+
+class SqliteJournal(Journal):
+    """A journal in the SQLite file at `path`, created if missing."""
+
+    def __init__(self, path: str | Path, *, max_requests: int | None = None) -> None:
+        super().__init__(max_requests=max_requests)
+        self.path = Path(path)
+        self._writer = self._connect()
+        self._reader = self._connect()
+        self._read_lock = threading.Lock()
+        self._prepare_schema()
+        row = self._writer.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests").fetchone()
+        self._last_id, self._count = int(row[0]), int(row[1])
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._write_loop, name="logx-journal", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<SqliteJournal {str(self.path)!r} last_id={self._last_id}>"
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+        except sqlite3.Error as exc:
+            raise JournalError(
+                f"cannot open the journal {str(self.path)!r}: {exc}; "
+                "pass --db with a writable path, or --memory"
+            ) from exc
+        return conn
+
+    def _prepare_schema(self) -> None:
+        self._writer.executescript(_SCHEMA)
+        row = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        if row is None:
+            self._writer.execute(
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+            )
+        elif int(row[0]) != SCHEMA_VERSION:
+            raise JournalError(
+                f"the journal {str(self.path)!r} has schema version {row[0]}, but this logx-mock "
+                f"writes version {SCHEMA_VERSION}; move the file away or pass --db NEW_PATH"
+            )
+
+    # History, asked by apply_history from the writer thread only.
+    def seen(self, key: DedupeKey) -> bool:
+        entity_id, uuid, timestamp = key
+        row = self._writer.execute(
+            "SELECT 1 FROM events WHERE uuid IS ? AND entity_id IS ? AND timestamp IS ? "
+            "AND verdict='accepted' LIMIT 1",
+            (as_text(uuid), as_text(entity_id), _timestamp_cell(timestamp)),
+        ).fetchone()
+        return row is not None
+
+    def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
+        row = self._writer.execute(
+            "SELECT 1 FROM events WHERE visitor_id IS ? AND kind='impression' "
+            "AND verdict='accepted' AND timestamp <= ? LIMIT 1",
+            (as_text(visitor_id), _timestamp_cell(timestamp)),
+        ).fetchone()
+        return row is not None
+
+    def append(self, record: RequestRecord) -> Future[RequestRecord]:
+        future: Future[RequestRecord] = Future()
+        self._queue.put(("append", record, future))
+        return future
+
+    def clear(self) -> None:
+        future: Future[Any] = Future()
+        self._queue.put(("clear", None, future))
+        future.result()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
+        self._writer.close()
+        self._reader.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while not self._queue.empty() and len(jobs) < 512:
+                jobs.append(self._queue.get_nowait())
+            stop = _STOP in jobs
+            jobs = [job for job in jobs if job is not _STOP]
+            if jobs:
+                self._run_batch(jobs)
+            if stop:
+                return
+
+    def _run_batch(self, jobs: list[Any]) -> None:
+        try:
+            self._writer.execute("BEGIN IMMEDIATE")
+            for kind, record, _ in jobs:
+                if kind == "append":
+                    self._insert(record)
+                else:
+                    self._writer.execute("DELETE FROM requests")
+                    self._writer.execute("DELETE FROM events")
+                    self._count = 0
+            self._evict()
+            self._writer.execute("COMMIT")
+        except Exception as exc:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+            log.error("journal write failed, %d request(s) not recorded: %s", len(jobs), exc)
+            self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+            error = JournalError(f"the journal could not record the request: {exc}")
+            for _, _, future in jobs:
+                future.set_exception(error)
+            return
+        for _, record, future in jobs:
+            future.set_result(record)
+        ids = [record.id for kind, record, _ in jobs if kind == "append"]
+        if ids:
+            self._committed(max(ids))
+
+    def _insert(self, record: RequestRecord) -> None:
+        apply_history(record, self)  # before this record's own events are in the table
+        meta = {name: getattr(record, name) for name in _META_FIELDS}
+        meta["headers"] = record.headers
+        for name in ("errors", "warnings", "unknown_fields"):
+            meta[name] = [v.to_dict() for v in getattr(record, name)]
+        if record.raw is not None:
+            body, is_json = record.raw, False
+        elif record.source is not None:
+            body, is_json = record.source, True
+        else:
+            body, is_json = json.dumps(record.payload).encode(), True
+        cursor = self._writer.execute(
+            "INSERT INTO requests (verdict, meta, body, body_is_json) VALUES (?, ?, ?, ?)",
+            (record.verdict, json.dumps(meta), body, is_json),
+        )
+        record.id = int(cursor.lastrowid or 0)
+        for event in record.events:
+            event.request_id = record.id
+        self._writer.executemany(_INSERT_EVENT, [self._event_row(e) for e in record.events])
+        self._count += 1
+
+    @staticmethod
+    def _event_row(event: EventRecord) -> tuple[Any, ...]:
+        cells = [as_text(getattr(event, name)) for name in _COLUMNS]
+        data = json.dumps(event.to_dict())
+        return (event.request_id, event.index, *cells, _timestamp_cell(event.timestamp), data)
+
+    def _evict(self) -> None:
+        if self.max_requests is None or self._count <= self.max_requests:
+            return
+        excess = self._count - self.max_requests
+        row = self._writer.execute(
+            "SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
+        ).fetchone()
+        self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
+        self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
+        self._count -= excess
+        log.info(
+            "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
+        )
+
+    # Reading.
+    def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        with self._read_lock:
+            return self._reader.execute(sql, params).fetchall()
+
+    def _record(self, row: Any, events: list[EventRecord]) -> RequestRecord:
+        request_id, verdict, meta_text, body, body_is_json = row
+        meta = json.loads(meta_text)
+        record = RequestRecord(
+            id=request_id,
+            verdict=verdict,
+            headers=[(k, v) for k, v in meta.pop("headers")],
+            errors=[Violation.from_dict(v) for v in meta.pop("errors")],
+            warnings=[Violation.from_dict(v) for v in meta.pop("warnings")],
+            unknown_fields=[Violation.from_dict(v) for v in meta.pop("unknown_fields")],
+            events=events,
+            **meta,
+        )
+        if body_is_json and body is not None:
+            record.payload = json.loads(body)
+        elif body is not None:
+            record.raw = bytes(body)
+        return record
+
+    def requests(
+        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+    ) -> list[RequestRecord]:
+        sql = "SELECT id, verdict, meta, body, body_is_json FROM requests WHERE id > ?"
+        params: tuple[Any, ...] = (after,)
+        if verdict is not None:
+            sql, params = sql + " AND verdict = ?", (*params, verdict)
+        rows = self._read(sql + " ORDER BY id LIMIT ?", (*params, _limit(limit)))
+        return [self._record(row, self._events_of(row[0])) for row in rows]
+
+    def request(self, request_id: int) -> RequestRecord | None:
+        rows = self._read(
+            "SELECT id, verdict, meta, body, body_is_json FROM requests WHERE id = ?", (request_id,)
+        )
+        return self._record(rows[0], self._events_of(request_id)) if rows else None
+
+    def _events_of(self, request_id: int) -> list[EventRecord]:
+        rows = self._read(
+            "SELECT data FROM events WHERE request_id = ? ORDER BY idx", (request_id,)
+        )
+        return [EventRecord.from_dict(json.loads(row[0])) for row in rows]
+
+    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+        check_filters(filters)
+        where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
+        rows = self._read(
+            f"SELECT data FROM events WHERE {' AND '.join(where)} ORDER BY request_id, idx LIMIT ?",
+            (after, *filters.values(), _limit(limit)),
+        )
+        return [EventRecord.from_dict(json.loads(row[0])) for row in rows]

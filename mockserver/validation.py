@@ -1,0 +1,372 @@
+"""The contract of the Log Endpoint's body, as rules over a decoded JSON object.
+
+`validate(payload)` walks the batch once and returns a `Report`: **errors**
+(the batch is unusable: 400 in strict mode, silently dropped otherwise),
+**warnings** (accepted, but the data would probably not count in results) and
+**notes** (unknown fields, which both modes tolerate). Rules that need the
+history of earlier requests (duplicates, conversions before any decision) live
+in `history.py`, because only the journal knows that history.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .violations import Report, json_type
+
+__all__ = ["INT64_MAX", "SCHEMA", "Field", "is_impression", "validate"]
+
+INT64_MAX = 2**63 - 1
+_SECONDS_CEILING = 100_000_000_000  # below this an epoch timestamp is seconds, not ms
+_FUTURE_SLACK_MS = 24 * 3600 * 1000
+RULE_TYPES = {"experiment", "feature-test", "rollout", "holdout", "targeted-delivery", "a/b"}
+REGIONS = {"US", "EU"}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of one level of the batch.
+
+    `kind` is the JSON type wanted; `required` fields that are absent are
+    errors; `id_like` fields warn (not fail) when null or empty, because the
+    official SDKs send those for no-decision impressions.
+    """
+
+    kind: str
+    required: bool = False
+    id_like: bool = False
+
+
+_S, _B, _I, _N, _A, _O = "string", "boolean", "integer", "number", "array", "object"
+
+SCHEMA: dict[str, dict[str, Field]] = {
+    "batch": {
+        "account_id": Field(_S, required=True),
+        "project_id": Field(_S),
+        "anonymize_ip": Field(_B),
+        "client_name": Field(_S),
+        "client_version": Field(_S),
+        "visitors": Field(_A, required=True),
+        "revision": Field(_S),
+        "enrich_decisions": Field(_B),
+        "region": Field(_S),
+    },
+    "visitor": {
+        "visitor_id": Field(_S, required=True, id_like=True),
+        "session_id": Field(_S),
+        "attributes": Field(_A),
+        "snapshots": Field(_A, required=True),
+    },
+    "attribute": {
+        "type": Field(_S, required=True),
+        "value": Field("scalar", required=True),
+        "entity_id": Field(_S),
+        "key": Field(_S),
+    },
+    "snapshot": {
+        "events": Field(_A, required=True),
+        "decisions": Field(_A),
+    },
+    "decision": {
+        "campaign_id": Field(_S, required=True, id_like=True),
+        "experiment_id": Field(_S, required=True, id_like=True),
+        "variation_id": Field(_S, required=True, id_like=True),
+        "is_campaign_holdback": Field(_B),
+        "metadata": Field(_O),
+    },
+    "metadata": {
+        "flag_key": Field(_S),
+        "rule_key": Field(_S),
+        "rule_type": Field(_S),
+        "variation_key": Field(_S),
+        "enabled": Field(_B),
+        "cmab_uuid": Field(_S),
+    },
+    "event": {
+        "timestamp": Field(_I, required=True),
+        "uuid": Field(_S, required=True),
+        "entity_id": Field(_S, id_like=True),
+        "key": Field(_S),
+        "type": Field(_S),
+        "revenue": Field(_I),
+        "value": Field(_N),
+        "quantity": Field(_I),
+        "tags": Field(_O),
+        "properties": Field(_O),
+    },
+}
+
+_INT64_FIELDS = {"timestamp", "revenue", "quantity"}
+
+
+def _matches(kind: str, value: Any) -> bool:
+    actual = json_type(value)
+    if kind == "scalar":
+        return actual in ("string", "integer", "number", "boolean")
+    if kind == "number":
+        return actual in ("integer", "number")
+    return actual == kind
+
+
+def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) -> None:
+    """Required fields, types and unknown fields of one object of the batch."""
+    fields = SCHEMA[level]
+    prefix = f"{path}." if path else ""
+    for name, spec in fields.items():
+        here = prefix + name
+        if name not in obj:
+            if spec.required:
+                report.error(here, "required", f"'{name}' is required", spec.kind, None)
+            continue
+        value = obj[name]
+        if spec.id_like and value in (None, ""):
+            state = "null" if value is None else "empty"
+            report.warn(
+                here,
+                "empty_id",
+                f"'{name}' is {state}: Optimizely cannot attribute this to anything",
+                "a non-empty string",
+                value,
+            )
+            continue
+        if not _matches(spec.kind, value):
+            report.error(
+                here,
+                "type",
+                f"'{name}' must be {_article(spec.kind)}, got {json_type(value)}",
+                spec.kind,
+                value,
+            )
+            continue
+        if name in _INT64_FIELDS and not -INT64_MAX - 1 <= value <= INT64_MAX:
+            report.error(here, "range", f"'{name}' does not fit in 64 bits", "int64", value)
+    for name in obj:
+        if name not in fields:
+            report.note(prefix + name, "unknown_field", _unknown(name, fields))
+
+
+def _unknown(name: str, fields: dict[str, Field]) -> str:
+    close = difflib.get_close_matches(name, list(fields), n=1, cutoff=0.6)
+    if not close:
+        close = [f for f in fields if f.replace("_", "") == name.lower().replace("_", "")]
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return f"unknown field '{name}' is ignored by Optimizely{hint}"
+
+
+def _article(kind: str) -> str:
+    if kind == "scalar":
+        return "a string, number or boolean"
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
+def _each(
+    parent: dict[str, Any],
+    name: str,
+    path: str,
+    level: str,
+    report: Report,
+    visit: Callable[[dict[str, Any], str], None] | None = None,
+) -> None:
+    """Check every item of the array `parent[name]` as an object of `level`."""
+    items = parent.get(name)
+    if not isinstance(items, list):
+        return
+    base = f"{path}.{name}" if path else name
+    for i, item in enumerate(items):
+        here = f"{base}[{i}]"
+        if not isinstance(item, dict):
+            wanted = f"each item of '{name}' must be an object, got {json_type(item)}"
+            report.error(here, "type", wanted, "object", item)
+            continue
+        _check_object(item, level, here, report)
+        if visit is not None:
+            visit(item, here)
+
+
+def validate(payload: Any, *, now_ms: int | None = None) -> Report:
+    """Check one decoded body against the Log Endpoint contract.
+
+    `now_ms` is the receive time used by the "far in the future" warning
+    (defaults to the current time). Never raises, whatever `payload` is.
+    """
+    report = Report()
+    if not isinstance(payload, dict):
+        report.error(
+            "$",
+            "object",
+            f"the body must be a JSON object, got {json_type(payload)}",
+            "object",
+            payload,
+        )
+        return report
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    _check_object(payload, "batch", "", report)
+    _check_batch_semantics(payload, report)
+    _each(
+        payload, "visitors", "", "visitor", report, lambda v, p: _visit_visitor(v, p, report, now)
+    )
+    return report
+
+
+def _check_batch_semantics(batch: dict[str, Any], report: Report) -> None:
+    if batch.get("account_id") == "":
+        report.error("account_id", "empty", "'account_id' is empty", "a non-empty string", "")
+    visitors = batch.get("visitors")
+    if isinstance(visitors, list) and not visitors:
+        report.error(
+            "visitors",
+            "empty",
+            "'visitors' is empty: there is nothing to record",
+            "at least one visitor",
+            visitors,
+        )
+    region = batch.get("region")
+    if isinstance(region, str) and region not in REGIONS:
+        report.warn("region", "region", f"unknown region {region!r}", "US or EU", region)
+
+
+def _visit_visitor(visitor: dict[str, Any], path: str, report: Report, now: int) -> None:
+    _each(visitor, "attributes", path, "attribute", report)
+    snapshots = visitor.get("snapshots")
+    if isinstance(snapshots, list) and not snapshots:
+        report.warn(
+            f"{path}.snapshots",
+            "nothing_to_record",
+            "'snapshots' is empty",
+            "at least one snapshot",
+            snapshots,
+        )
+    _each(
+        visitor,
+        "snapshots",
+        path,
+        "snapshot",
+        report,
+        lambda s, p: _visit_snapshot(s, p, report, now),
+    )
+
+
+def _visit_snapshot(snapshot: dict[str, Any], path: str, report: Report, now: int) -> None:
+    def visit_decision(decision: dict[str, Any], here: str) -> None:
+        metadata = decision.get("metadata")
+        if isinstance(metadata, dict):
+            _check_object(metadata, "metadata", f"{here}.metadata", report)
+            rule_type = metadata.get("rule_type")
+            if isinstance(rule_type, str) and rule_type not in RULE_TYPES:
+                report.warn(
+                    f"{here}.metadata.rule_type",
+                    "rule_type",
+                    f"unknown rule_type {rule_type!r}",
+                    ", ".join(sorted(RULE_TYPES)),
+                    rule_type,
+                )
+
+    _each(snapshot, "decisions", path, "decision", report, visit_decision)
+    events = snapshot.get("events")
+    if isinstance(events, list) and not events:
+        report.warn(
+            f"{path}.events", "nothing_to_record", "'events' is empty", "at least one event", events
+        )
+    decisions = snapshot.get("decisions")
+    campaigns = (
+        [d.get("campaign_id") for d in decisions or [] if isinstance(d, dict)]
+        if isinstance(decisions, list)
+        else []
+    )
+    _each(
+        snapshot,
+        "events",
+        path,
+        "event",
+        report,
+        lambda e, p: _visit_event(e, p, report, now, campaigns),
+    )
+
+
+def is_impression(event: dict[str, Any]) -> bool:
+    """Impressions are the events the SDKs send as `campaign_activated`."""
+    return event.get("key") == "campaign_activated" or event.get("type") == "campaign_activated"
+
+
+def _visit_event(
+    event: dict[str, Any], path: str, report: Report, now: int, campaigns: list[Any]
+) -> None:
+    _check_timestamp(event.get("timestamp"), f"{path}.timestamp", report, now)
+    for name in ("tags", "properties"):
+        _check_map(event.get(name), name, f"{path}.{name}", report)
+    tags = event.get("tags")
+    if isinstance(tags, dict):
+        for name in ("revenue", "value"):
+            if name in tags and name not in event:
+                report.warn(
+                    f"{path}.{name}",
+                    f"{name}_only_in_tags",
+                    f"'{name}' is only in tags: results read the event's own '{name}' field",
+                    f"'{name}' on the event",
+                    None,
+                )
+    if is_impression(event):
+        _check_impression(event, path, report, campaigns)
+
+
+def _check_timestamp(ts: Any, path: str, report: Report, now: int) -> None:
+    if not isinstance(ts, int) or isinstance(ts, bool) or abs(ts) > INT64_MAX:
+        return
+    if ts < _SECONDS_CEILING:
+        report.warn(
+            path,
+            "timestamp_seconds",
+            "timestamp looks like seconds or is before 1973: the endpoint wants epoch milliseconds",
+            "epoch milliseconds (13 digits)",
+            ts,
+        )
+    elif ts > now + _FUTURE_SLACK_MS:
+        report.warn(
+            path,
+            "timestamp_future",
+            "timestamp is more than a day in the future",
+            f"at most {now + _FUTURE_SLACK_MS}",
+            ts,
+        )
+
+
+def _check_map(value: Any, name: str, path: str, report: Report) -> None:
+    if not isinstance(value, dict):
+        return
+    kind = "string" if name == "properties" else "scalar"
+    for key, item in value.items():
+        if not _matches(kind, item):
+            report.error(
+                f"{path}.{key}",
+                "type",
+                f"values of '{name}' must be {_article(kind)}, got {json_type(item)}",
+                kind,
+                item,
+            )
+
+
+def _check_impression(
+    event: dict[str, Any], path: str, report: Report, campaigns: list[Any]
+) -> None:
+    if not campaigns:
+        report.warn(
+            path,
+            "impression_without_decision",
+            "an impression with no decision in its snapshot counts for no experiment",
+            "a decision in the same snapshot",
+            None,
+        )
+        return
+    entity = event.get("entity_id")
+    if entity not in campaigns and entity not in (None, "") and campaigns[0] not in (None, ""):
+        report.warn(
+            f"{path}.entity_id",
+            "impression_mismatch",
+            "an impression's entity_id must be its decision's campaign_id",
+            str(campaigns[0]),
+            entity,
+        )

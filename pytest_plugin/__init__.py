@@ -1,0 +1,1 @@
+"""The logx-mock pytest plugin (registered as the `logx_mock` pytest11 entry point)."""
