@@ -40,6 +40,8 @@ class EndpointConfig:
 
     max_body_bytes: int = MAX_BODY_BYTES
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    force_strict: bool = False
+    """Treat every request as if it carried `X-Optimizely-Strict: true` (pytest's `strict`)."""
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
@@ -107,7 +109,7 @@ class Endpoint:
     def _judge(self, request: CoreRequest) -> RequestRecord:
         """Decode, validate and anonymize: the whole verdict, before anything is stored."""
         strict_header = request.header("x-optimizely-strict")
-        strict = is_strict(strict_header)
+        strict = self.config.force_strict or is_strict(strict_header)
         record = RequestRecord(
             id=0,
             received_at=request.received_at,

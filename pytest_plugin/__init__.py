@@ -1,1 +1,29 @@
-"""The logx-mock pytest plugin (registered as the `logx_mock` pytest11 entry point)."""
+"""The logx-mock pytest plugin (the `logx_mock` pytest11 entry point).
+
+The fixtures live in `pytest_plugin.plugin`; this package exports the classes a
+test may want to name in type hints or use outside fixtures.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.register_assert_rewrite("pytest_plugin.handle", "pytest_plugin.matching")
+
+from .dispatcher import LogxEventDispatcher  # noqa: E402
+from .handle import LogxHandle, ServerHandle  # noqa: E402
+from .matching import Mismatch  # noqa: E402
+from .options import LogxOptions  # noqa: E402
+from .routes import LOGX_HOSTS, logx_router  # noqa: E402
+from .transport import LogxTransport  # noqa: E402
+
+__all__ = [
+    "LOGX_HOSTS",
+    "LogxEventDispatcher",
+    "LogxHandle",
+    "LogxOptions",
+    "LogxTransport",
+    "Mismatch",
+    "ServerHandle",
+    "logx_router",
+]

@@ -1,1 +1,145 @@
-"""Placeholder replaced below."""
+"""The pytest11 plugin `logx_mock`: fixtures, the `logx` marker and ini options.
+
+Fixtures:
+    logx_mock             respx routes for the logx hosts (httpx, sync and async)
+    logx_transport        an httpx transport bound to the mock, nothing patched
+    make_logx_server      the session's live uvicorn server (thread, 127.0.0.1:0)
+    logx_server           that server, reset before each test, with its options
+    logx_event_dispatcher an Optimizely SDK event dispatcher delivering to logx_server
+
+After each test, every logx fixture checks that no request would have been
+rejected by the real endpoint, unless `@pytest.mark.logx(allow_rejected=True)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Generator, Iterator
+from typing import Any
+
+import pytest
+
+from mockserver import Endpoint, EndpointConfig, MemoryJournal, ThreadedServer
+
+from .dispatcher import LogxEventDispatcher
+from .handle import LogxHandle, ServerHandle, summarize
+from .options import INI_KEYS, LogxOptions, from_ini, merge_markers
+from .routes import logx_router
+from .transport import LogxTransport
+
+__all__ = [
+    "logx_event_dispatcher",
+    "logx_mock",
+    "logx_server",
+    "logx_transport",
+    "make_logx_server",
+]
+
+_handles_key = pytest.StashKey[list[LogxHandle]]()
+_failed_key = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    for key, (help_text, _) in INI_KEYS.items():
+        parser.addini(key, help_text, type="bool", default=False)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "logx(strict=False, allow_rejected=False): options for the logx-mock fixtures; "
+        "module, class and test markers merge, the closest wins",
+    )
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.when == "call" and report.failed:
+        item.stash[_failed_key] = True
+        for handle in item.stash.get(_handles_key, []):
+            report.sections.append(("logx-mock journal", summarize(handle.requests)))
+    return report
+
+
+def _options(request: pytest.FixtureRequest) -> LogxOptions:
+    return merge_markers(from_ini(request.config), request.node.iter_markers("logx"))
+
+
+def _checked(
+    request: pytest.FixtureRequest, handle: LogxHandle, options: LogxOptions
+) -> Iterator[LogxHandle]:
+    """Yield `handle`; after the test, fail on rejections unless the test failed already."""
+    request.node.stash.setdefault(_handles_key, []).append(handle)
+    yield handle
+    if not options.allow_rejected and not request.node.stash.get(_failed_key, False):
+        handle.assert_no_rejections()
+
+
+class TransportHandle(LogxHandle, LogxTransport):
+    """An httpx transport that is also a handle: give it to a client, then assert on it."""
+
+    def __init__(self, endpoint: Endpoint) -> None:
+        LogxHandle.__init__(self, endpoint)
+        LogxTransport.__init__(self, endpoint)
+
+    def __repr__(self) -> str:
+        return f"<TransportHandle {self.journal!r}>"
+
+
+class MockHandle(LogxHandle):
+    """The `logx_mock` handle; `router` is the started respx router."""
+
+    router: Any = None
+
+
+@pytest.fixture
+def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
+    """Route https://logx.optimizely.com/v1/events (and the EU host) to the mock, in process."""
+    options = _options(request)
+    handle = MockHandle(Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict)))
+    with logx_router(handle.endpoint) as router:
+        handle.router = router
+        yield from _checked(request, handle, options)
+
+
+@pytest.fixture
+def logx_transport(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
+    """An httpx transport bound to a fresh mock: `httpx.Client(transport=logx_transport)`."""
+    options = _options(request)
+    endpoint = Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict))
+    yield from _checked(request, TransportHandle(endpoint), options)
+
+
+@pytest.fixture(scope="session")
+def make_logx_server() -> Iterator[ServerHandle]:
+    """The session's live server: uvicorn on 127.0.0.1 in a thread, memory journal."""
+    server = ThreadedServer(Endpoint(MemoryJournal())).start()
+    try:
+        yield ServerHandle(server.endpoint, server.url)
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def logx_server(
+    request: pytest.FixtureRequest, make_logx_server: ServerHandle
+) -> Iterator[ServerHandle]:
+    """The live server, reset before the test and configured by its options."""
+    options = _options(request)
+    endpoint = make_logx_server.endpoint
+    base = endpoint.config
+    make_logx_server.reset()
+    endpoint.config = dataclasses.replace(base, force_strict=options.strict)
+    try:
+        yield from _checked(request, make_logx_server, options)  # type: ignore[misc]
+    finally:
+        endpoint.config = base
+
+
+@pytest.fixture
+def logx_event_dispatcher(logx_server: ServerHandle) -> LogxEventDispatcher:
+    """An Optimizely SDK event dispatcher that delivers to `logx_server`."""
+    return LogxEventDispatcher(logx_server.events_url)

@@ -1,0 +1,201 @@
+"""One handle, the same assertion API for every fixture.
+
+`LogxHandle` reads a journal and asserts in Optimizely's terms (impressions,
+conversions). `ServerHandle` adds the URLs of a live server. The plugin's
+teardown check calls the same public `assert_no_rejections` a user can call.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from mockserver import EVENTS_PATH, Endpoint, EventRecord, Journal, RequestRecord
+
+from .matching import check_filters, describe_event, difference, near_misses
+
+__all__ = ["LogxHandle", "ServerHandle", "summarize"]
+
+_ALL = 100_000
+_UNSET: Any = object()
+
+
+def _describe_filters(filters: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in filters.items()) or "(no filter)"
+
+
+def summarize(requests: list[RequestRecord]) -> str:
+    """The journal as a few lines: one per request, with its errors."""
+    if not requests:
+        return "The journal is empty: no request reached the mock."
+    lines = [f"{len(requests)} request(s) reached the mock:"]
+    for record in requests:
+        lines.append(
+            f"  #{record.id} {record.status} {record.verdict}: {len(record.events)} event(s),"
+            f" {len(record.errors)} error(s), {len(record.warnings)} warning(s)"
+        )
+        lines.extend(f"      error {v}" for v in record.errors)
+    return "\n".join(lines)
+
+
+class LogxHandle:
+    """What a test sees of the mock: its journal, and assertions over it."""
+
+    def __init__(self, endpoint: Endpoint, *, on_reset: Callable[[], None] | None = None) -> None:
+        self.endpoint = endpoint
+        self._on_reset = on_reset
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.journal!r}>"
+
+    @property
+    def journal(self) -> Journal:
+        return self.endpoint.journal
+
+    @property
+    def requests(self) -> list[RequestRecord]:
+        """Every journaled request, oldest first."""
+        return self.journal.requests(limit=_ALL)
+
+    @property
+    def events(self) -> list[EventRecord]:
+        """Every journaled event, in arrival order (all verdicts)."""
+        return self.journal.events(limit=_ALL)
+
+    def get_events(self, **filters: Any) -> list[EventRecord]:
+        """Events matching every filter: any event field (`tags` and `attributes` as a
+        subset), or a decision field such as `experiment_id` or `flag_key`."""
+        check_filters(filters)
+        return [e for e in self.events if not difference(e, filters)]
+
+    def get_event(self, **filters: Any) -> EventRecord:
+        """The one event matching `filters`; fails listing what matched or came close."""
+        found = self.get_events(**filters)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            listed = "\n".join(f"  - {describe_event(e)}" for e in found)
+            raise AssertionError(
+                f"Expected exactly one event with {_describe_filters(filters)}, "
+                f"found {len(found)}:\n{listed}"
+            )
+        raise AssertionError(
+            f"Expected exactly one event with {_describe_filters(filters)}, found none.\n"
+            + near_misses(self.events, filters)
+        )
+
+    def wait_for_events(self, count: int = 1, timeout: float = 5.0, **filters: Any
+                        ) -> list[EventRecord]:
+        """Block until `count` matching events arrived (for SDKs that dispatch from a
+        thread); fails after `timeout` seconds showing what did arrive."""
+        check_filters(filters)
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.journal.last_id
+            found = self.get_events(**filters)
+            if len(found) >= count:
+                return found
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self.journal.wait_for(seen, remaining):
+                found = self.get_events(**filters)
+                if len(found) >= count:
+                    return found
+                raise AssertionError(
+                    f"Waited {timeout:g}s for {count} event(s) with {_describe_filters(filters)}, "
+                    f"got {len(found)}.\n" + near_misses(self.events, filters)
+                )
+
+    def _assert_events(self, what: str, filters: dict[str, Any], count: int | None
+                       ) -> list[EventRecord]:
+        filters = {k: v for k, v in filters.items() if v is not _UNSET}
+        filters.setdefault("verdict", "accepted")
+        found = self.get_events(**filters)
+        if count is None and found or count is not None and len(found) == count:
+            return found
+        wanted = "at least one" if count is None else f"exactly {count}"
+        raise AssertionError(
+            f"Expected {wanted} {what} with {_describe_filters(filters)}, found {len(found)}.\n"
+            + near_misses(self.events, filters)
+        )
+
+    def assert_impression(
+        self,
+        *,
+        visitor_id: Any = _UNSET,
+        experiment_id: Any = _UNSET,
+        variation_id: Any = _UNSET,
+        campaign_id: Any = _UNSET,
+        flag_key: Any = _UNSET,
+        rule_key: Any = _UNSET,
+        variation_key: Any = _UNSET,
+        count: int | None = None,
+        **filters: Any,
+    ) -> list[EventRecord]:
+        """Assert accepted impressions (decisions) arrived; returns them."""
+        return self._assert_events(
+            "impression",
+            dict(kind="impression", visitor_id=visitor_id, experiment_id=experiment_id,
+                 variation_id=variation_id, campaign_id=campaign_id, flag_key=flag_key,
+                 rule_key=rule_key, variation_key=variation_key, **filters),
+            count,
+        )
+
+    def assert_conversion(
+        self,
+        key: Any = _UNSET,
+        *,
+        visitor_id: Any = _UNSET,
+        revenue: Any = _UNSET,
+        value: Any = _UNSET,
+        tags: Any = _UNSET,
+        count: int | None = None,
+        **filters: Any,
+    ) -> list[EventRecord]:
+        """Assert accepted conversions (tracked events) arrived; returns them."""
+        return self._assert_events(
+            "conversion",
+            dict(kind="conversion", key=key, visitor_id=visitor_id, revenue=revenue,
+                 value=value, tags=tags, **filters),
+            count,
+        )
+
+    def assert_no_rejections(self) -> None:
+        """Fail listing every request the real endpoint would have dropped or refused."""
+        bad = [r for r in self.requests if r.verdict in ("rejected", "malformed", "too_large")]
+        if not bad:
+            return
+        lines = [
+            f"{len(bad)} request(s) would be dropped by Optimizely "
+            "(the real endpoint answers 204 and discards them):"
+        ]
+        for record in bad:
+            lines.append(f"  request #{record.id} ({record.verdict}, answered {record.status}):")
+            lines.extend(f"    - {v}" for v in record.errors)
+        lines.append(
+            "Fix the payloads, or mark the test @pytest.mark.logx(allow_rejected=True) "
+            "if sending them is the point."
+        )
+        raise AssertionError("\n".join(lines))
+
+    def reset(self) -> None:
+        """Forget every journaled request."""
+        self.journal.clear()
+        if self._on_reset is not None:
+            self._on_reset()
+
+
+class ServerHandle(LogxHandle):
+    """A live server's handle: the same API, plus where to send requests."""
+
+    def __init__(self, endpoint: Endpoint, url: str, **kwargs: Any) -> None:
+        super().__init__(endpoint, **kwargs)
+        self.url = url
+
+    def __repr__(self) -> str:
+        return f"<ServerHandle {self.url} {self.journal!r}>"
+
+    @property
+    def events_url(self) -> str:
+        """Give this to clients instead of https://logx.optimizely.com/v1/events."""
+        return self.url + EVENTS_PATH
