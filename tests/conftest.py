@@ -1,0 +1,85 @@
+"""Fixtures shared by the unit and integration tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mockserver import Endpoint, EndpointConfig, MemoryJournal, SqliteJournal, ThreadedServer
+
+
+@pytest.fixture
+def journal_path(tmp_path: Path) -> Path:
+    return tmp_path / "journal.db"
+
+
+@pytest.fixture
+def sqlite_server(journal_path: Path) -> Iterator[ThreadedServer]:
+    """A real uvicorn server on 127.0.0.1 over a real SQLite file."""
+    journal = SqliteJournal(journal_path)
+    with ThreadedServer(Endpoint(journal)) as server:
+        yield server
+    journal.close()
+
+
+@pytest.fixture
+def memory_endpoint() -> Endpoint:
+    return Endpoint(MemoryJournal(), config=EndpointConfig())
+
+
+class ServeProcess:
+    """`logx-mock serve` run as a subprocess, as a user would."""
+
+    def __init__(self, *args: str) -> None:
+        # The log goes to a file: a pipe nobody reads would fill and stall the server.
+        self.log = tempfile.TemporaryFile("w+")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.banner = self.proc.stdout.readline()
+        match = re.search(r"http://(\S+?)/v1/events", self.banner)
+        if match is None:
+            self.proc.kill()
+            raise AssertionError(f"no URL in the banner {self.banner!r}: {self.read_log()}")
+        self.url = f"http://{match.group(1)}"
+        self.events_url = self.url + "/v1/events"
+
+    def read_log(self) -> str:
+        self.log.seek(0)
+        return self.log.read()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10) -> tuple[int, str]:
+        """Send `sig`, wait for the exit; returns (exit code, everything logged)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        self.proc.communicate(timeout=timeout)
+        return self.proc.returncode, self.read_log()
+
+
+@pytest.fixture
+def serve() -> Iterator[type[ServeProcess]]:
+    """Start `logx-mock serve` subprocesses; all are stopped at teardown."""
+    started: list[ServeProcess] = []
+
+    class Tracked(ServeProcess):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Tracked
+    for process in started:
+        if process.proc.poll() is None:
+            process.proc.kill()
+            process.proc.communicate()

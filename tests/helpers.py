@@ -1,0 +1,91 @@
+"""Payload builders and small helpers shared by the tests."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+PAYLOADS = Path(__file__).parent / "payloads"
+DATAFILE = Path(__file__).parent / "datafile.json"
+EXAMPLES = sorted(p.name for p in PAYLOADS.glob("*.json"))
+
+
+def example(name: str) -> dict[str, Any]:
+    """One of the SDK-shaped example payloads, as a fresh dict."""
+    return json.loads((PAYLOADS / name).read_text())
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def impression(visitor_id: str = "user-1", **event: Any) -> dict[str, Any]:
+    """A valid one-impression batch, shaped like the Python SDK's."""
+    return {
+        "account_id": "12001",
+        "project_id": "111001",
+        "client_name": "python-sdk",
+        "client_version": "5.7.0",
+        "anonymize_ip": True,
+        "enrich_decisions": True,
+        "visitors": [
+            {
+                "visitor_id": visitor_id,
+                "attributes": [{"entity_id": "7723280020", "key": "plan", "type": "custom",
+                                "value": "pro"}],
+                "snapshots": [
+                    {
+                        "decisions": [
+                            {
+                                "campaign_id": "111182",
+                                "experiment_id": "111127",
+                                "variation_id": "111129",
+                                "metadata": {"flag_key": "checkout_flow", "rule_key": "checkout_ab",
+                                             "rule_type": "feature-test",
+                                             "variation_key": "treatment", "enabled": True},
+                            }
+                        ],
+                        "events": [
+                            {"entity_id": "111182", "key": "campaign_activated",
+                             "uuid": str(uuid.uuid4()), "timestamp": now_ms(), **event}
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def conversion(key: str = "purchase", visitor_id: str = "user-1", **event: Any) -> dict[str, Any]:
+    """A valid one-conversion batch."""
+    batch = impression(visitor_id)
+    snapshot = batch["visitors"][0]["snapshots"][0]
+    del snapshot["decisions"]
+    snapshot["events"] = [
+        {"entity_id": "111095", "key": key, "uuid": str(uuid.uuid4()), "timestamp": now_ms(),
+         **event}
+    ]
+    return batch
+
+
+def mutate(batch: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """A copy of `batch` with the dotted `path` (`visitors.0.visitor_id`) set to `value`,
+    or deleted when `value` is DELETE."""
+    result = copy.deepcopy(batch)
+    *parents, last = path.split(".")
+    node: Any = result
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    key: Any = int(last) if isinstance(node, list) else last
+    if value is DELETE:
+        del node[key]
+    else:
+        node[key] = value
+    return result
+
+
+DELETE = object()

@@ -1,0 +1,235 @@
+"""Both journals: recording, history warnings, queries, ids, retention, durability."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from helpers import conversion, impression
+
+from mockserver import (
+    CoreRequest,
+    Endpoint,
+    Journal,
+    JournalError,
+    MemoryJournal,
+    RequestRecord,
+    SqliteJournal,
+)
+
+
+def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
+    import json
+
+    request = CoreRequest(
+        "POST", "/v1/events", json.dumps(payload).encode(),
+        headers=[("content-type", "application/json"), *headers.items()],
+    )
+    outcome = endpoint.handle(request)
+    assert outcome.record is not None
+    return outcome.record
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Journal]]:
+    opened: list[Journal] = []
+
+    def make(**kwargs: object) -> Journal:
+        journal: Journal
+        if request.param == "memory":
+            journal = MemoryJournal(**kwargs)  # type: ignore[arg-type]
+        else:
+            journal = SqliteJournal(tmp_path / "j.db", **kwargs)  # type: ignore[arg-type]
+        opened.append(journal)
+        return journal
+
+    yield make
+    for journal in opened:
+        journal.close()
+
+
+def test_records_round_trip_with_events(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    sent = impression("v-1")
+    record = _post(endpoint, sent)
+    stored = endpoint.journal.request(record.id)
+    assert stored is not None
+    assert stored.payload == sent
+    assert stored.verdict == "accepted" and stored.status == 204
+    (event,) = stored.events
+    assert (event.kind, event.visitor_id, event.request_id) == ("impression", "v-1", record.id)
+    assert event.attributes == {"plan": "pro"}
+    assert event.decisions[0]["experiment_id"] == "111127"
+
+
+def test_ids_only_grow_even_across_clear(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    first = _post(endpoint, impression()).id
+    second = _post(endpoint, impression()).id
+    endpoint.journal.clear()
+    assert endpoint.journal.requests() == []
+    third = _post(endpoint, impression()).id
+    assert first < second < third
+
+
+def test_event_filters_after_and_limit(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    a = _post(endpoint, impression("alice"))
+    _post(endpoint, conversion("purchase", "alice"))
+    _post(endpoint, conversion("signup", "bob"))
+    journal = endpoint.journal
+    assert [e.key for e in journal.events(visitor_id="alice")] == ["campaign_activated", "purchase"]
+    assert [e.visitor_id for e in journal.events(kind="conversion")] == ["alice", "bob"]
+    assert [e.key for e in journal.events(after=a.id)] == ["purchase", "signup"]
+    assert len(journal.events(limit=1)) == 1
+    assert journal.events(key="purchase", visitor_id="bob") == []
+    with pytest.raises(ValueError, match="unknown event filter"):
+        journal.events(visitorId="alice")
+
+
+def test_duplicates_are_flagged_across_requests_and_within_a_batch(
+    make_journal: Callable[..., Journal],
+) -> None:
+    endpoint = Endpoint(make_journal())
+    batch = impression("v")
+    assert _post(endpoint, batch).warnings == []
+    again = _post(endpoint, batch)
+    assert [w.rule for w in again.warnings] == ["duplicate_event"]
+    assert again.warnings[0].path == "visitors[0].snapshots[0].events[0].uuid"
+    assert again.events[0].duplicate
+    stored = endpoint.journal.request(again.id)
+    assert stored is not None and stored.events[0].duplicate
+    assert [w.rule for w in stored.warnings] == ["duplicate_event"]
+    twice = impression("w")
+    twice["visitors"].append(twice["visitors"][0])
+    assert [e.duplicate for e in _post(endpoint, twice).events] == [False, True]
+
+
+def test_rejected_events_make_no_history(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    bad = impression("v")
+    bad["account_id"] = 5
+    assert _post(endpoint, bad).verdict == "rejected"
+    bad["account_id"] = "5"
+    assert _post(endpoint, bad).warnings == []
+
+
+def test_conversion_before_any_decision_is_warned(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    early = _post(endpoint, conversion("purchase", "newcomer"))
+    assert [w.rule for w in early.warnings] == ["conversion_before_decision"]
+    _post(endpoint, impression("newcomer"))
+    assert _post(endpoint, conversion("purchase", "newcomer")).warnings == []
+
+
+def test_retention_cap_evicts_the_oldest(
+    make_journal: Callable[..., Journal], caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = Endpoint(make_journal(max_requests=3))
+    caplog.set_level("INFO", logger="logx_mock")
+    ids = [_post(endpoint, impression(f"v{i}")).id for i in range(5)]
+    assert [r.id for r in endpoint.journal.requests()] == ids[2:]
+    assert {e.visitor_id for e in endpoint.journal.events()} == {"v2", "v3", "v4"}
+    assert "journal cap 3 reached: evicted the 1 oldest request(s)" in caplog.text
+
+
+def test_max_requests_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_requests must be at least 1, got 0"):
+        MemoryJournal(max_requests=0)
+
+
+def test_wait_for_wakes_on_commit(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    assert not endpoint.journal.wait_for(0, timeout=0.05)
+    timer = threading.Timer(0.1, lambda: _post(endpoint, impression()))
+    timer.start()
+    started = time.monotonic()
+    assert endpoint.journal.wait_for(0, timeout=10)
+    assert time.monotonic() - started < 5
+    timer.join()
+
+
+def test_concurrent_appends_all_commit_with_unique_ids(
+    make_journal: Callable[..., Journal],
+) -> None:
+    endpoint = Endpoint(make_journal())
+    results: list[int] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(25):
+            record = _post(endpoint, impression(f"t{n}-{i}"))
+            with lock:
+                results.append(record.id)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(results)) == 200
+    assert len(endpoint.journal.requests(limit=1000)) == 200
+    assert len(endpoint.journal.events(limit=1000)) == 200
+
+
+def test_sqlite_journal_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    first = _post(Endpoint(journal), impression("persisted")).id
+    journal.close()
+    reopened = SqliteJournal(path)
+    try:
+        assert [e.visitor_id for e in reopened.events()] == ["persisted"]
+        assert reopened.last_id == first
+        assert _post(Endpoint(reopened), impression()).id > first
+    finally:
+        reopened.close()
+
+
+def test_sqlite_schema_version_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(JournalError, match="has schema version 99, but this logx-mock writes"):
+        SqliteJournal(path)
+
+
+def test_sqlite_unopenable_path_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(JournalError, match="pass --db with a writable path, or --memory"):
+        SqliteJournal(tmp_path / "missing-dir" / "j.db")
+
+
+def test_failed_write_rejects_the_future_and_keeps_going(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+        endpoint = Endpoint(journal)
+        record = _post(endpoint, impression())
+        broken = RequestRecord(
+            id=0, received_at=0, method="POST", path="/v1/events", host=None, headers=[],
+            client_ip=None, strict=False, strict_header=None, status=204, verdict="accepted",
+            payload={"unserializable": {1, 2}},
+        )
+        with pytest.raises(JournalError, match="could not record"):
+            journal.append(broken).result(timeout=10)
+        assert _post(endpoint, impression()).id > record.id
+    finally:
+        journal.close()
+
+
+def test_listener_errors_do_not_stop_recording(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    calls: list[int] = []
+
+    def broken(last_id: int) -> None:
+        calls.append(last_id)
+        raise RuntimeError("listener bug")
+
+    endpoint.journal.add_listener(broken)
+    first = _post(endpoint, impression()).id
+    second = _post(endpoint, impression()).id
+    assert calls == [first, second]
