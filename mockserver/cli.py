@@ -123,7 +123,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     print(f"admin API: http://{shown}:{port}/_mock/requests  (Ctrl-C to stop)", flush=True)
     server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True)))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises Ctrl-C after its clean shutdown
+    print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
     return 0
 
 

@@ -186,6 +186,9 @@ class Endpoint:
         headers, body = problem(
             kind, record.status, detail, violations=record.errors, request_id=record.id
         )
+        if record.status == 413:
+            # The rest of the body was never read: close rather than drain it.
+            headers.append(("connection", "close"))
         return Outcome(record.status, headers + step.cors, body, record)
 
     def _unavailable(self, step: _Pending, exc: Exception) -> Outcome:

@@ -42,9 +42,12 @@ def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
 
     uvicorn's access log is off: it would print full client addresses, which
     anonymization forbids. The endpoint logs its own line with the stored address.
+    uvicorn's proxy headers are off too: by default it would believe
+    `X-Forwarded-For` from 127.0.0.1, and only `--trust-proxy` may decide that.
     """
     settings: dict[str, object] = {
         "access_log": False,
+        "proxy_headers": False,
         "lifespan": "on",
         "log_level": "warning",
         "timeout_graceful_shutdown": 5,
