@@ -7,6 +7,7 @@ logging handler `serve` installs for its own run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -123,10 +124,8 @@ def _serve(args: argparse.Namespace) -> int:
     )
     print(f"admin API: http://{shown}:{port}/_mock/requests  (Ctrl-C to stop)", flush=True)
     server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True)))
-    try:
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn re-raises Ctrl-C after its clean shutdown
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
     return 0
 

@@ -71,6 +71,7 @@ class LogxHandle:
 
     def get_event(self, **filters: Any) -> EventRecord:
         """The one event matching `filters`; fails listing what matched or came close."""
+        __tracebackhide__ = True
         found = self.get_events(**filters)
         if len(found) == 1:
             return found[0]
@@ -85,10 +86,12 @@ class LogxHandle:
             + near_misses(self.events, filters)
         )
 
-    def wait_for_events(self, count: int = 1, timeout: float = 5.0, **filters: Any
-                        ) -> list[EventRecord]:
+    def wait_for_events(
+        self, count: int = 1, timeout: float = 5.0, **filters: Any
+    ) -> list[EventRecord]:
         """Block until `count` matching events arrived (for SDKs that dispatch from a
         thread); fails after `timeout` seconds showing what did arrive."""
+        __tracebackhide__ = True
         check_filters(filters)
         deadline = time.monotonic() + timeout
         while True:
@@ -106,12 +109,14 @@ class LogxHandle:
                     f"got {len(found)}.\n" + near_misses(self.events, filters)
                 )
 
-    def _assert_events(self, what: str, filters: dict[str, Any], count: int | None
-                       ) -> list[EventRecord]:
+    def _assert_events(
+        self, what: str, filters: dict[str, Any], count: int | None
+    ) -> list[EventRecord]:
+        __tracebackhide__ = True
         filters = {k: v for k, v in filters.items() if v is not _UNSET}
         filters.setdefault("verdict", "accepted")
         found = self.get_events(**filters)
-        if count is None and found or count is not None and len(found) == count:
+        if (count is None and found) or (count is not None and len(found) == count):
             return found
         wanted = "at least one" if count is None else f"exactly {count}"
         raise AssertionError(
@@ -133,11 +138,20 @@ class LogxHandle:
         **filters: Any,
     ) -> list[EventRecord]:
         """Assert accepted impressions (decisions) arrived; returns them."""
+        __tracebackhide__ = True
         return self._assert_events(
             "impression",
-            dict(kind="impression", visitor_id=visitor_id, experiment_id=experiment_id,
-                 variation_id=variation_id, campaign_id=campaign_id, flag_key=flag_key,
-                 rule_key=rule_key, variation_key=variation_key, **filters),
+            dict(
+                kind="impression",
+                visitor_id=visitor_id,
+                experiment_id=experiment_id,
+                variation_id=variation_id,
+                campaign_id=campaign_id,
+                flag_key=flag_key,
+                rule_key=rule_key,
+                variation_key=variation_key,
+                **filters,
+            ),
             count,
         )
 
@@ -153,15 +167,24 @@ class LogxHandle:
         **filters: Any,
     ) -> list[EventRecord]:
         """Assert accepted conversions (tracked events) arrived; returns them."""
+        __tracebackhide__ = True
         return self._assert_events(
             "conversion",
-            dict(kind="conversion", key=key, visitor_id=visitor_id, revenue=revenue,
-                 value=value, tags=tags, **filters),
+            dict(
+                kind="conversion",
+                key=key,
+                visitor_id=visitor_id,
+                revenue=revenue,
+                value=value,
+                tags=tags,
+                **filters,
+            ),
             count,
         )
 
     def assert_no_rejections(self) -> None:
         """Fail listing every request the real endpoint would have dropped or refused."""
+        __tracebackhide__ = True
         bad = [r for r in self.requests if r.verdict in ("rejected", "malformed", "too_large")]
         if not bad:
             return

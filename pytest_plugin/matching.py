@@ -42,7 +42,9 @@ def check_filters(filters: dict[str, Any]) -> None:
         if name not in FILTERS:
             close = difflib.get_close_matches(name, FILTERS, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise TypeError(f"unknown event filter {name!r}{hint}; filters are: {', '.join(FILTERS)}")
+            raise TypeError(
+                f"unknown event filter {name!r}{hint}; filters are: {', '.join(FILTERS)}"
+            )
 
 
 def _decision_values(event: EventRecord, name: str) -> list[Any]:
@@ -116,9 +118,7 @@ def describe_event(event: EventRecord) -> str:
     )
 
 
-def near_misses(
-    events: Sequence[EventRecord], filters: dict[str, Any], *, limit: int = 3
-) -> str:
+def near_misses(events: Sequence[EventRecord], filters: dict[str, Any], *, limit: int = 3) -> str:
     """The closest events, each with its field-by-field difference."""
     if not events:
         return "No event arrived at all."

@@ -29,9 +29,7 @@ class LogxOptions:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, bool):
-                raise pytest.UsageError(
-                    f"logx option {field.name}={value!r} must be True or False"
-                )
+                raise pytest.UsageError(f"logx option {field.name}={value!r} must be True or False")
 
     @classmethod
     def names(cls) -> list[str]:
@@ -52,8 +50,7 @@ class LogxOptions:
 
 INI_KEYS = {
     "logx_strict": ("treat every request to the mock as X-Optimizely-Strict: true", "strict"),
-    "logx_allow_rejected": ("do not fail tests whose requests would be rejected",
-                            "allow_rejected"),
+    "logx_allow_rejected": ("do not fail tests whose requests would be rejected", "allow_rejected"),
 }
 
 

@@ -99,7 +99,9 @@ class MockHandle(LogxHandle):
 def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
     """Route https://logx.optimizely.com/v1/events (and the EU host) to the mock, in process."""
     options = _options(request)
-    handle = MockHandle(Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict)))
+    handle = MockHandle(
+        Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict))
+    )
     with logx_router(handle.endpoint) as router:
         handle.router = router
         yield from _checked(request, handle, options)

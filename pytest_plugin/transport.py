@@ -22,7 +22,9 @@ def to_core(request: httpx.Request, body: bytes) -> CoreRequest:
         method=request.method,
         path=request.url.path,
         body=body,
-        headers=[(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw],
+        headers=[
+            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw
+        ],
         host=request.headers.get("host") or request.url.host,
         peer=IN_PROCESS_PEER,
     )

@@ -40,7 +40,7 @@ class ServeProcess:
 
     def __init__(self, *args: str) -> None:
         # The log goes to a file: a pipe nobody reads would fill and stall the server.
-        self.log = tempfile.TemporaryFile("w+")
+        self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
@@ -83,3 +83,4 @@ def serve() -> Iterator[type[ServeProcess]]:
         if process.proc.poll() is None:
             process.proc.kill()
             process.proc.communicate()
+        process.log.close()

@@ -35,8 +35,9 @@ def impression(visitor_id: str = "user-1", **event: Any) -> dict[str, Any]:
         "visitors": [
             {
                 "visitor_id": visitor_id,
-                "attributes": [{"entity_id": "7723280020", "key": "plan", "type": "custom",
-                                "value": "pro"}],
+                "attributes": [
+                    {"entity_id": "7723280020", "key": "plan", "type": "custom", "value": "pro"}
+                ],
                 "snapshots": [
                     {
                         "decisions": [
@@ -44,14 +45,23 @@ def impression(visitor_id: str = "user-1", **event: Any) -> dict[str, Any]:
                                 "campaign_id": "111182",
                                 "experiment_id": "111127",
                                 "variation_id": "111129",
-                                "metadata": {"flag_key": "checkout_flow", "rule_key": "checkout_ab",
-                                             "rule_type": "feature-test",
-                                             "variation_key": "treatment", "enabled": True},
+                                "metadata": {
+                                    "flag_key": "checkout_flow",
+                                    "rule_key": "checkout_ab",
+                                    "rule_type": "feature-test",
+                                    "variation_key": "treatment",
+                                    "enabled": True,
+                                },
                             }
                         ],
                         "events": [
-                            {"entity_id": "111182", "key": "campaign_activated",
-                             "uuid": str(uuid.uuid4()), "timestamp": now_ms(), **event}
+                            {
+                                "entity_id": "111182",
+                                "key": "campaign_activated",
+                                "uuid": str(uuid.uuid4()),
+                                "timestamp": now_ms(),
+                                **event,
+                            }
                         ],
                     }
                 ],
@@ -66,8 +76,13 @@ def conversion(key: str = "purchase", visitor_id: str = "user-1", **event: Any) 
     snapshot = batch["visitors"][0]["snapshots"][0]
     del snapshot["decisions"]
     snapshot["events"] = [
-        {"entity_id": "111095", "key": key, "uuid": str(uuid.uuid4()), "timestamp": now_ms(),
-         **event}
+        {
+            "entity_id": "111095",
+            "key": key,
+            "uuid": str(uuid.uuid4()),
+            "timestamp": now_ms(),
+            **event,
+        }
     ]
     return batch
 

@@ -29,8 +29,9 @@ def proxied(tmp_path: Path) -> Iterator[ThreadedServer]:
     journal.close()
 
 
-@pytest.mark.parametrize(("anonymize", "stored"), [(True, "127.0.0.0"), (None, "127.0.0.0"),
-                                                   (False, "127.0.0.1")])
+@pytest.mark.parametrize(
+    ("anonymize", "stored"), [(True, "127.0.0.0"), (None, "127.0.0.0"), (False, "127.0.0.1")]
+)
 def test_ipv4_peer(sqlite_server: ThreadedServer, anonymize: bool | None, stored: str) -> None:
     batch = impression()
     if anonymize is None:
@@ -67,8 +68,9 @@ def test_ipv4_mapped_peer_on_a_dual_stack_socket(tmp_path: Path) -> None:
 
 
 def test_trusted_proxy_forwarded_for_is_used_and_anonymized(proxied: ThreadedServer) -> None:
-    requests.post(proxied.events_url, json=impression(),
-                  headers={"X-Forwarded-For": CLIENT}, timeout=10)
+    requests.post(
+        proxied.events_url, json=impression(), headers={"X-Forwarded-For": CLIENT}, timeout=10
+    )
     record = only_record(proxied)
     assert record["client_ip"] == "203.0.113.0"
     assert ["x-forwarded-for", "203.0.113.0"] in record["headers"]
@@ -84,8 +86,9 @@ def test_trusted_proxy_without_anonymization_keeps_the_address(proxied: Threaded
 
 
 def test_untrusted_peer_forwarded_for_is_ignored(sqlite_server: ThreadedServer) -> None:
-    requests.post(sqlite_server.events_url, json=impression(),
-                  headers={"X-Forwarded-For": CLIENT}, timeout=10)
+    requests.post(
+        sqlite_server.events_url, json=impression(), headers={"X-Forwarded-For": CLIENT}, timeout=10
+    )
     assert only_record(sqlite_server)["client_ip"] == "127.0.0.0"
 
 
@@ -99,9 +102,10 @@ def test_full_address_appears_nowhere(
     del bad["account_id"]
     requests.post(proxied.events_url, json=bad, headers=headers, timeout=10)
     requests.post(proxied.events_url, data=b"{broken", headers=headers, timeout=10)
-    seen = [requests.get(proxied.url + path, timeout=10).text
-            for path in ("/_mock/requests", "/_mock/requests/1", "/_mock/requests/3",
-                         "/_mock/events")]
+    seen = [
+        requests.get(proxied.url + path, timeout=10).text
+        for path in ("/_mock/requests", "/_mock/requests/1", "/_mock/requests/3", "/_mock/events")
+    ]
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("j.db*"))
     assert json.loads(seen[0])["requests"][0]["client_ip"] == "203.0.113.0"
     assert all(CLIENT not in text for text in seen)

@@ -41,9 +41,7 @@ def test_peer_is_used_and_forwarded_for_ignored_when_untrusted() -> None:
 
 def test_trusted_proxy_forwarded_for_names_the_client() -> None:
     trusted = TrustedProxies.parse(["127.0.0.1/32", "10.0.0.0/8"])
-    client = ClientAddress.resolve(
-        "127.0.0.1", "203.0.113.5, 10.0.0.7", trusted, anonymize=False
-    )
+    client = ClientAddress.resolve("127.0.0.1", "203.0.113.5, 10.0.0.7", trusted, anonymize=False)
     assert client.stored == "203.0.113.5"
     anonymized = ClientAddress.resolve("127.0.0.1", "203.0.113.5", trusted, anonymize=True)
     assert anonymized.stored == "203.0.113.0"

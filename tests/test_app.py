@@ -53,7 +53,10 @@ def test_strict_error_is_400_problem_listing_every_violation(sqlite_server: Thre
     ]
     (record,) = journal(sqlite_server)
     assert (record["id"], record["status"], record["verdict"], record["strict"]) == (
-        problem["request_id"], 400, "rejected", True,
+        problem["request_id"],
+        400,
+        "rejected",
+        True,
     )
 
 
@@ -77,14 +80,20 @@ def test_permissive_answers_204_with_a_rejected_shadow_verdict(
 
 @pytest.mark.parametrize("header", ["true", "TRUE", "1", "True "])
 def test_strict_header_spellings(sqlite_server: ThreadedServer, header: str) -> None:
-    assert post(sqlite_server, {"visitors": []}, **{"X-Optimizely-Strict": header}).status_code == 400
+    assert (
+        post(sqlite_server, {"visitors": []}, **{"X-Optimizely-Strict": header}).status_code == 400
+    )
 
 
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize(
     ("body", "detail"),
-    [(b"{not json", "not valid JSON"), (b"[1, 2]", "must be a JSON object"),
-     (b'"text"', "must be a JSON object"), (b"", "the body is empty")],
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1, 2]", "must be a JSON object"),
+        (b'"text"', "must be a JSON object"),
+        (b"", "the body is empty"),
+    ],
 )
 def test_malformed_bodies_get_400_in_both_modes(
     sqlite_server: ThreadedServer, strict: bool, body: bytes, detail: str
@@ -151,15 +160,17 @@ def test_a_batch_just_under_the_limit_is_accepted(sqlite_server: ThreadedServer)
     assert MAX_BODY_BYTES - 2000 < len(body) <= MAX_BODY_BYTES
     response = requests.post(sqlite_server.events_url, data=body, headers=STRICT, timeout=30)
     assert response.status_code == 204
-    events = requests.get(sqlite_server.url + "/_mock/events", params={"limit": 100000},
-                          timeout=30).json()["events"]
+    events = requests.get(
+        sqlite_server.url + "/_mock/events", params={"limit": 100000}, timeout=30
+    ).json()["events"]
     assert len(events) == i
 
 
 def test_gzip_bodies_are_accepted(sqlite_server: ThreadedServer) -> None:
     body = gzip.compress(json.dumps(impression("zipped")).encode())
     response = requests.post(
-        sqlite_server.events_url, data=body,
+        sqlite_server.events_url,
+        data=body,
         headers={"content-encoding": "gzip", "content-type": "application/json", **STRICT},
         timeout=10,
     )
@@ -170,8 +181,9 @@ def test_gzip_bodies_are_accepted(sqlite_server: ThreadedServer) -> None:
 
 def test_gzip_bomb_gets_413(sqlite_server: ThreadedServer) -> None:
     bomb = gzip.compress(b" " * (50 * MAX_BODY_BYTES))
-    response = requests.post(sqlite_server.events_url, data=bomb,
-                             headers={"content-encoding": "gzip"}, timeout=30)
+    response = requests.post(
+        sqlite_server.events_url, data=bomb, headers={"content-encoding": "gzip"}, timeout=30
+    )
     assert response.status_code == 413
     assert "decompressed body" in response.json()["detail"]
 
@@ -188,8 +200,11 @@ def test_wrong_method_is_405(sqlite_server: ThreadedServer, method: str) -> None
 def test_cors_preflight_and_credentials(sqlite_server: ThreadedServer) -> None:
     response = requests.options(
         sqlite_server.events_url,
-        headers={"Origin": "https://shop.example", "Access-Control-Request-Method": "POST",
-                 "Access-Control-Request-Headers": "content-type"},
+        headers={
+            "Origin": "https://shop.example",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type",
+        },
         timeout=10,
     )
     assert response.status_code == 204
@@ -209,15 +224,23 @@ def test_other_paths_are_404_and_not_journaled(sqlite_server: ThreadedServer) ->
 
 
 def test_any_host_is_served(sqlite_server: ThreadedServer) -> None:
-    response = requests.post(sqlite_server.events_url, json=impression(),
-                             headers={"Host": "logx.optimizely.com"}, timeout=10)
+    response = requests.post(
+        sqlite_server.events_url,
+        json=impression(),
+        headers={"Host": "logx.optimizely.com"},
+        timeout=10,
+    )
     assert response.status_code == 204
     assert journal(sqlite_server)[0]["host"] == "logx.optimizely.com"
 
 
 def test_content_type_other_than_json_is_a_warning(sqlite_server: ThreadedServer) -> None:
-    response = requests.post(sqlite_server.events_url, data=json.dumps(impression()),
-                             headers={"content-type": "text/plain"}, timeout=10)
+    response = requests.post(
+        sqlite_server.events_url,
+        data=json.dumps(impression()),
+        headers={"content-type": "text/plain"},
+        timeout=10,
+    )
     assert response.status_code == 204
     (record,) = journal(sqlite_server)
     assert record["verdict"] == "accepted"
@@ -225,8 +248,13 @@ def test_content_type_other_than_json_is_a_warning(sqlite_server: ThreadedServer
 
 
 def test_journal_keeps_every_field(sqlite_server: ThreadedServer) -> None:
-    batch = conversion("purchase", "v-9", revenue=4200, value=3.5,
-                       tags={"revenue": 4200, "value": 3.5, "category": "shoes"})
+    batch = conversion(
+        "purchase",
+        "v-9",
+        revenue=4200,
+        value=3.5,
+        tags={"revenue": 4200, "value": 3.5, "category": "shoes"},
+    )
     batch["visitors"][0]["visitorTypo"] = 1
     before = time.time()
     post(sqlite_server, batch, **{"User-Agent": "probe/1"})
@@ -243,7 +271,9 @@ def test_journal_keeps_every_field(sqlite_server: ThreadedServer) -> None:
     assert event["kind"] == "conversion"
     assert (event["revenue"], event["value"], event["tags"]["category"]) == (4200, 3.5, "shoes")
     assert (event["account_id"], event["client_name"], event["client_version"]) == (
-        "12001", "python-sdk", "5.7.0",
+        "12001",
+        "python-sdk",
+        "5.7.0",
     )
 
 
@@ -284,8 +314,9 @@ def test_long_poll_returns_when_a_newer_event_arrives(sqlite_server: ThreadedSer
     timer = threading.Timer(0.3, lambda: post(sqlite_server, impression("second")))
     timer.start()
     started = time.monotonic()
-    body = requests.get(sqlite_server.url + "/_mock/events",
-                        params={"after": 1, "wait": 20}, timeout=30).json()
+    body = requests.get(
+        sqlite_server.url + "/_mock/events", params={"after": 1, "wait": 20}, timeout=30
+    ).json()
     elapsed = time.monotonic() - started
     timer.join()
     assert [e["visitor_id"] for e in body["events"]] == ["second"]
@@ -293,8 +324,9 @@ def test_long_poll_returns_when_a_newer_event_arrives(sqlite_server: ThreadedSer
 
 
 def test_long_poll_times_out_empty(sqlite_server: ThreadedServer) -> None:
-    body = requests.get(sqlite_server.url + "/_mock/events",
-                        params={"after": 0, "wait": 0.3}, timeout=10).json()
+    body = requests.get(
+        sqlite_server.url + "/_mock/events", params={"after": 0, "wait": 0.3}, timeout=10
+    ).json()
     assert body == {"events": [], "last_id": 0}
 
 
@@ -306,8 +338,9 @@ def test_long_poll_ignores_non_matching_arrivals(sqlite_server: ThreadedServer) 
 
     thread = threading.Thread(target=later)
     thread.start()
-    body = requests.get(sqlite_server.url + "/_mock/events",
-                        params={"visitor_id": "wanted", "wait": 20}, timeout=30).json()
+    body = requests.get(
+        sqlite_server.url + "/_mock/events", params={"visitor_id": "wanted", "wait": 20}, timeout=30
+    ).json()
     thread.join()
     assert [e["visitor_id"] for e in body["events"]] == ["wanted"]
 
@@ -323,7 +356,7 @@ def test_openapi_document_validates(sqlite_server: ThreadedServer) -> None:
 
 def test_client_disconnect_mid_body_is_not_journaled(sqlite_server: ThreadedServer) -> None:
     with socket.create_connection(("127.0.0.1", sqlite_server.port)) as sock:
-        sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{\"a\"")
+        sock.sendall(b'POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{"a"')
     time.sleep(0.2)
     assert requests.get(sqlite_server.url + "/_mock/health", timeout=10).json()["last_id"] == 0
 

@@ -57,13 +57,15 @@ def test_validate_json_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     result = json.loads(capsys.readouterr().out)
     assert result["ok"] is False
     assert [(e["path"], e["rule"]) for e in result["errors"]] == [
-        ("account_id", "required"), ("visitors", "empty"),
+        ("account_id", "required"),
+        ("visitors", "empty"),
     ]
 
 
 @pytest.mark.parametrize("content", ["{broken", "\ufeff{}"])
-def test_validate_unparsable_exits_2(tmp_path: Path, content: str,
-                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_unparsable_exits_2(
+    tmp_path: Path, content: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = write(tmp_path, "broken.json", content)
     assert main(["validate", path]) == 2
     assert "cannot be read" in capsys.readouterr().out
@@ -74,8 +76,9 @@ def test_validate_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> No
     assert "cannot read: No such file or directory" in capsys.readouterr().out
 
 
-def test_validate_reads_stdin(monkeypatch: pytest.MonkeyPatch,
-                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_reads_stdin(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     stdin = io.TextIOWrapper(io.BytesIO(json.dumps(conversion()).encode()))
     monkeypatch.setattr(sys, "stdin", stdin)
     assert main(["validate", "-"]) == 0
@@ -84,14 +87,17 @@ def test_validate_reads_stdin(monkeypatch: pytest.MonkeyPatch,
 
 def test_validate_as_a_real_command(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.json", {"account_id": "1"})
-    done = subprocess.run([sys.executable, "-m", "mockserver", "validate", path],
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "mockserver", "validate", path],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "visitors: 'visitors' is required [required]" in done.stdout
 
 
-def test_serve_prints_url_logs_each_request_and_stops_on_ctrl_c(serve: Any, tmp_path: Path
-                                                                 ) -> None:
+def test_serve_prints_url_logs_each_request_and_stops_on_ctrl_c(serve: Any, tmp_path: Path) -> None:
     server = serve("--db", str(tmp_path / "j.db"))
     assert server.banner.startswith("logx-mock listening on http://127.0.0.1:")
     assert str(tmp_path / "j.db") in server.banner
@@ -110,9 +116,15 @@ def test_serve_prints_url_logs_each_request_and_stops_on_ctrl_c(serve: Any, tmp_
 def test_serve_memory_and_bad_options(serve: Any) -> None:
     server = serve("--memory")
     assert "(journal: memory)" in server.banner
-    assert requests.get(server.url + "/_mock/health", timeout=10).json()["journal"] == "MemoryJournal"
-    done = subprocess.run([sys.executable, "-m", "mockserver", "serve", "--trust-proxy", "x/99"],
-                          capture_output=True, text=True, timeout=60)
+    assert (
+        requests.get(server.url + "/_mock/health", timeout=10).json()["journal"] == "MemoryJournal"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "mockserver", "serve", "--trust-proxy", "x/99"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "--trust-proxy 'x/99' is not a CIDR" in done.stderr
 
@@ -122,7 +134,9 @@ def test_serve_refuses_a_busy_port(serve: Any) -> None:
     port = first.url.rsplit(":", 1)[1]
     done = subprocess.run(
         [sys.executable, "-m", "mockserver", "serve", "--memory", "--port", port],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
@@ -150,27 +164,37 @@ def test_serve_max_requests_evicts_and_logs(serve: Any, tmp_path: Path) -> None:
     server = serve("--db", str(tmp_path / "j.db"), "--max-requests", "2")
     for i in range(4):
         requests.post(server.events_url, json=impression(f"m{i}"), timeout=10)
-    ids = [r["id"] for r in requests.get(server.url + "/_mock/requests", timeout=10).json()[
-        "requests"]]
+    ids = [
+        r["id"] for r in requests.get(server.url + "/_mock/requests", timeout=10).json()["requests"]
+    ]
     assert ids == [3, 4]
     _, log = server.stop()
     assert "journal cap 2 reached: evicted the 1 oldest request(s)" in log
 
 
-def test_events_command_lists_a_table(sqlite_server: ThreadedServer,
-                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_command_lists_a_table(
+    sqlite_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     requests.post(sqlite_server.events_url, json=impression("alice"), timeout=10)
     requests.post(sqlite_server.events_url, json=conversion("purchase", "bob"), timeout=10)
     assert main(["events", "--url", sqlite_server.url, "--kind", "conversion"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["request_id", "verdict", "kind", "visitor_id", "key", "entity_id",
-                                "uuid"]
+    assert lines[0].split() == [
+        "request_id",
+        "verdict",
+        "kind",
+        "visitor_id",
+        "key",
+        "entity_id",
+        "uuid",
+    ]
     assert len(lines) == 2
     assert lines[1].split()[:5] == ["2", "accepted", "conversion", "bob", "purchase"]
 
 
-def test_events_command_json_and_unreachable(sqlite_server: ThreadedServer,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_command_json_and_unreachable(
+    sqlite_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
     requests.post(sqlite_server.events_url, json=impression("alice"), timeout=10)
     assert main(["events", "--url", sqlite_server.url, "--json"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
@@ -181,9 +205,18 @@ def test_events_command_json_and_unreachable(sqlite_server: ThreadedServer,
 
 def test_events_follow_prints_new_events_as_they_arrive(sqlite_server: ThreadedServer) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mockserver", "events", "--url", sqlite_server.url, "--follow",
-         "--json"],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mockserver",
+            "events",
+            "--url",
+            sqlite_server.url,
+            "--follow",
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert proc.stdout is not None

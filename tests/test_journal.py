@@ -26,7 +26,9 @@ def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
     import json
 
     request = CoreRequest(
-        "POST", "/v1/events", json.dumps(payload).encode(),
+        "POST",
+        "/v1/events",
+        json.dumps(payload).encode(),
         headers=[("content-type", "application/json"), *headers.items()],
     )
     outcome = endpoint.handle(request)
@@ -35,7 +37,9 @@ def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
 
 
 @pytest.fixture(params=["memory", "sqlite"])
-def make_journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Journal]]:
+def make_journal(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Journal]]:
     opened: list[Journal] = []
 
     def make(**kwargs: object) -> Journal:
@@ -210,8 +214,17 @@ def test_failed_write_rejects_the_future_and_keeps_going(tmp_path: Path) -> None
         endpoint = Endpoint(journal)
         record = _post(endpoint, impression())
         broken = RequestRecord(
-            id=0, received_at=0, method="POST", path="/v1/events", host=None, headers=[],
-            client_ip=None, strict=False, strict_header=None, status=204, verdict="accepted",
+            id=0,
+            received_at=0,
+            method="POST",
+            path="/v1/events",
+            host=None,
+            headers=[],
+            client_ip=None,
+            strict=False,
+            strict_header=None,
+            status=204,
+            verdict="accepted",
             payload={"unserializable": {1, 2}},
         )
         with pytest.raises(JournalError, match="could not record"):

@@ -20,7 +20,8 @@ def make_client(logx_event_dispatcher: LogxEventDispatcher) -> Iterator[Any]:
 
     def make(**processor: Any) -> optimizely.Optimizely:
         client = optimizely.Optimizely(
-            DATAFILE.read_text(), event_dispatcher=logx_event_dispatcher,
+            DATAFILE.read_text(),
+            event_dispatcher=logx_event_dispatcher,
             event_processor_options=processor or None,
         )
         clients.append(client)
@@ -39,23 +40,24 @@ def assert_all_strict_and_clean(server: ServerHandle) -> None:
         assert record.unknown_fields == []
 
 
-def test_activate_sends_an_accepted_impression(make_client: Any, logx_server: ServerHandle
-                                                ) -> None:
+def test_activate_sends_an_accepted_impression(make_client: Any, logx_server: ServerHandle) -> None:
     client = make_client()
     variation = client.activate("checkout_ab", "user-1", {"plan": "pro"})
     (event,) = logx_server.wait_for_events(kind="impression", visitor_id="user-1")
     assert event.decisions[0]["variation_id"] in ("111128", "111129")
     assert event.decisions[0]["metadata"]["variation_key"] == variation
-    logx_server.assert_impression(visitor_id="user-1", experiment_id="111127",
-                                  campaign_id="111182", rule_key="checkout_ab")
+    logx_server.assert_impression(
+        visitor_id="user-1", experiment_id="111127", campaign_id="111182", rule_key="checkout_ab"
+    )
     assert event.attributes["plan"] == "pro"
     assert_all_strict_and_clean(logx_server)
 
 
 def test_track_with_revenue_value_and_tags(make_client: Any, logx_server: ServerHandle) -> None:
     client = make_client()
-    client.track("purchase", "user-2", {"plan": "pro"},
-                 {"revenue": 4200, "value": 3.5, "category": "shoes"})
+    client.track(
+        "purchase", "user-2", {"plan": "pro"}, {"revenue": 4200, "value": 3.5, "category": "shoes"}
+    )
     logx_server.wait_for_events(key="purchase")
     (event,) = logx_server.assert_conversion(
         "purchase", visitor_id="user-2", revenue=4200, value=3.5, tags={"category": "shoes"}
@@ -64,8 +66,9 @@ def test_track_with_revenue_value_and_tags(make_client: Any, logx_server: Server
     assert_all_strict_and_clean(logx_server)
 
 
-def test_decide_feature_test_rollout_and_no_decision(make_client: Any, logx_server: ServerHandle
-                                                      ) -> None:
+def test_decide_feature_test_rollout_and_no_decision(
+    make_client: Any, logx_server: ServerHandle
+) -> None:
     client = make_client()
     user = client.create_user_context("user-3", {"plan": "pro"})
     assert user.decide("checkout_flow").rule_key == "checkout_ab"
@@ -78,7 +81,9 @@ def test_decide_feature_test_rollout_and_no_decision(make_client: Any, logx_serv
     (no_decision,) = logx_server.assert_impression(flag_key="recs")
     decision = no_decision.decisions[0]
     assert (decision["variation_id"], decision["experiment_id"], decision["campaign_id"]) == (
-        None, "", "",
+        None,
+        "",
+        "",
     )
     assert_all_strict_and_clean(logx_server)
     warned = {w.rule for r in logx_server.requests for w in r.warnings}
@@ -96,8 +101,9 @@ def test_unicode_ids_and_attribute_values(make_client: Any, logx_server: ServerH
     assert_all_strict_and_clean(logx_server)
 
 
-def test_batch_size_one_sends_one_request_per_event(make_client: Any, logx_server: ServerHandle
-                                                     ) -> None:
+def test_batch_size_one_sends_one_request_per_event(
+    make_client: Any, logx_server: ServerHandle
+) -> None:
     client = make_client()
     for i in range(3):
         client.track("signup", f"solo-{i}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from helpers import DELETE, EXAMPLES, conversion, example, impression, mutate, now_ms
+from helpers import DELETE, EXAMPLES, conversion, example, impression, mutate
 
 from mockserver import validate
 from mockserver.validation import SCHEMA
@@ -58,22 +58,57 @@ ERRORS = [
     (IMP, f"{A}.value", None, "visitors[0].attributes[0].value", "type"),
     (IMP, "visitors.0.snapshots.0.events", DELETE, "visitors[0].snapshots[0].events", "required"),
     (IMP, "visitors.0.snapshots.0.decisions", {}, "visitors[0].snapshots[0].decisions", "type"),
-    (IMP, f"{D}.campaign_id", DELETE, "visitors[0].snapshots[0].decisions[0].campaign_id",
-     "required"),
-    (IMP, f"{D}.experiment_id", 111127, "visitors[0].snapshots[0].decisions[0].experiment_id",
-     "type"),
-    (IMP, f"{D}.variation_id", DELETE, "visitors[0].snapshots[0].decisions[0].variation_id",
-     "required"),
-    (IMP, f"{D}.is_campaign_holdback", "false",
-     "visitors[0].snapshots[0].decisions[0].is_campaign_holdback", "type"),
+    (
+        IMP,
+        f"{D}.campaign_id",
+        DELETE,
+        "visitors[0].snapshots[0].decisions[0].campaign_id",
+        "required",
+    ),
+    (
+        IMP,
+        f"{D}.experiment_id",
+        111127,
+        "visitors[0].snapshots[0].decisions[0].experiment_id",
+        "type",
+    ),
+    (
+        IMP,
+        f"{D}.variation_id",
+        DELETE,
+        "visitors[0].snapshots[0].decisions[0].variation_id",
+        "required",
+    ),
+    (
+        IMP,
+        f"{D}.is_campaign_holdback",
+        "false",
+        "visitors[0].snapshots[0].decisions[0].is_campaign_holdback",
+        "type",
+    ),
     (IMP, f"{D}.metadata", "m", "visitors[0].snapshots[0].decisions[0].metadata", "type"),
-    (IMP, f"{D}.metadata.enabled", "true",
-     "visitors[0].snapshots[0].decisions[0].metadata.enabled", "type"),
+    (
+        IMP,
+        f"{D}.metadata.enabled",
+        "true",
+        "visitors[0].snapshots[0].decisions[0].metadata.enabled",
+        "type",
+    ),
     (IMP, f"{E}.timestamp", DELETE, "visitors[0].snapshots[0].events[0].timestamp", "required"),
-    (IMP, f"{E}.timestamp", "1767225600123", "visitors[0].snapshots[0].events[0].timestamp",
-     "type"),
-    (IMP, f"{E}.timestamp", 1767225600123.0, "visitors[0].snapshots[0].events[0].timestamp",
-     "type"),
+    (
+        IMP,
+        f"{E}.timestamp",
+        "1767225600123",
+        "visitors[0].snapshots[0].events[0].timestamp",
+        "type",
+    ),
+    (
+        IMP,
+        f"{E}.timestamp",
+        1767225600123.0,
+        "visitors[0].snapshots[0].events[0].timestamp",
+        "type",
+    ),
     (IMP, f"{E}.timestamp", True, "visitors[0].snapshots[0].events[0].timestamp", "type"),
     (IMP, f"{E}.timestamp", 10**30, "visitors[0].snapshots[0].events[0].timestamp", "range"),
     (IMP, f"{E}.uuid", DELETE, "visitors[0].snapshots[0].events[0].uuid", "required"),
@@ -83,10 +118,14 @@ ERRORS = [
     (CONV, f"{E}.value", "3.5", "visitors[0].snapshots[0].events[0].value", "type"),
     (CONV, f"{E}.quantity", 1.5, "visitors[0].snapshots[0].events[0].quantity", "type"),
     (CONV, f"{E}.tags", ["a"], "visitors[0].snapshots[0].events[0].tags", "type"),
-    (CONV, f"{E}.tags", {"nested": {"a": 1}}, "visitors[0].snapshots[0].events[0].tags.nested",
-     "type"),
-    (CONV, f"{E}.properties", {"n": 5}, "visitors[0].snapshots[0].events[0].properties.n",
-     "type"),
+    (
+        CONV,
+        f"{E}.tags",
+        {"nested": {"a": 1}},
+        "visitors[0].snapshots[0].events[0].tags.nested",
+        "type",
+    ),
+    (CONV, f"{E}.properties", {"n": 5}, "visitors[0].snapshots[0].events[0].properties.n", "type"),
     (CONV, "visitors.0.snapshots.0.events.0", 5, "visitors[0].snapshots[0].events[0]", "type"),
 ]
 
@@ -124,7 +163,7 @@ def test_a_body_that_is_not_an_object_is_one_error_at_the_root(body: Any) -> Non
 
 WARNINGS = [
     (IMP, f"{E}.timestamp", 1767225600, f"{E}.timestamp", "timestamp_seconds"),
-    (IMP, f"{E}.timestamp", now_ms() + 3 * 86_400_000, f"{E}.timestamp", "timestamp_future"),
+    (IMP, f"{E}.timestamp", 4_102_444_800_000, f"{E}.timestamp", "timestamp_future"),
     (IMP, f"{E}.entity_id", "999", f"{E}.entity_id", "impression_mismatch"),
     (IMP, "visitors.0.snapshots.0.decisions", [], E, "impression_without_decision"),
     (CONV, f"{E}.tags", {"revenue": 100}, f"{E}.revenue", "revenue_only_in_tags"),
@@ -138,8 +177,13 @@ WARNINGS = [
     (IMP, "region", "APAC", "region", "region"),
     (IMP, f"{D}.metadata.rule_type", "mystery", f"{D}.metadata.rule_type", "rule_type"),
     (IMP, "visitors.0.snapshots", [], "visitors.0.snapshots", "nothing_to_record"),
-    (IMP, "visitors.0.snapshots.0.events", [], "visitors.0.snapshots.0.events",
-     "nothing_to_record"),
+    (
+        IMP,
+        "visitors.0.snapshots.0.events",
+        [],
+        "visitors.0.snapshots.0.events",
+        "nothing_to_record",
+    ),
 ]
 
 
@@ -173,8 +217,12 @@ def test_unknown_fields_are_notes_with_a_suggestion() -> None:
 @pytest.mark.parametrize("level", sorted(SCHEMA))
 def test_unknown_fields_are_noted_at_every_level(level: str) -> None:
     where = {
-        "batch": "", "visitor": "visitors.0.", "attribute": f"{A}.", "snapshot":
-        "visitors.0.snapshots.0.", "decision": f"{D}.", "metadata": f"{D}.metadata.",
+        "batch": "",
+        "visitor": "visitors.0.",
+        "attribute": f"{A}.",
+        "snapshot": "visitors.0.snapshots.0.",
+        "decision": f"{D}.",
+        "metadata": f"{D}.metadata.",
         "event": f"{E}.",
     }[level]
     report = validate(mutate(IMP, where + "zzz_extra", 1))
@@ -188,8 +236,17 @@ def test_sdk_edge_cases_are_warnings_not_errors() -> None:
     batch = mutate(batch, f"{D}.experiment_id", "")
     batch = mutate(batch, f"{D}.campaign_id", None)
     batch = mutate(batch, f"{E}.entity_id", None)
-    batch = mutate(batch, f"{D}.metadata", {"flag_key": "", "rule_key": "", "rule_type":
-                                            "rollout", "variation_key": "", "enabled": False})
+    batch = mutate(
+        batch,
+        f"{D}.metadata",
+        {
+            "flag_key": "",
+            "rule_key": "",
+            "rule_type": "rollout",
+            "variation_key": "",
+            "enabled": False,
+        },
+    )
     assert validate(batch).errors == []
     rollout = mutate(IMP, f"{D}.campaign_id", "default-layer-91112")
     rollout = mutate(rollout, f"{E}.entity_id", "default-layer-91112")
@@ -203,9 +260,11 @@ def test_attribute_values_of_every_scalar_kind_are_accepted(value: Any) -> None:
 
 @pytest.mark.parametrize(
     "payload",
-    [{"visitors": [None, 1, "x", [], {"snapshots": [None, {"events": [None, {}]}]}]},
-     {"account_id": "1", "visitors": [{"visitor_id": "v", "snapshots": [{"events": "x"}]}]},
-     {"account_id": {"nested": [1, 2]}, "visitors": [{"attributes": [[], 3]}]}],
+    [
+        {"visitors": [None, 1, "x", [], {"snapshots": [None, {"events": [None, {}]}]}]},
+        {"account_id": "1", "visitors": [{"visitor_id": "v", "snapshots": [{"events": "x"}]}]},
+        {"account_id": {"nested": [1, 2]}, "visitors": [{"attributes": [[], 3]}]},
+    ],
 )
 def test_hostile_shapes_never_raise(payload: Any) -> None:
     report = validate(payload)
