@@ -18,9 +18,45 @@ from typing import Any
 
 from .violations import Report, json_type
 
-__all__ = ["INT64_MAX", "SCHEMA", "Field", "is_impression", "validate"]
+__all__ = [
+    "ERROR_RULES",
+    "INT64_MAX",
+    "SCHEMA",
+    "WARNING_RULES",
+    "Field",
+    "is_impression",
+    "validate",
+]
 
 INT64_MAX = 2**63 - 1
+
+ERROR_RULES = {
+    "json": "the body is not JSON (or not UTF-8, or gzip that does not inflate)",
+    "object": "the body is JSON but not an object",
+    "size": "the body, decompressed, is over 3.5 MB",
+    "required": "a required field is missing",
+    "type": "a field has the wrong JSON type",
+    "range": "timestamp, revenue or quantity does not fit in 64 bits",
+    "empty": "account_id is empty, or visitors is an empty array",
+}
+"""Rules that make a batch unusable (400 strict, silently dropped permissive)."""
+
+WARNING_RULES = {
+    "empty_id": "an id is null or empty (visitor_id, campaign_id, experiment_id, ...)",
+    "timestamp_seconds": "a timestamp looks like seconds, not milliseconds",
+    "timestamp_future": "a timestamp is more than a day in the future",
+    "impression_mismatch": "an impression's entity_id is not its decision's campaign_id",
+    "impression_without_decision": "an impression's snapshot has no decision",
+    "revenue_only_in_tags": "revenue is in tags but not on the event",
+    "value_only_in_tags": "value is in tags but not on the event",
+    "nothing_to_record": "snapshots or events is an empty array",
+    "region": "region is not US or EU",
+    "rule_type": "decision metadata has an unknown rule_type",
+    "content_type": "Content-Type is not application/json",
+    "duplicate_event": "the same entity_id, uuid and timestamp arrived before",
+    "conversion_before_decision": "a visitor converted before any impression was recorded",
+}
+"""Rules that never change the status: the data would probably not count in results."""
 _SECONDS_CEILING = 100_000_000_000  # below this an epoch timestamp is seconds, not ms
 _FUTURE_SLACK_MS = 24 * 3600 * 1000
 RULE_TYPES = {"experiment", "feature-test", "rollout", "holdout", "targeted-delivery", "a/b"}

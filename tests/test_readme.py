@@ -1,0 +1,47 @@
+"""The README's examples run, and its rule tables list every rule."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import DATAFILE
+
+from mockserver.validation import ERROR_RULES, WARNING_RULES
+
+pytest_plugins = ["pytester"]
+
+README = (Path(__file__).parent.parent / "README.md").read_text()
+EXAMPLES = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "def test_" in b]
+
+
+def test_readme_has_the_pytest_examples() -> None:
+    assert len(EXAMPLES) == 3
+
+
+@pytest.mark.parametrize("code", EXAMPLES, ids=["logx_mock", "logx_server_sdk", "transport"])
+def test_readme_example_passes(pytester: pytest.Pytester, code: str) -> None:
+    shutil.copy(Path(__file__).parent / "helpers.py", pytester.path / "helpers.py")
+    shutil.copy(DATAFILE, pytester.path / "datafile.json")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(test_example=code)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize("rule", sorted(ERROR_RULES) + sorted(WARNING_RULES))
+def test_readme_lists_every_rule(rule: str) -> None:
+    assert re.search(rf"^\| [^|\n]*`{rule}`[^|\n]* \|", README, re.M), rule
+
+
+def test_readme_quick_start_has_two_commands() -> None:
+    quick = README.split("## Quick start", 1)[1].split("## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)\n```", quick, re.S)
+    assert commands[:2] == [
+        "pip install . && logx-mock serve",
+        "pip install -e '.[test]' && python -m pytest -n 2",
+    ]
+    ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
+    assert commands[1] in ci
