@@ -6,13 +6,16 @@ JSON in and out; errors are problem documents that say what to send instead.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .endpoint import Endpoint
+from .faults import FaultError, FaultRule, parse_spec
 from .journal import EVENT_FILTERS, MAX_LIMIT
 from .openapi import openapi_document
 
@@ -34,6 +37,22 @@ def _problem(status: int, detail: str) -> JSONResponse:
         "detail": detail,
     }
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise ValueError(f"the body is not JSON ({exc}); send a JSON fault rule") from exc
+
+
+def _rule(item: Any) -> FaultRule:
+    """A rule from its JSON object, or from the CLI's short spec as a JSON string."""
+    if isinstance(item, str):
+        return parse_spec(item)
+    if not isinstance(item, dict):
+        raise ValueError(f"a fault rule is a JSON object or a spec string, got {item!r}")
+    return FaultRule.from_dict(item)
 
 
 def _int(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -154,6 +173,34 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         # `checked` was read before the query: a client resuming from it misses nothing.
         return JSONResponse({"events": [e.to_dict() for e in found], "last_id": checked})
 
+    async def get_faults(request: Request) -> Response:
+        return JSONResponse({"rules": endpoint.faults.describe()})
+
+    async def add_fault(request: Request) -> Response:
+        try:
+            rule = _rule(await _json_body(request))
+        except (ValueError, FaultError) as exc:
+            return _problem(400, str(exc))
+        rule_id = endpoint.faults.add(rule)
+        (described,) = [r for r in endpoint.faults.describe() if r["id"] == rule_id]
+        return JSONResponse(described, status_code=201)
+
+    async def replace_faults(request: Request) -> Response:
+        try:
+            body = await _json_body(request)
+            items = body.get("rules") if isinstance(body, dict) else body
+            if not isinstance(items, list):
+                raise ValueError('send {"rules": [rule, ...]} or a JSON list of rules')
+            rules = [_rule(item) for item in items]
+        except (ValueError, FaultError) as exc:
+            return _problem(400, str(exc))
+        endpoint.faults.replace(rules)
+        return JSONResponse({"rules": endpoint.faults.describe()})
+
+    async def clear_faults(request: Request) -> Response:
+        endpoint.faults.clear()
+        return Response(status_code=204)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -163,5 +210,9 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         Route(f"{ADMIN_PREFIX}/requests", reset, methods=["DELETE"]),
         Route(f"{ADMIN_PREFIX}/requests/{{request_id}}", get_request, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/events", list_events, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/faults", get_faults, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/faults", add_fault, methods=["POST"]),
+        Route(f"{ADMIN_PREFIX}/faults", replace_faults, methods=["PUT"]),
+        Route(f"{ADMIN_PREFIX}/faults", clear_faults, methods=["DELETE"]),
         Route(f"{ADMIN_PREFIX}/openapi.json", openapi, methods=["GET"]),
     ]

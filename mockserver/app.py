@@ -8,6 +8,7 @@ path): it streams the body up to the size limit, never buffering more, hands a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -17,7 +18,9 @@ from starlette.types import Receive, Scope, Send
 
 from .admin import ADMIN_PREFIX, admin_routes
 from .endpoint import Endpoint
+from .faults import FaultPlan
 from .model import CoreRequest, Outcome
+from .wire import abort_connection, close_connection
 
 __all__ = ["LogxApp", "create_app"]
 
@@ -61,6 +64,54 @@ async def send_outcome(send: Send, outcome: Outcome) -> None:
     await send({"type": "http.response.body", "body": outcome.body})
 
 
+async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send) -> None:
+    """Render an injected fault on the wire: delay, then the answer or no answer at all."""
+    fault = outcome.fault
+    assert fault is not None
+    waiter = plan.waiter()
+    try:
+        if fault.delay:
+            await waiter.wait_async(fault.delay)
+        if fault.kind is None or fault.kind == "status":
+            await send_outcome(send, outcome)
+        elif fault.kind in ("reset", "close", "hang"):
+            if fault.kind == "hang":
+                await _hang(waiter, fault.hang_max, receive)
+            (abort_connection if fault.kind == "reset" else close_connection)(send)
+            for _ in range(3):  # let uvicorn see the connection gone before we return
+                await asyncio.sleep(0)
+        else:
+            await _dribble(waiter, outcome, fault.dribble_interval, send)
+    finally:
+        plan.release(waiter)
+
+
+async def _hang(waiter: Any, limit: float, receive: Receive) -> None:
+    """Answer nothing until the client gives up, the bound passes, or the plan is cleared."""
+    gone = asyncio.ensure_future(receive())  # resolves with http.disconnect
+    bound = asyncio.ensure_future(waiter.wait_async(limit))
+    await asyncio.wait({gone, bound}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (gone, bound):
+        task.cancel()
+
+
+async def _dribble(waiter: Any, outcome: Outcome, interval: float, send: Send) -> None:
+    """Send the headers at once, then the body one byte per `interval`."""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    for i in range(len(outcome.body)):
+        if not waiter.cancelled:
+            await waiter.wait_async(interval)
+        await send(
+            {
+                "type": "http.response.body",
+                "body": outcome.body[i : i + 1],
+                "more_body": i + 1 < len(outcome.body),
+            }
+        )
+
+
 class LogxApp:
     """The whole server: the events door, and Starlette for `/_mock` and lifespan."""
 
@@ -95,7 +146,11 @@ class LogxApp:
             peer=client[0] if client else None,
             too_large=too_large,
         )
-        await send_outcome(send, await self.endpoint.handle_async(request))
+        outcome = await self.endpoint.handle_async(request)
+        if outcome.fault is None:
+            await send_outcome(send, outcome)
+        else:
+            await render_fault(self.endpoint.faults, outcome, receive, send)
 
 
 def create_app(endpoint: Endpoint, *, close_journal: bool = False) -> LogxApp:

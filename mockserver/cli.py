@@ -20,6 +20,7 @@ import httpx
 from .anonymize import TrustedProxies
 from .decoding import DecodeError, decode_body
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig
+from .faults import FaultError, FaultRule, parse_spec
 from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
 from .validation import validate
 from .violations import Report
@@ -56,6 +57,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="CIDR",
         help="believe X-Forwarded-For from peers in CIDR (repeatable)",
+    )
+    serve.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="inject a fault, e.g. status=503,times=2 or delay=200ms or "
+        "reset,rate=0.1,seed=42 (repeatable; the first matching rule applies)",
+    )
+    serve.add_argument(
+        "--faults-file", metavar="FILE", help='a JSON list of fault rules (or {"rules": [...]})'
     )
 
     check = commands.add_parser("validate", help="check payload files offline")
@@ -104,11 +116,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     try:
         trusted = TrustedProxies.parse(args.trust_proxy)
+        rules = _fault_rules(args)
         journal = _open_journal(args)
-    except (ValueError, JournalError) as exc:
+    except (ValueError, OSError, JournalError) as exc:
         print(f"logx-mock: {exc}", file=sys.stderr)
         return 2
     endpoint = Endpoint(journal, config=EndpointConfig(trusted_proxies=trusted))
+    endpoint.faults.replace(rules)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:
@@ -128,6 +142,21 @@ def _serve(args: argparse.Namespace) -> int:
         server.run(sockets=[sock])
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
     return 0
+
+
+def _fault_rules(args: argparse.Namespace) -> list[FaultRule]:
+    """`--faults-file` rules first, then each `--fault`, in order."""
+    rules: list[FaultRule] = []
+    if args.faults_file:
+        data = json.loads(Path(args.faults_file).read_text())
+        items = data.get("rules") if isinstance(data, dict) else data
+        if not isinstance(items, list):
+            raise FaultError(
+                f'{args.faults_file}: write a JSON list of rules, or {{"rules": [...]}}'
+            )
+        rules += [parse_spec(i) if isinstance(i, str) else FaultRule.from_dict(i) for i in items]
+    rules += [parse_spec(spec) for spec in args.fault]
+    return rules
 
 
 def _log_to_stderr() -> None:

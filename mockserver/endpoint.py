@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
 from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .faults import FaultAction, FaultPlan
 from .flatten import flatten
 from .journal import Journal
 from .model import CoreRequest, Outcome, RequestRecord
@@ -55,6 +56,7 @@ class _Pending:
     record: RequestRecord
     future: Future[RequestRecord]
     cors: list[tuple[str, str]]
+    fault: FaultAction | None
 
 
 class Endpoint:
@@ -63,6 +65,7 @@ class Endpoint:
     def __init__(self, journal: Journal, *, config: EndpointConfig | None = None) -> None:
         self.journal = journal
         self.config = config or EndpointConfig()
+        self.faults = FaultPlan()
 
     def __repr__(self) -> str:
         return f"<Endpoint journal={self.journal!r}>"
@@ -104,7 +107,10 @@ class Endpoint:
             )
             return Outcome(405, [*headers, ("allow", "POST, OPTIONS"), *cors], body)
         record = self._judge(request)
-        return _Pending(record, self.journal.append(record), cors)
+        fault = self.faults.decide(record.payload)
+        if fault is not None:
+            _apply_fault(record, fault)
+        return _Pending(record, self.journal.append(record), cors, fault)
 
     def _judge(self, request: CoreRequest) -> RequestRecord:
         """Decode, validate and anonymize: the whole verdict, before anything is stored."""
@@ -175,10 +181,12 @@ class Endpoint:
             record.headers = scrub_headers(record.headers)
 
     def _finish(self, step: _Pending) -> Outcome:
-        record = step.record
+        record, fault = step.record, step.fault
         log.info(_log_line(record))
+        if fault is not None and fault.faulted:
+            return _fault_outcome(record, fault, step.cors)
         if record.status == 204:
-            return Outcome(204, step.cors, b"", record)
+            return Outcome(204, step.cors, b"", record, fault)
         kind = {400: "invalid", 413: "too_large"}[record.status]
         if record.verdict == "malformed":
             kind = "malformed"
@@ -189,7 +197,7 @@ class Endpoint:
         if record.status == 413:
             # The rest of the body was never read: close rather than drain it.
             headers.append(("connection", "close"))
-        return Outcome(record.status, headers + step.cors, body, record)
+        return Outcome(record.status, headers + step.cors, body, record, fault)
 
     def _unavailable(self, step: _Pending, exc: Exception) -> Outcome:
         log.error("request not recorded, answering 503: %s", exc)
@@ -199,6 +207,37 @@ class Endpoint:
             f"{exc}. Nothing was recorded; resend the batch once the journal is writable.",
         )
         return Outcome(503, [*headers, ("retry-after", "1"), *step.cors], body)
+
+
+def _apply_fault(record: RequestRecord, fault: FaultAction) -> None:
+    """A faulted request is journaled as such; its events were not delivered."""
+    record.fault = fault.to_dict()
+    if not fault.faulted:
+        return  # a pure delay: the normal answer, late, and its events count
+    record.verdict = "faulted"
+    record.status = fault.status or 0
+    for event in record.events:
+        event.verdict = "faulted"
+
+
+def _fault_outcome(
+    record: RequestRecord, fault: FaultAction, cors: list[tuple[str, str]]
+) -> Outcome:
+    if fault.kind not in ("status", "dribble"):
+        return Outcome(0, [], b"", record, fault)  # reset, close, hang: no HTTP answer
+    status = fault.status or 500
+    seed = "" if fault.seed is None else f", seed {fault.seed}"
+    headers, body = problem(
+        "fault",
+        status,
+        f"injected by fault rule #{fault.rule_id}{seed}; the events were not recorded, resend them",
+        request_id=record.id,
+        rule=fault.rule_id,
+        seed=fault.seed,
+    )
+    if fault.retry_after is not None:
+        headers.append(("retry-after", str(fault.retry_after)))
+    return Outcome(status, headers + cors, body, record, fault)
 
 
 def _detail(record: RequestRecord) -> str:
@@ -250,8 +289,10 @@ def _log_line(record: RequestRecord) -> str:
     payload = record.payload if isinstance(record.payload, dict) else {}
     visitors = payload.get("visitors")
     count = len(visitors) if isinstance(visitors, list) else 0
+    fault = record.fault
+    note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""
     return (
         f"#{record.id} {record.status} {record.verdict} from {record.client_ip or '-'}: "
         f"{count} visitor(s), {len(record.events)} event(s), {len(record.errors)} error(s), "
-        f"{len(record.warnings)} warning(s)"
+        f"{len(record.warnings)} warning(s){note}"
     )

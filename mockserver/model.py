@@ -11,9 +11,12 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .violations import Violation
+
+if TYPE_CHECKING:
+    from .faults import FaultAction
 
 __all__ = [
     "VERDICTS",
@@ -66,6 +69,8 @@ class Outcome:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     record: RequestRecord | None = None
+    fault: FaultAction | None = None
+    """An injected fault for the door to render: a delay first, then maybe no HTTP answer."""
 
 
 @dataclass

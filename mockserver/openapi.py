@@ -105,6 +105,37 @@ _SCHEMAS: dict[str, Any] = {
         },
         ["type", "title", "status", "detail"],
     ),
+    "FaultRule": {
+        "oneOf": [
+            {"type": "string", "description": "the CLI spec, e.g. status=503,times=2"},
+            _obj(
+                {
+                    "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                    "retry_after": {"type": "integer"},
+                    "delay": _STR,
+                    "reset": {"type": "boolean"},
+                    "close": {"type": "boolean"},
+                    "hang": {"type": "boolean"},
+                    "dribble": {"type": "boolean"},
+                    "hang_max": {"type": ["number", "string"]},
+                    "dribble_interval": {"type": ["number", "string"]},
+                    "sequence": {"type": "array", "items": {"type": ["integer", "string"]}},
+                    "nth": {"type": "integer"},
+                    "first": {"type": "integer"},
+                    "every": {"type": "integer"},
+                    "rate": {"type": "number"},
+                    "seed": {"type": "integer"},
+                    "account_id": _STR,
+                    "client_name": _STR,
+                    "visitor_id": _STR,
+                    "event_key": _STR,
+                    "times": {"type": "integer"},
+                    "id": {"type": "integer"},
+                    "fired": {"type": "integer"},
+                }
+            ),
+        ]
+    },
     "EventRecord": _obj(
         {
             "request_id": {"type": "integer"},
@@ -179,6 +210,11 @@ _PAGING = [
     ),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "at most this many"),
 ]
+
+
+def _json_faults(description: str) -> dict[str, Any]:
+    schema = _obj({"rules": _array("FaultRule")}, ["rules"])
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _list_of(name: str, ref: str) -> dict[str, Any]:
@@ -290,6 +326,41 @@ def openapi_document() -> dict[str, Any]:
                     ],
                     "responses": {"200": _list_of("events", "EventRecord"), "400": admin_problem},
                 }
+            },
+            "/_mock/faults": {
+                "get": {
+                    "summary": "The fault plan in force",
+                    "responses": {"200": _json_faults("The rules.")},
+                },
+                "put": {
+                    "summary": "Replace the fault plan",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        _obj({"rules": _array("FaultRule")}, ["rules"]),
+                                        _array("FaultRule"),
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "responses": {"200": _json_faults("The new rules."), "400": admin_problem},
+                },
+                "post": {
+                    "summary": "Append one fault rule",
+                    "requestBody": {"required": True, "content": _json("FaultRule")},
+                    "responses": {
+                        "201": {"description": "Added.", "content": _json("FaultRule")},
+                        "400": admin_problem,
+                    },
+                },
+                "delete": {
+                    "summary": "Remove every rule and cancel pending delays",
+                    "responses": {"204": {"description": "Cleared."}},
+                },
             },
             "/_mock/openapi.json": {
                 "get": {

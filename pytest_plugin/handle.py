@@ -7,15 +7,16 @@ teardown check calls the same public `assert_no_rejections` a user can call.
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
 from typing import Any
 
 from mockserver import EVENTS_PATH, Endpoint, EventRecord, Journal, RequestRecord
+from mockserver.faults import FaultPlan
 
 from .matching import check_filters, describe_event, difference, near_misses
 
-__all__ = ["LogxHandle", "ServerHandle", "summarize"]
+__all__ = ["Attempt", "LogxHandle", "ServerHandle", "summarize"]
 
 _ALL = 100_000
 _UNSET: Any = object()
@@ -39,12 +40,27 @@ def summarize(requests: list[RequestRecord]) -> str:
     return "\n".join(lines)
 
 
+@dataclasses.dataclass(frozen=True)
+class Attempt:
+    """One arrival of an event: when, and what the client got."""
+
+    request_id: int
+    received_at: float
+    verdict: str
+    status: int | None
+    fault: dict[str, Any] | None
+
+    def __str__(self) -> str:
+        answer = "no answer" if self.status == 0 else f"answered {self.status}"
+        fault = f", fault {self.fault['kind']} (rule #{self.fault['rule']})" if self.fault else ""
+        return f"request #{self.request_id}: {self.verdict}, {answer}{fault}"
+
+
 class LogxHandle:
     """What a test sees of the mock: its journal, and assertions over it."""
 
-    def __init__(self, endpoint: Endpoint, *, on_reset: Callable[[], None] | None = None) -> None:
+    def __init__(self, endpoint: Endpoint) -> None:
         self.endpoint = endpoint
-        self._on_reset = on_reset
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.journal!r}>"
@@ -202,17 +218,59 @@ class LogxHandle:
         raise AssertionError("\n".join(lines))
 
     def reset(self) -> None:
-        """Forget every journaled request."""
+        """Forget every journaled request, remove every fault and cut pending delays short."""
+        self.faults.clear()
         self.journal.clear()
-        if self._on_reset is not None:
-            self._on_reset()
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan: `faults.add(status=503, times=2)`, `with faults.inject(...)`."""
+        return self.endpoint.faults
+
+    def attempts(self, uuid: str) -> list[Attempt]:
+        """Every arrival of the event with this uuid, oldest first, with its outcome."""
+        records = {r.id: r for r in self.requests}
+        result = []
+        for event in self.journal.events(uuid=uuid, limit=_ALL):
+            record = records.get(event.request_id)
+            result.append(
+                Attempt(
+                    request_id=event.request_id,
+                    received_at=event.received_at,
+                    verdict=event.verdict,
+                    status=record.status if record else None,
+                    fault=record.fault if record else None,
+                )
+            )
+        return result
+
+    def assert_delivered_once(self, *uuids: str) -> None:
+        """Each event (every uuid seen, or those given) was accepted exactly once:
+        resent after every fault, and never again after a 204 the client lost."""
+        __tracebackhide__ = True
+        wanted = list(uuids) or list(dict.fromkeys(str(e.uuid) for e in self.events))
+        wrong = {}
+        for uuid in wanted:
+            attempts = self.attempts(uuid)
+            if sum(a.verdict == "accepted" for a in attempts) != 1:
+                wrong[uuid] = attempts
+        if not wrong:
+            return
+        lines = [f"{len(wrong)} event(s) were not delivered exactly once:"]
+        for uuid, attempts in wrong.items():
+            accepted = sum(a.verdict == "accepted" for a in attempts)
+            lines.append(
+                f"  uuid {uuid!r}: accepted {accepted} time(s) in {len(attempts)} arrival(s)"
+            )
+            lines.extend(f"    - {a}" for a in attempts)
+        raise AssertionError("\n".join(lines))
 
 
 class ServerHandle(LogxHandle):
     """A live server's handle: the same API, plus where to send requests."""
 
-    def __init__(self, endpoint: Endpoint, url: str, **kwargs: Any) -> None:
-        super().__init__(endpoint, **kwargs)
+    def __init__(self, endpoint: Endpoint, url: str) -> None:
+        super().__init__(endpoint)
         self.url = url
 
     def __repr__(self) -> str:

@@ -9,7 +9,24 @@ from typing import Any
 
 import pytest
 
+from mockserver.faults import FaultError, FaultRule, parse_spec
+
 __all__ = ["INI_KEYS", "LogxOptions", "merge_markers"]
+
+
+def _fault_rule(item: Any) -> FaultRule:
+    try:
+        if isinstance(item, FaultRule):
+            return item
+        if isinstance(item, str):
+            return parse_spec(item)
+        if isinstance(item, Mapping):
+            return FaultRule.from_dict(dict(item))
+    except FaultError as exc:
+        raise pytest.UsageError(f"logx option faults: {exc}") from exc
+    raise pytest.UsageError(
+        f"logx option faults: {item!r} is not a rule; give dicts or specs such as 'status=503'"
+    )
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -20,16 +37,22 @@ class LogxOptions:
         (400 for a batch production would silently drop).
     allow_rejected: skip the teardown check that fails the test when a request
         would have been rejected.
+    faults: fault rules for the test, as dicts (`{"status": 503, "times": 2}`) or
+        CLI specs (`"reset,rate=0.1,seed=42"`).
     """
 
     strict: bool = False
     allow_rejected: bool = False
+    faults: tuple[FaultRule, ...] = ()
 
     def __post_init__(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
+        for name in ("strict", "allow_rejected"):
+            value = getattr(self, name)
             if not isinstance(value, bool):
-                raise pytest.UsageError(f"logx option {field.name}={value!r} must be True or False")
+                raise pytest.UsageError(f"logx option {name}={value!r} must be True or False")
+        if not isinstance(self.faults, list | tuple):
+            raise pytest.UsageError(f"logx option faults={self.faults!r} must be a list of rules")
+        object.__setattr__(self, "faults", tuple(_fault_rule(f) for f in self.faults))
 
     @classmethod
     def names(cls) -> list[str]:

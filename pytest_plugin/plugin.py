@@ -47,7 +47,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "logx(strict=False, allow_rejected=False): options for the logx-mock fixtures; "
+        "logx(strict=False, allow_rejected=False, faults=[]): options for the logx-mock "
+        "fixtures; "
         "module, class and test markers merge, the closest wins",
     )
 
@@ -73,6 +74,7 @@ def _checked(
 ) -> Iterator[LogxHandle]:
     """Yield `handle`; after the test, fail on rejections unless the test failed already."""
     request.node.stash.setdefault(_handles_key, []).append(handle)
+    handle.faults.replace(list(options.faults))
     yield handle
     if not options.allow_rejected and not request.node.stash.get(_failed_key, False):
         handle.assert_no_rejections()

@@ -7,6 +7,7 @@ otherwise passes through to the network untouched.
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ from respx.mocks import Mocker
 
 from mockserver import Endpoint
 
-from .transport import to_core, to_httpx
+from .transport import render, render_async, to_core
 
 __all__ = ["LOGX_HOSTS", "logx_router"]
 
@@ -27,12 +28,39 @@ def _other_routers(router: respx.MockRouter) -> bool:
     return any(r is not router for mocker in registry.values() for r in mocker.routers)
 
 
+_in_async_client: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "logx_in_async_client", default=False
+)
+
+
+class _LogxRouter(respx.MockRouter):
+    """Tells the side effect whether it serves an async client, so delays can await.
+
+    respx awaits an awaitable side-effect result only on its async path; on the
+    sync path the same side effect must answer synchronously.
+    """
+
+    async def async_handler(self, request: httpx.Request) -> httpx.Response:
+        token = _in_async_client.set(True)
+        try:
+            return await super().async_handler(request)
+        finally:
+            _in_async_client.reset(token)
+
+
 def logx_router(endpoint: Endpoint) -> respx.MockRouter:
     """A respx router (not yet started) for the logx hosts, bound to `endpoint`."""
-    router = respx.MockRouter(assert_all_called=False, assert_all_mocked=True)
+    router = _LogxRouter(assert_all_called=False, assert_all_mocked=True)
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        return to_httpx(endpoint.handle(to_core(request, request.read())), request)
+    async def answer_async(request: httpx.Request) -> httpx.Response:
+        outcome = await endpoint.handle_async(to_core(request, await request.aread()))
+        return await render_async(endpoint.faults, outcome, request)
+
+    def answer(request: httpx.Request) -> Any:
+        if _in_async_client.get():
+            return answer_async(request)
+        outcome = endpoint.handle(to_core(request, request.read()))
+        return render(endpoint.faults, outcome, request)
 
     def elsewhere(request: httpx.Request) -> httpx.Request | None:
         # None lets the user's own routers answer; the request itself passes through.

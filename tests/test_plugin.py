@@ -46,7 +46,9 @@ def test_disabling_the_plugin_removes_the_fixtures(pytester: pytest.Pytester) ->
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.logx(strict=False, allow_rejected=False): *"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.logx(strict=False, allow_rejected=False, faults=[]): *"]
+    )
 
 
 def test_logx_mock_routes_sync_and_async_httpx(pytester: pytest.Pytester) -> None:
@@ -351,7 +353,7 @@ def test_typo(logx_mock):
     result.stdout.fnmatch_lines(
         [
             "*unknown logx option 'stirct' in @pytest.mark.logx; did you mean 'strict'? "
-            "(options: strict, allow_rejected)*",
+            "(options: strict, allow_rejected, faults)*",
         ]
     )
 
@@ -401,3 +403,37 @@ def test_{i}(logx_server, logx_mock):
     pytester.makepyfile(test_user=HEADER + body)
     result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=6)
+
+
+def test_faults_from_pytest_for_both_doors(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.logx(faults=[{"status": 503, "times": 1}, "reset,nth=3"])
+def test_marker_on_logx_mock(logx_mock):
+    assert httpx.post(URL, json=IMPRESSION).status_code == 503
+    assert httpx.post(URL, json=conversion("a")).status_code == 204
+    with pytest.raises(httpx.ReadError):
+        httpx.post(URL, json=conversion("b"))
+    assert [r.verdict for r in logx_mock.requests] == ["faulted", "accepted", "faulted"]
+
+def test_inject_on_logx_server(logx_server):
+    with logx_server.faults.inject(status=503, times=2):
+        codes = [requests.post(logx_server.events_url, json=IMPRESSION).status_code
+                 for _ in range(3)]
+    assert codes == [503, 503, 204]
+    logx_server.faults.add(close=True)
+    with pytest.raises(requests.ConnectionError):
+        requests.post(logx_server.events_url, json=IMPRESSION)
+
+def test_server_faults_do_not_leak_into_the_next_test(logx_server):
+    assert logx_server.faults.describe() == []
+    assert requests.post(logx_server.events_url, json=IMPRESSION).status_code == 204
+
+@pytest.mark.logx(faults=["stauts=503"])
+def test_bad_fault_option(logx_mock):
+    pass
+""",
+    )
+    result.assert_outcomes(passed=3, errors=1)
+    result.stdout.fnmatch_lines(["*logx option faults: unknown fault option 'stauts'*"])

@@ -1,0 +1,46 @@
+"""Ending a connection without an HTTP answer, for the reset and close faults.
+
+ASGI has no way to say "reset the connection". uvicorn's `send` is a bound
+method of its per-request cycle, which holds the asyncio transport; that is the
+one place the socket can be reached. Under another ASGI server the transport
+is not found, and the fault falls back to raising, which makes that server
+drop or fail the request (the README says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+__all__ = ["abort_connection", "close_connection"]
+
+
+class NoTransportError(RuntimeError):
+    """The ASGI server does not expose its transport; the fault cannot be rendered exactly."""
+
+
+def _transport(send: Any) -> asyncio.Transport:
+    transport = getattr(getattr(send, "__self__", None), "transport", None)
+    if not isinstance(transport, asyncio.Transport):
+        raise NoTransportError(
+            "this ASGI server hides its transport: run logx-mock on uvicorn for reset/close faults"
+        )
+    return transport
+
+
+def abort_connection(send: Any) -> None:
+    """Reset the TCP connection: SO_LINGER 0, then abort, so the peer reads ECONNRESET."""
+    transport = _transport(send)
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
+
+
+def close_connection(send: Any) -> None:
+    """Close the connection cleanly (FIN) without having sent any response."""
+    transport = _transport(send)
+    if not transport.is_closing():
+        transport.close()
