@@ -25,13 +25,22 @@ from .wire import abort_connection, close_connection
 __all__ = ["LogxApp", "create_app"]
 
 
+_DRAIN_FACTOR = 2
+
+
 class _Disconnected(Exception):
     """The client went away before sending its whole body."""
 
 
 async def _read_body(receive: Receive, limit: int, declared: int | None) -> tuple[bytes, bool]:
-    """The body, or (b"", True) as soon as it is known to exceed `limit`."""
-    if declared is not None and declared > limit:
+    """The body, or (b"", True) once it is known to exceed `limit`.
+
+    Past the limit nothing more is kept, but up to `_DRAIN_FACTOR` times the
+    limit is still read and thrown away: closing on unread data makes the
+    kernel reset the connection, and the client would never see its 413.
+    """
+    drain_cap = _DRAIN_FACTOR * limit
+    if declared is not None and declared > drain_cap:
         return b"", True
     chunks: list[bytes] = []
     size = 0
@@ -41,11 +50,13 @@ async def _read_body(receive: Receive, limit: int, declared: int | None) -> tupl
             raise _Disconnected
         chunk = message.get("body", b"")
         size += len(chunk)
-        if size > limit:
-            return b"", True
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks), False
+        if size <= limit:
+            chunks.append(chunk)
+        elif chunks:
+            chunks = []  # past the limit: drop what was kept, keep nothing more
+        more = message.get("more_body", False)
+        if not more or size > drain_cap:
+            return (b"", True) if size > limit else (b"".join(chunks), False)
 
 
 def _content_length(headers: list[tuple[str, str]]) -> int | None:

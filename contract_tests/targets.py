@@ -1,0 +1,221 @@
+"""Every way into logx-mock, behind one small interface: send a request, read the journal.
+
+Doors: the respx routes (sync and async httpx), the non-patching transport, the
+Starlette app through `httpx.ASGITransport`, the threaded server, and
+`logx-mock serve` as a subprocess on a SQLite file. `UrlTarget` is any running
+endpoint (`--logx-url`); it has no journal.
+
+Every door is configured the same: 127.0.0.1/32 is a trusted proxy, so
+`X-Forwarded-For` cases resolve identically whether the peer is a real socket
+or the in-process doors' 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mockserver import (
+    Endpoint,
+    EndpointConfig,
+    MemoryJournal,
+    ThreadedServer,
+    TrustedProxies,
+    create_app,
+)
+from pytest_plugin import LogxTransport, logx_router
+
+from .corpus import Request
+
+__all__ = ["DOORS", "Response", "Target", "UrlTarget", "open_target"]
+
+LOGX = "https://logx.optimizely.com"
+TRUST = "127.0.0.1/32"
+DOORS = ["respx-sync", "respx-async", "transport", "asgi", "threaded-server", "serve-subprocess"]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+def _response(response: httpx.Response) -> Response:
+    return Response(response.status_code, dict(response.headers), response.content)
+
+
+def _endpoint() -> Endpoint:
+    return Endpoint(
+        MemoryJournal(), config=EndpointConfig(trusted_proxies=TrustedProxies.parse([TRUST]))
+    )
+
+
+class Target:
+    """A door into logx-mock; subclasses say how to send and how to read the journal."""
+
+    name = "target"
+    has_journal = True
+
+    def send(self, request: Request) -> Response:
+        raise NotImplementedError
+
+    def journal(self) -> list[dict[str, Any]]:
+        """Every journaled request as the admin API shows it (with events)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop whatever the target started."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+class InProcess(Target):
+    """Doors that share a process with the test: the journal is read directly."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.endpoint = _endpoint()
+
+    def journal(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.endpoint.journal.requests(limit=100_000)]
+
+    def reset(self) -> None:
+        self.endpoint.journal.clear()
+        self.endpoint.faults.clear()
+
+    def send(self, request: Request) -> Response:
+        url = LOGX + request.path
+        kwargs = {"headers": request.headers, "content": request.body}
+        if self.name == "respx-sync":
+            with logx_router(self.endpoint), httpx.Client() as client:
+                return _response(client.request(request.method, url, **kwargs))
+        if self.name == "transport":
+            with httpx.Client(transport=LogxTransport(self.endpoint)) as client:
+                return _response(client.request(request.method, url, **kwargs))
+        return asyncio.run(self._send_async(request.method, url, kwargs))
+
+    async def _send_async(self, method: str, url: str, kwargs: dict[str, Any]) -> Response:
+        if self.name == "respx-async":
+            with logx_router(self.endpoint):
+                async with httpx.AsyncClient() as client:
+                    return _response(await client.request(method, url, **kwargs))
+        transport = httpx.ASGITransport(app=create_app(self.endpoint), client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport) as client:
+            return _response(await client.request(method, url, **kwargs))
+
+
+class OverHttp(Target):
+    """Doors on a real socket: requests and the journal go over HTTP (the admin API)."""
+
+    def __init__(self, name: str, url: str) -> None:
+        self.name = name
+        self.url = url
+        self.client = httpx.Client(timeout=60)
+
+    def send(self, request: Request) -> Response:
+        return _response(
+            self.client.request(
+                request.method,
+                self.url + request.path,
+                headers=request.headers,
+                content=request.body,
+            )
+        )
+
+    def journal(self) -> list[dict[str, Any]]:
+        listed = self.client.get(self.url + "/_mock/requests", params={"limit": 100_000}).json()
+        return [
+            self.client.get(f"{self.url}/_mock/requests/{r['id']}").json()
+            for r in listed["requests"]
+        ]
+
+    def reset(self) -> None:
+        self.client.delete(self.url + "/_mock/requests").raise_for_status()
+        self.client.delete(self.url + "/_mock/faults").raise_for_status()
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class ThreadedTarget(OverHttp):
+    def __init__(self) -> None:
+        self.server = ThreadedServer(_endpoint()).start()
+        super().__init__("threaded-server", self.server.url)
+
+    def close(self) -> None:
+        super().close()
+        self.server.stop()
+
+
+class SubprocessTarget(OverHttp):
+    """`logx-mock serve` on a SQLite file, as a user runs it."""
+
+    def __init__(self) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.log = open(Path(self.tmp.name) / "serve.log", "w+")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "mockserver",
+                "serve",
+                "--port",
+                "0",
+                "--trust-proxy",
+                TRUST,
+                "--db",
+                str(Path(self.tmp.name) / "journal.db"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        banner = self.proc.stdout.readline()
+        match = re.search(r"(http://\S+?)/v1/events", banner)
+        if match is None:
+            self.proc.kill()
+            raise RuntimeError(f"logx-mock serve did not start: {banner!r}")
+        super().__init__("serve-subprocess", match.group(1))
+
+    def close(self) -> None:
+        super().close()
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+class UrlTarget(OverHttp):
+    """Any running endpoint (`--logx-url`): status-level cases only, no journal."""
+
+    has_journal = False
+
+    def __init__(self, url: str) -> None:
+        base = url.rstrip("/")
+        base = base[: -len("/v1/events")] if base.endswith("/v1/events") else base
+        super().__init__(f"url:{base}", base)
+
+    def reset(self) -> None:
+        """A foreign endpoint cannot be reset."""
+
+
+def open_target(name: str) -> Target:
+    if name == "threaded-server":
+        return ThreadedTarget()
+    if name == "serve-subprocess":
+        return SubprocessTarget()
+    return InProcess(name)
