@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 
 from .endpoint import Endpoint
 from .faults import FaultError, FaultRule, parse_spec
+from .inspector import inspector_routes
 from .journal import EVENT_FILTERS, MAX_LIMIT
 from .openapi import openapi_document
 
@@ -128,7 +129,7 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
 
     async def list_requests(request: Request) -> Response:
         try:
-            _check_params(request, {"after", "limit", "verdict"})
+            _check_params(request, {"after", "limit", "verdict", "events"})
             after = _int(request, "after", 0, 0, 2**62)
             limit = _int(request, "limit", 100, 1, MAX_LIMIT)
         except _BadQuery as exc:
@@ -136,8 +137,10 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         found = journal.requests(
             after=after, limit=limit, verdict=request.query_params.get("verdict")
         )
+        with_events = request.query_params.get("events", "false").lower() in ("1", "true")
+        listed = [r.to_dict(with_events=with_events) for r in found]
         return JSONResponse(
-            {"requests": [r.to_dict(with_events=False) for r in found], "last_id": journal.last_id}
+            {"requests": listed, "last_id": journal.last_id, "generation": journal.generation}
         )
 
     async def get_request(request: Request) -> Response:
@@ -215,4 +218,5 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         Route(f"{ADMIN_PREFIX}/faults", replace_faults, methods=["PUT"]),
         Route(f"{ADMIN_PREFIX}/faults", clear_faults, methods=["DELETE"]),
         Route(f"{ADMIN_PREFIX}/openapi.json", openapi, methods=["GET"]),
+        *inspector_routes(ADMIN_PREFIX, journal),
     ]

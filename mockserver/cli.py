@@ -136,7 +136,11 @@ def _serve(args: argparse.Namespace) -> int:
     print(
         f"logx-mock listening on http://{shown}:{port}{EVENTS_PATH} (journal: {where})", flush=True
     )
-    print(f"admin API: http://{shown}:{port}/_mock/requests  (Ctrl-C to stop)", flush=True)
+    print(
+        f"inspector: http://{shown}:{port}/_mock/   admin API: http://{shown}:{port}/_mock/requests"
+        "   (Ctrl-C to stop)",
+        flush=True,
+    )
     server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True)))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         server.run(sockets=[sock])

@@ -70,6 +70,8 @@ class Journal(ABC):
         self._listeners: list[Callable[[int], None]] = []
         self._changed = threading.Condition()
         self._last_id = 0
+        self.generation = 0
+        """Grows by one at each `clear()`, so watchers (the web page) know to start over."""
 
     @abstractmethod
     def append(self, record: RequestRecord) -> Future[RequestRecord]:
@@ -117,6 +119,13 @@ class Journal(ABC):
         with self._changed:
             self._last_id = max(self._last_id, last_id)
             self._changed.notify_all()
+        self._notify(last_id)
+
+    def _cleared(self) -> None:
+        self.generation += 1
+        self._notify(self._last_id)
+
+    def _notify(self, last_id: int) -> None:
         for listener in list(self._listeners):
             try:
                 listener(last_id)
@@ -222,3 +231,4 @@ class MemoryJournal(Journal):
             self._records.clear()
             self._seen.clear()
             self._impressions.clear()
+        self._cleared()

@@ -284,7 +284,11 @@ def openapi_document() -> dict[str, Any]:
             "/_mock/requests": {
                 "get": {
                     "summary": "Journaled requests, oldest first",
-                    "parameters": [*_PAGING, _query("verdict", _STR, "only this verdict")],
+                    "parameters": [
+                        *_PAGING,
+                        _query("verdict", _STR, "only this verdict"),
+                        _query("events", _STR, "true: include each request's events"),
+                    ],
                     "responses": {
                         "200": _list_of("requests", "RequestRecord"),
                         "400": admin_problem,
@@ -361,6 +365,25 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "Remove every rule and cancel pending delays",
                     "responses": {"204": {"description": "Cleared."}},
                 },
+            },
+            "/_mock/": {
+                "get": {
+                    "summary": "The web inspector page",
+                    "responses": {
+                        "200": {"description": "HTML.", "content": {"text/html": {"schema": _STR}}}
+                    },
+                }
+            },
+            "/_mock/stream": {
+                "get": {
+                    "summary": "Server-sent events: one `journal` event per commit or clear",
+                    "responses": {
+                        "200": {
+                            "description": "An endless event stream.",
+                            "content": {"text/event-stream": {"schema": _STR}},
+                        }
+                    },
+                }
             },
             "/_mock/openapi.json": {
                 "get": {

@@ -157,6 +157,7 @@ class SqliteJournal(Journal):
         future: Future[Any] = Future()
         self._queue.put(("clear", None, future))
         future.result()
+        self._cleared()
 
     def close(self) -> None:
         if self._thread.is_alive():

@@ -49,6 +49,7 @@ class ServeProcess:
         )
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
+        self.inspector_line = self.proc.stdout.readline()
         match = re.search(r"http://(\S+?)/v1/events", self.banner)
         if match is None:
             self.proc.kill()

@@ -101,6 +101,8 @@ def test_serve_prints_url_logs_each_request_and_stops_on_ctrl_c(serve: Any, tmp_
     server = serve("--db", str(tmp_path / "j.db"))
     assert server.banner.startswith("logx-mock listening on http://127.0.0.1:")
     assert str(tmp_path / "j.db") in server.banner
+    assert server.inspector_line.startswith(f"inspector: {server.url}/_mock/ ")
+    assert requests.get(server.url + "/_mock/", timeout=10).text.startswith("<!doctype html>")
     assert requests.post(server.events_url, json=impression(), timeout=10).status_code == 204
     bad = impression()
     del bad["account_id"]

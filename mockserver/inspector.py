@@ -1,0 +1,94 @@
+"""The web inspector: a page at `/_mock/` that shows requests as they arrive.
+
+The page is static (HTML, CSS and one script shipped in the package; no CDN, no
+build step). It reads the admin API and listens to `/_mock/stream`, a
+server-sent event stream that announces each commit. Everything a payload
+contains is rendered as text by the script; the Content-Security-Policy
+forbids inline script, so even a bug there could not run a payload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from importlib import resources
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from .journal import Journal
+
+__all__ = ["CSP", "inspector_routes"]
+
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_ASSETS = {
+    "inspector.js": "text/javascript; charset=utf-8",
+    "inspector.css": "text/css; charset=utf-8",
+}
+_KEEPALIVE_SECONDS = 15.0
+
+
+def _asset(name: str) -> bytes:
+    return resources.files("mockserver").joinpath("static", name).read_bytes()
+
+
+def _headers() -> dict[str, str]:
+    return {
+        "content-security-policy": CSP,
+        "x-content-type-options": "nosniff",
+        "referrer-policy": "no-referrer",
+        "cache-control": "no-cache",
+    }
+
+
+def inspector_routes(prefix: str, journal: Journal) -> list[BaseRoute]:
+    """The page, its assets and the event stream, under `prefix` (`/_mock`)."""
+
+    async def page(request: Request) -> Response:
+        return Response(
+            _asset("index.html"), media_type="text/html; charset=utf-8", headers=_headers()
+        )
+
+    async def asset(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in _ASSETS:
+            return Response(f"no asset {name!r}", status_code=404, media_type="text/plain")
+        return Response(_asset(name), media_type=_ASSETS[name], headers=_headers())
+
+    async def stream(request: Request) -> Response:
+        return StreamingResponse(
+            _announce(journal), media_type="text/event-stream", headers=_headers()
+        )
+
+    return [
+        Route(f"{prefix}/", page, methods=["GET"]),
+        Route(f"{prefix}/static/{{name}}", asset, methods=["GET"]),
+        Route(f"{prefix}/stream", stream, methods=["GET"]),
+    ]
+
+
+async def _announce(journal: Journal) -> AsyncIterator[str]:
+    """One `journal` event now and after every commit or clear; comments keep it alive."""
+    loop = asyncio.get_running_loop()
+    changed = asyncio.Event()
+
+    def listener(_: int) -> None:
+        loop.call_soon_threadsafe(changed.set)
+
+    journal.add_listener(listener)
+    try:
+        while True:
+            state = {"last_id": journal.last_id, "generation": journal.generation}
+            yield f"event: journal\ndata: {json.dumps(state)}\n\n"
+            try:
+                await asyncio.wait_for(changed.wait(), _KEEPALIVE_SECONDS)
+            except asyncio.TimeoutError:
+                yield ": keep-alive\n\n"
+            changed.clear()
+    finally:
+        journal.remove_listener(listener)

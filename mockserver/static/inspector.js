@@ -1,0 +1,353 @@
+// logx-mock inspector. Every value that came from a request is put on the page with
+// textContent or as a text node, never as HTML: payloads are written by whoever calls
+// the endpoint. The Content-Security-Policy forbids inline script besides.
+"use strict";
+
+const API = "/_mock";
+const PAGE = 1000;
+const KEEP = 5000;
+const state = { requests: new Map(), lastId: 0, generation: null, selected: null, loading: null, again: false };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs || {})) {
+    if (name === "class") node.className = value;
+    else if (name === "on") for (const [ev, fn] of Object.entries(value)) node.addEventListener(ev, fn);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+async function api(path, options) {
+  const response = await fetch(API + path, options);
+  if (!response.ok && response.status !== 204) throw new Error(`${path}: ${response.status}`);
+  return response.status === 204 ? null : response.json();
+}
+
+// --- loading -------------------------------------------------------------
+
+async function load() {
+  // One fetch at a time; a change announced meanwhile makes it fetch once more.
+  if (state.loading) { state.again = true; return state.loading; }
+  state.loading = (async () => {
+    do {
+      state.again = false;
+      await fetchNewer();
+    } while (state.again);
+    render();
+  })();
+  try { await state.loading; } finally { state.loading = null; }
+}
+
+async function fetchNewer() {
+  for (;;) {
+    const body = await api(`/requests?after=${state.lastId}&limit=${PAGE}&events=true`);
+    if (state.generation !== null && body.generation !== state.generation) forget();
+    state.generation = body.generation;
+    for (const record of body.requests) {
+      state.requests.set(record.id, record);
+      state.lastId = Math.max(state.lastId, record.id);
+    }
+    if (body.requests.length < PAGE) break;
+  }
+  while (state.requests.size > KEEP) state.requests.delete(state.requests.keys().next().value);
+}
+
+function forget() {
+  state.requests.clear();
+  state.lastId = 0;
+  state.selected = null;
+}
+
+async function loadFaults() {
+  const box = document.getElementById("faults");
+  const body = await api("/faults");
+  box.replaceChildren();
+  if (!body.rules.length) return;
+  box.append(el("strong", {}, "Fault plan in force: "));
+  body.rules.forEach((rule, i) => {
+    const { id, fired, ...options } = rule;
+    const text = Object.entries(options).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(",");
+    box.append(el("span", { class: "rule" }, `${i ? " · " : ""}#${id} ${text} (fired ${fired})`));
+  });
+}
+
+function listen() {
+  const live = document.getElementById("live");
+  const source = new EventSource(API + "/stream");
+  source.addEventListener("open", () => { live.textContent = "live"; live.classList.add("on"); });
+  source.addEventListener("error", () => { live.textContent = "reconnecting…"; live.classList.remove("on"); });
+  source.addEventListener("journal", (message) => {
+    const info = JSON.parse(message.data);
+    if (state.generation !== null && info.generation !== state.generation) { forget(); render(); }
+    load();
+    loadFaults();
+  });
+}
+
+// --- the list ------------------------------------------------------------
+
+function rowsOf(record) {
+  if (!record.events.length) return [{ record, event: null, index: -1 }];
+  return record.events.map((event, index) => ({ record, event, index }));
+}
+
+function filters() {
+  const value = (id) => document.getElementById(id).value.trim();
+  return {
+    search: value("search").toLowerCase(), visitor: value("f-visitor"), key: value("f-key"),
+    kind: value("f-kind"), verdict: value("f-verdict"), client: value("f-client"),
+  };
+}
+
+function clientOf(record) {
+  const payload = record.payload && typeof record.payload === "object" ? record.payload : {};
+  return [payload.client_name, payload.client_version].filter((x) => typeof x === "string").join(" ");
+}
+
+function keep(row, f) {
+  const { record, event } = row;
+  const e = event || {};
+  if (f.visitor && String(e.visitor_id) !== f.visitor) return false;
+  if (f.key && String(e.key) !== f.key) return false;
+  if (f.kind && e.kind !== f.kind) return false;
+  if (f.verdict && record.verdict !== f.verdict) return false;
+  if (f.client && !clientOf(record).startsWith(f.client)) return false;
+  if (f.search) {
+    const haystack = [e.visitor_id, e.key, e.uuid, e.entity_id, e.account_id, clientOf(record), record.id]
+      .map((x) => String(x ?? "")).join(" ").toLowerCase();
+    if (!haystack.includes(f.search)) return false;
+  }
+  return true;
+}
+
+function time(seconds) {
+  const date = new Date(seconds * 1000);
+  return date.toLocaleTimeString([], { hour12: false }) + "." + String(date.getMilliseconds()).padStart(3, "0");
+}
+
+function badge(record) {
+  const cell = el("td", { class: "verdict" }, el("span", { class: `badge ${record.verdict}` }, record.verdict));
+  if (record.warnings.length) cell.append(el("span", { class: "warn", title: "warnings" }, `⚠ ${record.warnings.length}`));
+  return cell;
+}
+
+function render() {
+  const f = filters();
+  const body = document.getElementById("rows");
+  const records = [...state.requests.values()].reverse();
+  const rows = records.flatMap(rowsOf).filter((row) => keep(row, f));
+  body.replaceChildren(...rows.map(({ record, event, index }) => {
+    const e = event || {};
+    const tr = el("tr", { "data-request": record.id, "data-index": index, on: { click: () => select(record.id) } },
+      el("td", {}, record.id),
+      el("td", {}, time(record.received_at)),
+      el("td", { class: "client" }, clientOf(record)),
+      el("td", { class: "visitor" }, e.visitor_id ?? ""),
+      el("td", {}, e.kind ?? "—"),
+      el("td", { class: "key" }, e.key ?? "", e.duplicate ? el("span", { class: "dup", title: "duplicate" }, "dup") : null),
+      badge(record));
+    if (record.id === state.selected) tr.classList.add("selected");
+    return tr;
+  }));
+  document.getElementById("empty").hidden = state.requests.size > 0;
+  const events = records.reduce((n, r) => n + r.events.length, 0);
+  document.getElementById("counts").textContent =
+    `${state.requests.size} request(s), ${events} event(s), ${rows.length} shown`;
+  if (state.selected !== null) renderDetail(state.requests.get(state.selected));
+}
+
+// --- the detail view -----------------------------------------------------
+
+function select(id) {
+  state.selected = id;
+  render();
+}
+
+function table(cls, pairs) {
+  return el("table", { class: cls }, ...pairs.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, v))));
+}
+
+function violationList(record, onPath) {
+  const list = el("ul", { class: "violations" });
+  const groups = [["error", record.errors], ["warning", record.warnings], ["note", record.unknown_fields]];
+  for (const [severity, items] of groups) {
+    for (const v of items) {
+      list.append(el("li", { class: severity },
+        `${severity}: `, el("span", { class: "path", on: { click: () => onPath(v.path) } }, v.path),
+        ` — ${v.message} [${v.rule}]`));
+    }
+  }
+  return list.children.length ? list : el("p", {}, "No error, warning or unknown field.");
+}
+
+function renderDetail(record) {
+  const detail = document.getElementById("detail");
+  if (!record) { detail.hidden = true; return; }
+  detail.hidden = false;
+  const json = jsonView(record);
+  const meta = [
+    ["request", `#${record.id} ${record.method} ${record.path}`], ["received", time(record.received_at)],
+    ["host", record.host ?? ""], ["status", String(record.status)], ["verdict", record.verdict],
+    ["strict", `${record.strict} (header: ${record.strict_header ?? "absent"})`],
+    ["client IP (stored)", record.client_ip ?? "unknown"],
+  ];
+  if (record.fault) meta.push(["fault", JSON.stringify(record.fault)]);
+  detail.replaceChildren(
+    el("h2", {}, `Request #${record.id}`, " ", el("span", { class: `badge ${record.verdict}` }, record.verdict)),
+    table("meta", meta),
+    el("h3", {}, "Violations"), violationList(record, json.reveal),
+    el("h3", {}, `Events (${record.events.length})`), ...record.events.map(eventCard),
+    el("h3", {}, "Payload"), json.node,
+    el("h3", {}, "Headers"), table("kv", record.headers.map(([k, v]) => [k, v])),
+  );
+}
+
+function eventCard(event) {
+  const card = el("div", { class: "event-card", "data-path": event.path });
+  card.append(el("strong", {}, `${event.kind} ${event.key ?? ""}`));
+  if (event.duplicate) card.append(el("span", { class: "dup" }, " duplicate"));
+  const fields = ["visitor_id", "entity_id", "uuid", "timestamp", "revenue", "value", "quantity"]
+    .filter((k) => event[k] !== null && event[k] !== undefined).map((k) => [k, JSON.stringify(event[k])]);
+  if (event.tags) fields.push(["tags", JSON.stringify(event.tags)]);
+  card.append(table("kv", fields));
+  if (event.decisions.length) {
+    const head = ["campaign_id", "experiment_id", "variation_id", "flag_key", "rule_key", "variation_key", "enabled"];
+    card.append(el("table", { class: "decisions" },
+      el("tr", {}, ...head.map((h) => el("th", {}, h))),
+      ...event.decisions.map((d) => el("tr", {}, ...head.map((h) => {
+        const source = h in d ? d : (d.metadata || {});
+        return el("td", {}, JSON.stringify(source[h] ?? null));
+      })))));
+  }
+  const attrs = Object.entries(event.attributes || {});
+  if (attrs.length) card.append(el("table", { class: "attributes" }, el("tr", {}, el("th", {}, "attribute"), el("th", {}, "value")),
+    ...attrs.map(([k, v]) => el("tr", {}, el("td", {}, k), el("td", {}, JSON.stringify(v))))));
+  const output = el("code", { class: "assertion", hidden: "" });
+  card.append(el("button", { type: "button", class: "copy", on: { click: () => copyAssertion(event, output) } },
+    "Copy as pytest assertion"), output);
+  return card;
+}
+
+// --- JSON with violations at their paths ---------------------------------
+
+function jsonView(record) {
+  const marks = new Map();
+  const nodes = new Map();
+  const add = (severity, list) => list.forEach((v) => {
+    if (!marks.has(v.path)) marks.set(v.path, []);
+    marks.get(v.path).push({ severity, v });
+  });
+  add("error", record.errors);
+  add("warning", record.warnings);
+  const pre = el("pre", { class: "json" });
+  if (record.payload === null && record.raw !== null) {
+    pre.append(record.raw);
+  } else {
+    pre.append(value(record.payload, "$", "", nodes));
+  }
+  for (const [path, items] of marks) {
+    let at = path;
+    while (!nodes.has(at) && at !== "$") at = parentPath(at);
+    const target = nodes.get(at) || pre;
+    target.classList.add("mark", items.some((i) => i.severity === "error") ? "error" : "warning");
+    for (const { severity, v } of items) {
+      target.after(el("span", { class: `flag ${severity}`, "data-flag": v.path }, `↑ ${v.path}: ${v.message}`));
+    }
+  }
+  const reveal = (path) => {
+    let at = path;
+    while (!nodes.has(at) && at !== "$") at = parentPath(at);
+    (nodes.get(at) || pre).scrollIntoView({ block: "center" });
+  };
+  return { node: pre, reveal };
+}
+
+function parentPath(path) {
+  const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
+  return cut > 0 ? path.slice(0, cut) : "$";
+}
+
+function childPath(parent, key) {
+  if (typeof key === "number") return `${parent === "$" ? "" : parent}[${key}]`;
+  return parent === "$" ? key : `${parent}.${key}`;
+}
+
+function value(v, path, indent, nodes) {
+  const span = el("span", { "data-path": path });
+  nodes.set(path, span);
+  if (Array.isArray(v) || (v && typeof v === "object")) {
+    const isArray = Array.isArray(v);
+    const entries = isArray ? v.map((x, i) => [i, x]) : Object.entries(v);
+    if (!entries.length) { span.append(isArray ? "[]" : "{}"); return span; }
+    span.append(isArray ? "[\n" : "{\n");
+    entries.forEach(([key, item], i) => {
+      span.append(indent + "  ");
+      if (!isArray) span.append(el("span", { class: "key" }, JSON.stringify(key)), ": ");
+      span.append(value(item, childPath(path, key), indent + "  ", nodes));
+      span.append(i < entries.length - 1 ? ",\n" : "\n");
+    });
+    span.append(indent + (isArray ? "]" : "}"));
+  } else {
+    span.append(JSON.stringify(v));
+  }
+  return span;
+}
+
+// --- copy as pytest assertion --------------------------------------------
+
+function py(v) {
+  if (v === null || v === undefined) return "None";
+  if (v === true) return "True";
+  if (v === false) return "False";
+  if (typeof v === "number") return String(v);
+  if (typeof v === "string") return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(py).join(", ")}]`;
+  return `{${Object.entries(v).map(([k, x]) => `${JSON.stringify(k)}: ${py(x)}`).join(", ")}}`;
+}
+
+function assertion(event) {
+  const args = [];
+  const add = (name, v) => { if (v !== null && v !== undefined) args.push(`${name}=${py(v)}`); };
+  if (event.kind === "conversion") {
+    args.push(py(event.key));
+    add("visitor_id", event.visitor_id);
+    add("revenue", event.revenue);
+    add("value", event.value);
+    if (event.tags && Object.keys(event.tags).length) add("tags", event.tags);
+    return `logx_server.assert_conversion(${args.join(", ")})`;
+  }
+  add("visitor_id", event.visitor_id);
+  const decision = event.decisions[0];
+  if (decision) {
+    args.push(`experiment_id=${py(decision.experiment_id)}`, `variation_id=${py(decision.variation_id)}`);
+    const meta = decision.metadata || {};
+    if (meta.flag_key) add("flag_key", meta.flag_key);
+    if (meta.variation_key) add("variation_key", meta.variation_key);
+  }
+  return `logx_server.assert_impression(${args.join(", ")})`;
+}
+
+async function copyAssertion(event, output) {
+  const text = assertion(event);
+  output.textContent = text;
+  output.hidden = false;
+  try { await navigator.clipboard.writeText(text); output.title = "copied"; } catch (_) { output.title = "select and copy"; }
+}
+
+// --- start ---------------------------------------------------------------
+
+document.addEventListener("DOMContentLoaded", () => {
+  document.getElementById("events-url").textContent = `${location.origin}/v1/events`;
+  document.getElementById("filters").addEventListener("input", render);
+  document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
+  document.getElementById("clear").addEventListener("click", async () => {
+    await api("/requests", { method: "DELETE" });
+  });
+  load().then(listen);
+  loadFaults();
+});

@@ -1,0 +1,266 @@
+"""The web inspector in a real headless Chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+from helpers import conversion, impression
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from mockserver import ThreadedServer
+from mockserver.inspector import CSP
+
+pytest_plugins = ["pytester"]
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+XSS = {
+    "visitor": '<img src=x onerror="window.__xss=1">',
+    "tag": "<script>window.__xss=2</script>",
+    "attribute": "javascript:window.__xss=3",
+    "key": '"><svg onload="window.__xss=4">',
+}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def server() -> Iterator[ThreadedServer]:
+    with ThreadedServer() as running:
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser, server: ThreadedServer) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    opened = context.new_page()
+    opened.errors = []  # type: ignore[attr-defined]
+    opened.on("pageerror", lambda error: opened.errors.append(str(error)))  # type: ignore[attr-defined]
+    opened.on("dialog", lambda dialog: opened.errors.append(f"dialog: {dialog.message}"))  # type: ignore[attr-defined]
+    opened.goto(server.url + "/_mock/")
+    opened.wait_for_selector("#live.on")
+    yield opened
+    assert opened.errors == []  # type: ignore[attr-defined]
+    context.close()
+
+
+def post(server: ThreadedServer, payload: Any) -> None:
+    requests.post(server.events_url, json=payload, timeout=10)
+
+
+def visible_rows(page: Page) -> list[list[str]]:
+    return page.eval_on_selector_all(
+        "#rows tr", "rows => rows.map(r => [...r.cells].map(c => c.innerText.trim()))"
+    )
+
+
+def test_page_and_assets_are_served_with_a_strict_csp(server: ThreadedServer) -> None:
+    page = requests.get(server.url + "/_mock/", timeout=5)
+    assert page.headers["content-security-policy"] == CSP
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP
+    assert "<script>" not in page.text and " on" not in page.text.split("<body>")[1].lower()
+    script = requests.get(server.url + "/_mock/static/inspector.js", timeout=5)
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert "innerHTML" not in script.text and "eval(" not in script.text
+    assert requests.get(server.url + "/_mock/static/nope.js", timeout=5).status_code == 404
+
+
+def test_a_batch_appears_live_within_a_second(page: Page, server: ThreadedServer) -> None:
+    assert visible_rows(page) == []
+    navigations = page.evaluate("performance.getEntriesByType('navigation').length")
+    post(server, conversion("purchase", "live-visitor", revenue=4200))
+    started = time.monotonic()
+    page.wait_for_selector("#rows tr >> text=live-visitor", timeout=1000)
+    assert time.monotonic() - started < 1.0
+    (row,) = visible_rows(page)
+    assert row[2:6] == ["python-sdk 5.7.0", "live-visitor", "conversion", "purchase"]
+    assert row[6].startswith("accepted")
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == navigations
+
+
+def test_verdict_badges_warnings_and_duplicates(page: Page, server: ThreadedServer) -> None:
+    batch = impression("dup-visitor")
+    post(server, batch)
+    post(server, batch)
+    bad = impression("rejected-visitor")
+    bad["account_id"] = 7
+    post(server, bad)
+    requests.post(server.events_url, data=b"{broken", timeout=5)
+    server.endpoint.faults.add(status=503, times=1)
+    post(server, impression("faulted-visitor"))
+    expect(page.locator("#rows tr")).to_have_count(5)
+    badges = page.eval_on_selector_all("#rows .badge", "b => b.map(x => x.textContent)")
+    assert badges == ["faulted", "malformed", "rejected", "accepted", "accepted"]
+    assert page.locator("#rows .dup").count() == 1
+    assert (
+        "⚠ 1" in page.locator("#rows tr").nth(4).inner_text()
+        or "⚠ 1" in page.locator("#rows tr").nth(3).inner_text()
+    )
+    assert "status=503,times=1" in page.inner_text("#faults")
+
+
+def test_filters_narrow_the_list(page: Page, server: ThreadedServer) -> None:
+    post(server, impression("alice"))
+    post(server, conversion("purchase", "bob"))
+    post(server, conversion("signup", "carol"))
+    bad = conversion("refund", "dave")
+    del bad["account_id"]
+    post(server, bad)
+    expect(page.locator("#rows tr")).to_have_count(4)
+    page.fill("#f-visitor", "bob")
+    assert [r[3] for r in visible_rows(page)] == ["bob"]
+    page.fill("#f-visitor", "")
+    page.select_option("#f-kind", "conversion")
+    assert [r[3] for r in visible_rows(page)] == ["dave", "carol", "bob"]
+    page.fill("#f-key", "signup")
+    assert [r[3] for r in visible_rows(page)] == ["carol"]
+    page.fill("#f-key", "")
+    page.select_option("#f-kind", "")
+    page.select_option("#f-verdict", "rejected")
+    assert [r[3] for r in visible_rows(page)] == ["dave"]
+    page.select_option("#f-verdict", "")
+    page.fill("#search", "ALI")
+    assert [r[3] for r in visible_rows(page)] == ["alice"]
+    page.fill("#search", "")
+    page.fill("#f-client", "go-sdk")
+    assert visible_rows(page) == []
+    assert "4 request(s), 4 event(s), 0 shown" in page.inner_text("#counts")
+
+
+def test_detail_view_shows_each_violation_at_its_path(page: Page, server: ThreadedServer) -> None:
+    bad = impression("mallory")
+    bad["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = "soon"
+    del bad["visitors"][0]["attributes"][0]["type"]
+    post(server, bad)
+    page.click("#rows tr >> text=mallory")
+    detail = page.locator("#detail")
+    assert "client IP (stored)127.0.0.0" in detail.inner_text().replace("\t", "")
+    stamp = detail.locator("[data-path='visitors[0].snapshots[0].events[0].timestamp']")
+    assert stamp.inner_text() == '"soon"'
+    assert "mark" in stamp.get_attribute("class") and "error" in stamp.get_attribute("class")
+    flag = detail.locator("[data-flag='visitors[0].snapshots[0].events[0].timestamp']")
+    assert flag.inner_text() == (
+        "↑ visitors[0].snapshots[0].events[0].timestamp: 'timestamp' must be an integer, got string"
+    )
+    # a missing field is flagged on the nearest part of the payload that exists
+    missing = detail.locator("[data-flag='visitors[0].attributes[0].type']")
+    assert "'type' is required" in missing.inner_text()
+    attribute = detail.locator("[data-path='visitors[0].attributes[0]']")
+    assert "error" in attribute.get_attribute("class")
+    assert "content-type" in detail.locator("table.kv").last.inner_text()
+    assert "experiment_id" in detail.locator("table.decisions").inner_text()
+    assert "plan" in detail.locator("table.attributes").inner_text()
+
+
+def _copied(page: Page, visitor: str) -> str:
+    page.click(f"#rows tr >> text={visitor}")
+    page.click("#detail button.copy")
+    return page.inner_text("#detail code.assertion")
+
+
+def test_copied_assertions_pass_when_pasted_into_a_test(
+    page: Page, server: ThreadedServer, pytester: pytest.Pytester
+) -> None:
+    sent = {
+        "conv": conversion(
+            "purchase",
+            "copy-conv",
+            revenue=4200,
+            value=3.5,
+            tags={"category": "shoes", "gift": True},
+        ),
+        "imp": impression("copy-imp"),
+    }
+    for payload in sent.values():
+        post(server, payload)
+    expect(page.locator("#rows tr")).to_have_count(2)
+    lines = {name: _copied(page, f"copy-{name}") for name in sent}
+    assert lines["conv"] == (
+        'logx_server.assert_conversion("purchase", visitor_id="copy-conv", revenue=4200, '
+        'value=3.5, tags={"category": "shoes", "gift": True})'
+    )
+    assert lines["imp"] == (
+        'logx_server.assert_impression(visitor_id="copy-imp", experiment_id="111127", '
+        'variation_id="111129", flag_key="checkout_flow", variation_key="treatment")'
+    )
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_pasted=f"""
+import requests
+SENT = {json.dumps(sent)!r}
+
+def test_pasted(logx_server):
+    import json
+    for payload in json.loads(SENT).values():
+        requests.post(logx_server.events_url, json=payload)
+    {lines["conv"]}
+    {lines["imp"]}
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+def test_payload_strings_render_as_text_and_run_nothing(page: Page, server: ThreadedServer) -> None:
+    batch = conversion(XSS["key"], XSS["visitor"], tags={"note": XSS["tag"]})
+    batch["visitors"][0]["attributes"][0]["value"] = XSS["attribute"]
+    batch["client_name"] = XSS["tag"]
+    post(server, batch)
+    page.wait_for_selector("#rows tr")
+    page.click("#rows tr")
+    page.click("#detail button.copy")
+    page.wait_for_timeout(200)
+    assert page.evaluate("window.__xss") is None
+    for tag in ("img", "svg", "script"):
+        assert page.locator(f"#rows {tag}, #detail {tag}").count() == 0
+    text = page.inner_text("body")
+    for value in XSS.values():
+        assert value in text
+    assert page.locator("a").count() == 0  # no javascript: link was made
+
+
+def test_clear_button_empties_the_journal_and_the_page(page: Page, server: ThreadedServer) -> None:
+    post(server, impression("to-clear"))
+    page.wait_for_selector("#rows tr")
+    page.click("#clear")
+    expect(page.locator("#rows tr")).to_have_count(0)
+    assert server.endpoint.journal.requests() == []
+    post(server, impression("after-clear"))
+    page.wait_for_selector("#rows tr >> text=after-clear")
+    assert len(visible_rows(page)) == 1
+
+
+def test_narrow_window_and_dark_mode(browser: Browser, server: ThreadedServer) -> None:
+    post(server, impression("narrow"))
+    context = browser.new_context(viewport={"width": 420, "height": 800}, color_scheme="dark")
+    page = context.new_page()
+    page.goto(server.url + "/_mock/")
+    page.click("#rows tr >> text=narrow")
+    listing = page.locator("section.list").bounding_box()
+    detail = page.locator("#detail").bounding_box()
+    assert listing and detail and detail["y"] >= listing["y"] + listing["height"] - 1
+    assert detail["width"] <= 420
+    background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(18, 21, 27)"
+    assert page.evaluate("document.documentElement.scrollWidth") <= 420
+    context.close()
