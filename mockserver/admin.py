@@ -11,7 +11,8 @@ import time
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from .endpoint import Endpoint
@@ -24,6 +25,14 @@ __all__ = ["ADMIN_PREFIX", "admin_routes"]
 
 ADMIN_PREFIX = "/_mock"
 MAX_WAIT_SECONDS = 60.0
+
+
+class JSONResponse(_StarletteJSON):
+    """JSON with non-ASCII escaped: a payload may hold lone surrogates (valid JSON
+    escapes, `"\\ud800"`) that cannot be encoded as UTF-8 but can be sent back escaped."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":")).encode("ascii")
 
 
 class _BadQuery(ValueError):

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admin import ADMIN_PREFIX, admin_routes
 from .endpoint import Endpoint
 from .faults import FaultPlan
+from .guard import AdminGuard, GuardConfig
 from .model import CoreRequest, Outcome
+from .problem import problem
 from .wire import abort_connection, close_connection
 
 __all__ = ["LogxApp", "create_app"]
+
+log = logging.getLogger("logx_mock")
 
 
 _DRAIN_FACTOR = 2
@@ -32,20 +37,32 @@ class _Disconnected(Exception):
     """The client went away before sending its whole body."""
 
 
-async def _read_body(receive: Receive, limit: int, declared: int | None) -> tuple[bytes, bool]:
+class _TimedOut(Exception):
+    """The client did not send its whole body in time."""
+
+
+async def _read_body(
+    receive: Receive, limit: int, declared: int | None, timeout: float
+) -> tuple[bytes, bool]:
     """The body, or (b"", True) once it is known to exceed `limit`.
 
     Past the limit nothing more is kept, but up to `_DRAIN_FACTOR` times the
     limit is still read and thrown away: closing on unread data makes the
     kernel reset the connection, and the client would never see its 413.
+    The whole body must arrive within `timeout` seconds (slow or endless uploads).
     """
     drain_cap = _DRAIN_FACTOR * limit
     if declared is not None and declared > drain_cap:
         return b"", True
+    deadline = asyncio.get_running_loop().time() + timeout
     chunks: list[bytes] = []
     size = 0
     while True:
-        message = await receive()
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            message = await asyncio.wait_for(receive(), max(remaining, 0.001))
+        except asyncio.TimeoutError:
+            raise _TimedOut from None
         if message["type"] == "http.disconnect":
             raise _Disconnected
         chunk = message.get("body", b"")
@@ -126,7 +143,7 @@ async def _dribble(waiter: Any, outcome: Outcome, interval: float, send: Send) -
 class LogxApp:
     """The whole server: the events door, and Starlette for `/_mock` and lifespan."""
 
-    def __init__(self, endpoint: Endpoint, admin: Starlette) -> None:
+    def __init__(self, endpoint: Endpoint, admin: ASGIApp) -> None:
         self.endpoint = endpoint
         self.admin = admin
 
@@ -142,10 +159,22 @@ class LogxApp:
 
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
-        limit = self.endpoint.config.max_body_bytes
+        config = self.endpoint.config
         try:
-            body, too_large = await _read_body(receive, limit, _content_length(headers))
+            body, too_large = await _read_body(
+                receive, config.max_body_bytes, _content_length(headers), config.body_timeout
+            )
         except _Disconnected:
+            return
+        except _TimedOut:
+            log.info("408: the body did not arrive within %gs; not recorded", config.body_timeout)
+            problem_headers, problem_body = problem(
+                "timeout",
+                408,
+                f"the body did not arrive within {config.body_timeout:g}s; nothing was recorded",
+            )
+            problem_headers.append(("connection", "close"))
+            await send_outcome(send, Outcome(408, problem_headers, problem_body))
             return
         client = scope.get("client")
         request = CoreRequest(
@@ -164,8 +193,13 @@ class LogxApp:
             await render_fault(self.endpoint.faults, outcome, receive, send)
 
 
-def create_app(endpoint: Endpoint, *, close_journal: bool = False) -> LogxApp:
-    """The ASGI app over `endpoint`; with `close_journal`, lifespan shutdown closes it."""
+def create_app(
+    endpoint: Endpoint, *, close_journal: bool = False, guard: GuardConfig | None = None
+) -> LogxApp:
+    """The ASGI app over `endpoint`; with `close_journal`, lifespan shutdown closes it.
+
+    `guard` protects `/_mock` (Host check always; a token when it has one).
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
@@ -174,4 +208,4 @@ def create_app(endpoint: Endpoint, *, close_journal: bool = False) -> LogxApp:
             endpoint.journal.close()
 
     admin = Starlette(routes=admin_routes(endpoint), lifespan=lifespan)
-    return LogxApp(endpoint, admin)
+    return LogxApp(endpoint, AdminGuard(admin, guard or GuardConfig()))

@@ -21,6 +21,7 @@ from .anonymize import TrustedProxies
 from .decoding import DecodeError, decode_body
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig
 from .faults import FaultError, FaultRule, parse_spec
+from .guard import GuardConfig, is_loopback
 from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
 from .validation import validate
 from .violations import Report
@@ -69,6 +70,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--faults-file", metavar="FILE", help='a JSON list of fault rules (or {"rules": [...]})'
     )
+    serve.add_argument(
+        "--admin-token",
+        metavar="TOKEN",
+        help="require this token for /_mock (Authorization: Bearer, or open /_mock/?token=TOKEN)",
+    )
+    serve.add_argument(
+        "--insecure-admin",
+        action="store_true",
+        help="allow binding a non-loopback address without --admin-token",
+    )
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a host name (besides IPs and localhost) the admin API answers to (repeatable)",
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="answer 408 when a body takes longer than this to arrive (default 30)",
+    )
 
     check = commands.add_parser("validate", help="check payload files offline")
     check.add_argument("files", nargs="+", metavar="FILE", help="payload files, or - for stdin")
@@ -79,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name in EVENT_FILTERS:
         events.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
     events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--token", metavar="TOKEN", help="the server's --admin-token")
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
@@ -114,14 +140,25 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_requests is not None and args.max_requests < 1:
         print("logx-mock: --max-requests must be at least 1", file=sys.stderr)
         return 2
+    if not is_loopback(args.host) and not (args.admin_token or args.insecure_admin):
+        print(
+            f"logx-mock: --host {args.host} exposes the admin API (/_mock) beyond this machine; "
+            "pass --admin-token TOKEN, or --insecure-admin if that is really what you want",
+            file=sys.stderr,
+        )
+        return 2
     try:
         trusted = TrustedProxies.parse(args.trust_proxy)
         rules = _fault_rules(args)
+        guard = GuardConfig(
+            token=args.admin_token, allowed_hosts=frozenset(h.lower() for h in args.allow_host)
+        )
+        config = EndpointConfig(trusted_proxies=trusted, body_timeout=args.body_timeout)
         journal = _open_journal(args)
     except (ValueError, OSError, JournalError) as exc:
         print(f"logx-mock: {exc}", file=sys.stderr)
         return 2
-    endpoint = Endpoint(journal, config=EndpointConfig(trusted_proxies=trusted))
+    endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace(rules)
     try:
         sock = bind_socket(args.host, args.port)
@@ -141,7 +178,7 @@ def _serve(args: argparse.Namespace) -> int:
         "   (Ctrl-C to stop)",
         flush=True,
     )
-    server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True)))
+    server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True, guard=guard)))
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
         server.run(sockets=[sock])
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
@@ -238,7 +275,8 @@ def _events(args: argparse.Namespace) -> int:
     after, first = 0, True
     if not args.json:
         print("  ".join(f"{c:<12}" for c in _COLUMNS), flush=True)
-    with httpx.Client(timeout=70.0) as client:
+    auth = {"authorization": f"Bearer {args.token}"} if args.token else {}
+    with httpx.Client(timeout=70.0, headers=auth) as client:
         while first or args.follow:
             params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}
             if not first:

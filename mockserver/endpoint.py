@@ -43,10 +43,14 @@ class EndpointConfig:
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     force_strict: bool = False
     """Treat every request as if it carried `X-Optimizely-Strict: true` (pytest's `strict`)."""
+    body_timeout: float = 30.0
+    """Seconds a client gets to send its whole body; a stalled upload gets 408."""
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+        if self.body_timeout <= 0:
+            raise ValueError(f"body_timeout must be positive, got {self.body_timeout}")
 
 
 @dataclass
@@ -148,12 +152,14 @@ class Endpoint:
             report.errors.append(Violation("$", rule, exc.message))
             record.raw = None if exc.too_large else request.body
         else:
-            record.payload, record.source = decoded.payload, decoded.text
             report = validate(decoded.payload, now_ms=int(request.received_at * 1000))
-            if not isinstance(decoded.payload, dict):
-                record.verdict, record.status = "malformed", 400
-            elif not report.ok:
-                record.verdict, record.status = "rejected", 400 if strict else 204
+            if not isinstance(decoded.payload, dict) or _too_deep(report):
+                # Kept as text: no later step should parse or walk it again.
+                record.verdict, record.status, record.raw = "malformed", 400, decoded.text
+            else:
+                record.payload, record.source = decoded.payload, decoded.text
+                if not report.ok:
+                    record.verdict, record.status = "rejected", 400 if strict else 204
         _check_content_type(request, report)
         record.errors, record.warnings, record.unknown_fields = (
             report.errors,
@@ -207,6 +213,10 @@ class Endpoint:
             f"{exc}. Nothing was recorded; resend the batch once the journal is writable.",
         )
         return Outcome(503, [*headers, ("retry-after", "1"), *step.cors], body)
+
+
+def _too_deep(report: Report) -> bool:
+    return any(v.rule == "depth" for v in report.errors)
 
 
 def _apply_fault(record: RequestRecord, fault: FaultAction) -> None:

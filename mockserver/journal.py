@@ -45,7 +45,11 @@ def as_text(value: Any) -> str | None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    text = str(value)
+    if not text.isascii():
+        # Lone surrogates (valid JSON escapes) have no UTF-8 form; SQLite needs one.
+        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 def check_filters(filters: dict[str, str]) -> None:
@@ -220,7 +224,7 @@ class MemoryJournal(Journal):
                 if record.id <= after:
                     continue
                 for event in record.events:
-                    if all(as_text(getattr(event, k)) == v for k, v in filters.items()):
+                    if all(as_text(getattr(event, k)) == as_text(v) for k, v in filters.items()):
                         found.append(event)
                         if len(found) >= limit:
                             return found

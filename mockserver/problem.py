@@ -23,6 +23,7 @@ PROBLEM_TYPES = {
     "method": "Method not allowed",
     "unavailable": "Journal unavailable",
     "fault": "Injected fault",
+    "timeout": "Body not received in time",
 }
 
 

@@ -15,6 +15,7 @@ import uvicorn
 
 from .app import LogxApp, create_app
 from .endpoint import EVENTS_PATH, Endpoint
+from .guard import GuardConfig
 from .journal import MemoryJournal
 
 __all__ = ["ThreadedServer", "bind_socket", "uvicorn_config"]
@@ -46,6 +47,10 @@ def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
     `X-Forwarded-For` from 127.0.0.1, and only `--trust-proxy` may decide that.
     """
     settings: dict[str, object] = {
+        # h11, not httptools: h11 bounds a request's head (64 KiB here), so a header flood
+        # gets a 400 instead of growing the server's memory without limit.
+        "http": "h11",
+        "h11_max_incomplete_event_size": 64 * 1024,
         "access_log": False,
         "proxy_headers": False,
         "lifespan": "on",
@@ -78,9 +83,15 @@ class ThreadedServer:
     """
 
     def __init__(
-        self, endpoint: Endpoint | None = None, *, host: str = "127.0.0.1", port: int = 0
+        self,
+        endpoint: Endpoint | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        guard: GuardConfig | None = None,
     ) -> None:
         self.endpoint = endpoint or Endpoint(MemoryJournal())
+        self.guard = guard
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -108,7 +119,7 @@ class ThreadedServer:
             raise RuntimeError("this ThreadedServer is already running; call stop() first")
         sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
-        self._server = _ReadyServer(uvicorn_config(create_app(self.endpoint)))
+        self._server = _ReadyServer(uvicorn_config(create_app(self.endpoint, guard=self.guard)))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="logx-server", daemon=True
         )

@@ -298,6 +298,6 @@ class SqliteJournal(Journal):
         where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
         rows = self._read(
             f"SELECT data FROM events WHERE {' AND '.join(where)} ORDER BY request_id, idx LIMIT ?",
-            (after, *filters.values(), _limit(limit)),
+            (after, *(as_text(v) for v in filters.values()), _limit(limit)),
         )
         return [EventRecord.from_dict(json.loads(row[0])) for row in rows]

@@ -21,6 +21,7 @@ from .violations import Report, json_type
 __all__ = [
     "ERROR_RULES",
     "INT64_MAX",
+    "MAX_DEPTH",
     "SCHEMA",
     "WARNING_RULES",
     "Field",
@@ -29,6 +30,8 @@ __all__ = [
 ]
 
 INT64_MAX = 2**63 - 1
+MAX_DEPTH = 32
+"""How deep free-form values (tags, unknown fields, ...) may nest; deeper is malformed."""
 
 ERROR_RULES = {
     "json": "the body is not JSON (or not UTF-8, or gzip that does not inflate)",
@@ -38,6 +41,7 @@ ERROR_RULES = {
     "type": "a field has the wrong JSON type",
     "range": "timestamp, revenue or quantity does not fit in 64 bits",
     "empty": "account_id is empty, or visitors is an empty array",
+    "depth": "a value nests deeper than 32 levels (the batch is malformed)",
 }
 """Rules that make a batch unusable (400 strict, silently dropped permissive)."""
 
@@ -177,12 +181,41 @@ def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) ->
                 spec.kind,
                 value,
             )
+            _check_depth(value, here, report)
             continue
         if name in _INT64_FIELDS and not -INT64_MAX - 1 <= value <= INT64_MAX:
             report.error(here, "range", f"'{name}' does not fit in 64 bits", "int64", value)
     for name in obj:
         if name not in fields:
             report.note(prefix + name, "unknown_field", _unknown(name, fields))
+            _check_depth(obj[name], prefix + name, report)
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """True when `value` holds containers more than `limit` levels deep (iterative)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node if isinstance(v, dict | list))
+    return False
+
+
+def _check_depth(value: Any, path: str, report: Report) -> None:
+    """Free-form values the validator does not walk must not nest without bound: the
+    journal stores and serves them, and nothing may recurse forever on them."""
+    if isinstance(value, dict | list) and _nests_deeper(value, MAX_DEPTH):
+        report.error(
+            path,
+            "depth",
+            f"this value nests deeper than {MAX_DEPTH} levels; flatten it",
+            f"at most {MAX_DEPTH} levels",
+            value,
+        )
 
 
 def _unknown(name: str, fields: dict[str, Field]) -> str:
@@ -217,6 +250,7 @@ def _each(
         if not isinstance(item, dict):
             wanted = f"each item of '{name}' must be an object, got {json_type(item)}"
             report.error(here, "type", wanted, "object", item)
+            _check_depth(item, here, report)
             continue
         _check_object(item, level, here, report)
         if visit is not None:
@@ -383,6 +417,7 @@ def _check_map(value: Any, name: str, path: str, report: Report) -> None:
                 kind,
                 item,
             )
+            _check_depth(item, f"{path}.{key}", report)
 
 
 def _check_impression(

@@ -276,3 +276,16 @@ def test_long_actual_values_are_summarised() -> None:
     assert violation.actual == "<array of 50 items>"
     (violation,) = validate(mutate(IMP, f"{E}.uuid", 10**400)).errors
     assert violation.actual == "<integer of 401 digits>"
+
+
+def test_free_form_values_nested_too_deep_are_an_error() -> None:
+    deep: Any = 1
+    for _ in range(40):
+        deep = {"a": deep}
+    for where in ("zzz_unknown", f"{E}.tags", f"{A}.value", "visitors.0.attributes.0"):
+        report = validate(mutate(IMP, where, deep))
+        assert "depth" in [v.rule for v in report.errors], where
+    shallow: Any = 1
+    for _ in range(10):
+        shallow = {"a": shallow}
+    assert "depth" not in [v.rule for v in validate(mutate(IMP, "zzz_unknown", shallow)).errors]

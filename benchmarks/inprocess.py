@@ -1,0 +1,214 @@
+"""In-process figures: the respx path, 3.5 MB ingest, threaded start, a 1M-event journal."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import respx
+
+from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, ThreadedServer
+from pytest_plugin import logx_router
+
+ROOT = Path(__file__).parent.parent
+BASE = json.loads((ROOT / "tests" / "payloads" / "python-sdk-decide-impression.json").read_text())
+URL = "https://logx.optimizely.com/v1/events"
+LIMIT = 3_500_000
+
+
+def near_limit_body() -> bytes:
+    """A batch of SDK impressions just under 3.5 MB, each with its own uuid."""
+    batch = copy.deepcopy(BASE)
+    visitor = batch["visitors"][0]
+    batch["visitors"] = []
+    size, i = 0, 0
+    while True:
+        item = copy.deepcopy(visitor)
+        item["visitor_id"] = f"visitor-{i:07d}"
+        item["snapshots"][0]["events"][0]["uuid"] = f"__UUID__{i}"
+        piece = len(json.dumps(item)) + 2
+        if size + piece > LIMIT - 2000:
+            break
+        batch["visitors"].append(item)
+        size, i = size + piece, i + 1
+    return json.dumps(batch).encode()
+
+
+def best_of(runs: int, work: Callable[[], object]) -> float:
+    """The fastest of `runs` timings: the least disturbed by the rest of the machine."""
+    timings = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        work()
+        timings.append(time.perf_counter() - started)
+    return min(timings)
+
+
+def respx_ratio(n: int = 2000) -> tuple[float, float]:
+    body = json.dumps(BASE)
+    headers = {"content-type": "application/json"}
+
+    def ours() -> None:
+        with logx_router(Endpoint(MemoryJournal())), httpx.Client() as client:
+            for _ in range(n):
+                client.post(URL, content=body, headers=headers)
+
+    def bare() -> None:
+        with respx.mock() as router, httpx.Client() as client:
+            router.post(URL).respond(204)
+            for _ in range(n):
+                client.post(URL, content=body, headers=headers)
+
+    return best_of(3, ours) / n, best_of(3, bare) / n
+
+
+def ingest_ratio() -> tuple[float, float]:
+    body = near_limit_body().replace(b"__UUID__", b"u-")
+    with tempfile.TemporaryDirectory() as tmp:
+        journal = SqliteJournal(Path(tmp) / "j.db")
+        endpoint = Endpoint(journal)
+        counter = iter(range(1000))
+
+        def ingest() -> None:
+            unique = body.replace(b'"u-', f'"r{next(counter)}-'.encode())
+            request = CoreRequest(
+                "POST",
+                "/v1/events",
+                unique,
+                headers=[("content-type", "application/json"), ("x-optimizely-strict", "true")],
+                peer="127.0.0.1",
+            )
+            outcome = endpoint.handle(request)
+            assert outcome.status == 204, outcome.body[:300]
+
+        ours = best_of(5, ingest)
+        journal.close()
+    return ours, best_of(5, lambda: json.loads(body))
+
+
+def threaded_start() -> float:
+    timings = []
+    for _ in range(10):
+        started = time.perf_counter()
+        server = ThreadedServer().start()
+        timings.append(time.perf_counter() - started)
+        server.stop()
+    return statistics.median(timings)
+
+
+def big_journal(requests: int = 100_000, per_request: int = 10) -> tuple[float, float, float, int]:
+    """Fill a journal with requests x per_request events; query it; RSS of a server on it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.db"
+        journal = SqliteJournal(path)
+        endpoint = Endpoint(journal)
+        batch = copy.deepcopy(BASE)
+        batch["visitors"] = batch["visitors"] * per_request
+        template = json.dumps(batch)
+        pending = []
+        for r in range(requests):
+            body = template.replace('"a68cf1ad-0393-4e18-af87-efe8f01a7c9c"', f'"e{r}-x"', 1)
+            body = body.replace('"user-123"', f'"visitor-{r}"', 1)
+            request = CoreRequest(
+                "POST",
+                "/v1/events",
+                body.encode(),
+                headers=[("content-type", "application/json")],
+                peer="127.0.0.1",
+            )
+            record = endpoint._judge(request)
+            pending.append(journal.append(record))
+            if len(pending) >= 500:
+                for future in pending:
+                    future.result()
+                pending = []
+        for future in pending:
+            future.result()
+        events = len(journal.events(limit=1)) and requests * per_request
+        by_visitor = best_of(5, lambda: journal.events(visitor_id="visitor-54321", limit=100))
+        by_key = best_of(5, lambda: journal.events(key="campaign_activated", limit=100))
+        journal.close()
+        rss = server_rss(path)
+    return by_visitor, by_key, rss, events
+
+
+def server_rss(path: Path) -> float:
+    """MiB resident in a `logx-mock serve` on `path` after a few queries."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mockserver", "serve", "--port", "0", "--db", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        url = re.search(r"(http://\S+?)/v1/events", proc.stdout.readline()).group(1)  # type: ignore[union-attr]
+        for params in ({"visitor_id": "visitor-7"}, {"key": "campaign_activated"}, {}):
+            httpx.get(url + "/_mock/events", params={**params, "limit": 100}, timeout=60)
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def measure(*, quick: bool) -> list[tuple[str, str, str]]:
+    rows = []
+    ours, bare = respx_ratio()
+    rows.append(
+        (
+            "respx path per request (`logx_mock`) vs a bare respx route answering 204",
+            f"{ours * 1e6:.0f} µs vs {bare * 1e6:.0f} µs = {ours / bare:.2f}x",
+            "<= 1.3x",
+        )
+    )
+    print(rows[-1], flush=True)
+    start = threaded_start()
+    rows.append(("threaded server ready (median of 10)", f"{start * 1000:.1f} ms", "<= 200 ms"))
+    print(rows[-1], flush=True)
+    if quick:
+        return rows
+    ingest, loads = ingest_ratio()
+    rows.append(
+        (
+            "3.5 MB batch ingest (parse, strict validation, anonymization, commit, events) "
+            "vs `json.loads`",
+            f"{ingest * 1000:.0f} ms vs {loads * 1000:.0f} ms = {ingest / loads:.2f}x",
+            "<= 2x",
+        )
+    )
+    print(rows[-1], flush=True)
+    by_visitor, by_key, rss, events = big_journal()
+    rows.append(
+        (
+            f"journal of {events:,} events: query by visitor_id",
+            f"{by_visitor * 1000:.2f} ms",
+            "<= 20 ms",
+        )
+    )
+    rows.append(
+        (
+            f"journal of {events:,} events: query by key (first 100)",
+            f"{by_key * 1000:.2f} ms",
+            "<= 20 ms",
+        )
+    )
+    rows.append(("`logx-mock serve` RSS on that journal", f"{rss:.0f} MiB", "<= 250 MB"))
+    print(rows[-3:], flush=True)
+    return rows
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONHASHSEED", "0")
+    for row in measure(quick="--quick" in sys.argv):
+        print(row)

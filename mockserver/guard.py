@@ -1,0 +1,158 @@
+"""Who may use the admin surface (`/_mock`: the API and the page).
+
+Two checks, in pure ASGI in front of the admin routes:
+
+- **Host.** A browser page on another site can reach a local server through DNS
+  rebinding (its own name resolving to 127.0.0.1); it then sends its own name
+  as `Host`. So `/_mock` answers only a `Host` that is an IP literal,
+  `localhost`, or a name given with `--allow-host`.
+- **Token.** With `--admin-token`, every `/_mock` request needs
+  `Authorization: Bearer TOKEN` or the `logx_admin` cookie. Opening
+  `/_mock/?token=TOKEN` once sets that cookie for the page.
+
+`/v1/events` is never guarded: like the real endpoint, it takes batches from anyone.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
+
+COOKIE = "logx_admin"
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and `localhost`: addresses only this machine can reach."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(value: str) -> str:
+    value = value.strip().lower()
+    if value.startswith("["):  # [::1]:8080
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, kw_only=True)
+class GuardConfig:
+    """The admin surface's protection; keyword-only, checked on construction."""
+
+    token: str | None = None
+    allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        if self.token is not None and len(self.token) < 8:
+            raise ValueError("--admin-token must be at least 8 characters; use a random string")
+
+    def host_allowed(self, host: str | None) -> bool:
+        if not host:
+            return False
+        name = _host_name(host)
+        return name == "localhost" or _is_ip(name) or name in self.allowed_hosts
+
+
+class AdminGuard:
+    """ASGI middleware that applies a `GuardConfig` before the admin app."""
+
+    def __init__(self, app: ASGIApp, config: GuardConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host")
+        if not self.config.host_allowed(host):
+            await _deny(
+                send,
+                403,
+                f"Host {host!r} is not this server's name; open it as "
+                "127.0.0.1 or localhost, or start it with --allow-host NAME",
+            )
+            return
+        token = self.config.token
+        if token is None or _presented(headers, token):
+            await self.app(scope, receive, send)
+            return
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        if query.get("token") and hmac.compare_digest(query["token"][0], token):
+            await _set_cookie_and_return(send, scope, token)
+            return
+        await _deny(
+            send,
+            401,
+            "the admin API needs the admin token: send "
+            "'Authorization: Bearer TOKEN', or open /_mock/?token=TOKEN once",
+        )
+
+
+def _presented(headers: dict[str, str], token: str) -> bool:
+    auth = headers.get("authorization", "")
+    if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), token):
+        return True
+    cookie = SimpleCookie()
+    try:
+        cookie.load(headers.get("cookie", ""))
+    except Exception:  # a malformed Cookie header is just no cookie
+        return False
+    morsel = cookie.get(COOKIE)
+    return morsel is not None and hmac.compare_digest(morsel.value, token)
+
+
+async def _deny(send: Send, status: int, detail: str) -> None:
+    body = json.dumps(
+        {
+            "type": "urn:logx-mock:problem:admin",
+            "title": "Admin access denied",
+            "status": status,
+            "detail": detail,
+        }
+    ).encode()
+    headers = [
+        (b"content-type", b"application/problem+json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if status == 401:
+        headers.append((b"www-authenticate", b'Bearer realm="logx-mock"'))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _set_cookie_and_return(send: Send, scope: Scope, token: str) -> None:
+    cookie = f"{COOKIE}={token}; Path=/_mock; HttpOnly; SameSite=Strict"
+    location = scope.get("root_path", "") + scope["path"]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [
+                (b"set-cookie", cookie.encode("latin-1")),
+                (b"location", location.encode("latin-1")),
+                (b"content-length", b"0"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
