@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from .flatten import flatten
 from .history import DedupeKey, apply_history
 from .journal import Journal, JournalError, _limit, as_text, check_filters
 from .model import EventRecord, RequestRecord
@@ -28,7 +29,7 @@ __all__ = ["SCHEMA_VERSION", "SqliteJournal"]
 
 log = logging.getLogger("logx_mock")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests (
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS events (
     idx INTEGER NOT NULL,
     visitor_id TEXT, key TEXT, kind TEXT, entity_id TEXT, uuid TEXT, account_id TEXT,
     project_id TEXT, client_name TEXT, verdict TEXT, timestamp INTEGER,
-    data TEXT NOT NULL,
+    duplicate INTEGER NOT NULL,
     PRIMARY KEY (request_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS events_visitor ON events (visitor_id);
@@ -62,7 +63,7 @@ _COLUMNS = (
     "verdict",
 )
 _INSERT_EVENT = (
-    f"INSERT INTO events (request_id, idx, {', '.join(_COLUMNS)}, timestamp, data) "
+    f"INSERT INTO events (request_id, idx, {', '.join(_COLUMNS)}, timestamp, duplicate) "
     f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})"
 )
 _META_FIELDS = (
@@ -77,6 +78,8 @@ _META_FIELDS = (
     "fault",
 )
 _STOP = object()
+_REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
+_WITH_EVENTS = ("accepted", "rejected", "faulted")
 
 
 def _timestamp_cell(value: Any) -> int | None:
@@ -230,8 +233,8 @@ class SqliteJournal(Journal):
     @staticmethod
     def _event_row(event: EventRecord) -> tuple[Any, ...]:
         cells = [as_text(getattr(event, name)) for name in _COLUMNS]
-        data = json.dumps(event.to_dict())
-        return (event.request_id, event.index, *cells, _timestamp_cell(event.timestamp), data)
+        stamp = _timestamp_cell(event.timestamp)
+        return (event.request_id, event.index, *cells, stamp, event.duplicate)
 
     def _evict(self) -> None:
         if self.max_requests is None or self._count <= self.max_requests:
@@ -252,7 +255,9 @@ class SqliteJournal(Journal):
         with self._read_lock:
             return self._reader.execute(sql, params).fetchall()
 
-    def _record(self, row: Any, events: list[EventRecord]) -> RequestRecord:
+    def _record(self, row: Any, duplicates: set[int] | None = None) -> RequestRecord:
+        """A request from its row; its events are flattened again from the stored payload
+        (events are not stored twice), with the duplicate flags the writer decided."""
         request_id, verdict, meta_text, body, body_is_json = row
         meta = json.loads(meta_text)
         record = RequestRecord(
@@ -262,42 +267,60 @@ class SqliteJournal(Journal):
             errors=[Violation.from_dict(v) for v in meta.pop("errors")],
             warnings=[Violation.from_dict(v) for v in meta.pop("warnings")],
             unknown_fields=[Violation.from_dict(v) for v in meta.pop("unknown_fields")],
-            events=events,
             **meta,
         )
         if body_is_json and body is not None:
             record.payload = json.loads(body)
         elif body is not None:
             record.raw = bytes(body)
+        if verdict in _WITH_EVENTS:
+            record.events = flatten(record.payload, verdict=verdict, received_at=record.received_at)
+            if duplicates is None:
+                duplicates = self._duplicates(request_id)
+            for event in record.events:
+                event.request_id = request_id
+                event.duplicate = event.index in duplicates
         return record
+
+    def _duplicates(self, request_id: int) -> set[int]:
+        rows = self._read(
+            "SELECT idx FROM events WHERE request_id = ? AND duplicate = 1", (request_id,)
+        )
+        return {row[0] for row in rows}
 
     def requests(
         self, *, after: int = 0, limit: int = 100, verdict: str | None = None
     ) -> list[RequestRecord]:
-        sql = "SELECT id, verdict, meta, body, body_is_json FROM requests WHERE id > ?"
+        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id > ?"
         params: tuple[Any, ...] = (after,)
         if verdict is not None:
             sql, params = sql + " AND verdict = ?", (*params, verdict)
         rows = self._read(sql + " ORDER BY id LIMIT ?", (*params, _limit(limit)))
-        return [self._record(row, self._events_of(row[0])) for row in rows]
+        return [self._record(row) for row in rows]
 
     def request(self, request_id: int) -> RequestRecord | None:
-        rows = self._read(
-            "SELECT id, verdict, meta, body, body_is_json FROM requests WHERE id = ?", (request_id,)
-        )
-        return self._record(rows[0], self._events_of(request_id)) if rows else None
-
-    def _events_of(self, request_id: int) -> list[EventRecord]:
-        rows = self._read(
-            "SELECT data FROM events WHERE request_id = ? ORDER BY idx", (request_id,)
-        )
-        return [EventRecord.from_dict(json.loads(row[0])) for row in rows]
+        rows = self._read(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
+        return self._record(rows[0]) if rows else None
 
     def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
         check_filters(filters)
         where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
         rows = self._read(
-            f"SELECT data FROM events WHERE {' AND '.join(where)} ORDER BY request_id, idx LIMIT ?",
+            f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
+            "ORDER BY request_id, idx LIMIT ?",
             (after, *(as_text(v) for v in filters.values()), _limit(limit)),
         )
-        return [EventRecord.from_dict(json.loads(row[0])) for row in rows]
+        wanted: dict[int, dict[int, bool]] = {}
+        for request_id, idx, duplicate in rows:
+            wanted.setdefault(request_id, {})[idx] = bool(duplicate)
+        found: list[EventRecord] = []
+        for request_id, chosen in wanted.items():
+            record_rows = self._read(
+                f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)
+            )
+            if not record_rows:
+                continue  # evicted between the two reads
+            duplicates = {idx for idx, dup in chosen.items() if dup}
+            record = self._record(record_rows[0], duplicates)
+            found.extend(e for e in record.events if e.index in chosen)
+        return found
