@@ -7,6 +7,7 @@ nowhere, so the mock also scrubs the forwarding headers it journals.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -82,6 +83,7 @@ class ClientAddress:
     anonymized: bool
 
     @classmethod
+    @functools.lru_cache(maxsize=4096)  # peers repeat, and the cache is bounded
     def resolve(
         cls,
         peer: str | None,

@@ -91,7 +91,9 @@ class Endpoint:
         if isinstance(step, Outcome):
             return step
         try:
-            await asyncio.wrap_future(step.future)
+            if not step.future.done():  # a memory journal commits at once: no hop needed
+                await asyncio.wrap_future(step.future)
+            step.future.result()
         except Exception as exc:
             return self._unavailable(step, exc)
         return self._finish(step)

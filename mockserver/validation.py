@@ -143,13 +143,22 @@ SCHEMA: dict[str, dict[str, Field]] = {
 _INT64_FIELDS = {"timestamp", "revenue", "quantity"}
 
 
+_KIND_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+    "scalar": (str, int, float, bool),
+}
+
+
 def _matches(kind: str, value: Any) -> bool:
-    actual = json_type(value)
-    if kind == "scalar":
-        return actual in ("string", "integer", "number", "boolean")
-    if kind == "number":
-        return actual in ("integer", "number")
-    return actual == kind
+    """Does a decoded JSON value have this kind? (`bool` is not an integer in JSON.)"""
+    if value.__class__ is bool:
+        return kind in ("boolean", "scalar")
+    return isinstance(value, _KIND_TYPES[kind])
 
 
 def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) -> None:
