@@ -92,6 +92,21 @@ def servers(tmp: Path) -> dict[str, tuple[list[str], bool]]:
             [py, "-m", "mockserver", "serve", "--port", "{port}", "--db", str(tmp / "s.db")],
             True,
         ),
+        "logx-mock strict, 2 workers": (
+            [
+                py,
+                "-m",
+                "mockserver",
+                "serve",
+                "--port",
+                "{port}",
+                "--db",
+                str(tmp / "w.db"),
+                "--workers",
+                "2",
+            ],
+            True,
+        ),
         "logx-mock permissive": (
             [py, "-m", "mockserver", "serve", "--port", "{port}", "--db", str(tmp / "p.db")],
             False,

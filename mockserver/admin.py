@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -127,6 +128,15 @@ async def _wait_newer(endpoint: Endpoint, after: int, deadline: float) -> bool:
         journal.remove_listener(listener)
 
 
+def _methods(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
+    """One route for several methods, so a 405 lists them all in `Allow`."""
+
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method if request.method != "HEAD" else "GET"](request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
 def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
     """The `/_mock` routes bound to one endpoint (and so to its journal)."""
     journal = endpoint.journal
@@ -218,14 +228,16 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
 
     return [
         Route(f"{ADMIN_PREFIX}/health", health, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/requests", list_requests, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/requests", reset, methods=["DELETE"]),
+        _methods(f"{ADMIN_PREFIX}/requests", GET=list_requests, DELETE=reset),
         Route(f"{ADMIN_PREFIX}/requests/{{request_id}}", get_request, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/events", list_events, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/faults", get_faults, methods=["GET"]),
-        Route(f"{ADMIN_PREFIX}/faults", add_fault, methods=["POST"]),
-        Route(f"{ADMIN_PREFIX}/faults", replace_faults, methods=["PUT"]),
-        Route(f"{ADMIN_PREFIX}/faults", clear_faults, methods=["DELETE"]),
+        _methods(
+            f"{ADMIN_PREFIX}/faults",
+            GET=get_faults,
+            POST=add_fault,
+            PUT=replace_faults,
+            DELETE=clear_faults,
+        ),
         Route(f"{ADMIN_PREFIX}/openapi.json", openapi, methods=["GET"]),
         *inspector_routes(ADMIN_PREFIX, journal),
     ]

@@ -88,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name (besides IPs and localhost) the admin API answers to (repeatable)",
     )
     serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N worker processes sharing the SQLite journal (default 1; needs --db)",
+    )
+    serve.add_argument(
         "--body-timeout",
         type=float,
         default=30.0,
@@ -140,6 +147,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.max_requests is not None and args.max_requests < 1:
         print("logx-mock: --max-requests must be at least 1", file=sys.stderr)
         return 2
+    if args.workers < 1 or (args.workers > 1 and args.memory):
+        print(
+            "logx-mock: --workers N needs N >= 1, and a SQLite journal (--db) to share when N > 1",
+            file=sys.stderr,
+        )
+        return 2
     if not is_loopback(args.host) and not (args.admin_token or args.insecure_admin):
         print(
             f"logx-mock: --host {args.host} exposes the admin API (/_mock) beyond this machine; "
@@ -166,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
         journal.close()
         print(f"logx-mock: {exc}", file=sys.stderr)
         return 2
-    _log_to_stderr()
+    log_to_stderr()
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
     where = "memory" if args.memory else str(Path(args.db).resolve())
@@ -178,9 +191,25 @@ def _serve(args: argparse.Namespace) -> int:
         "   (Ctrl-C to stop)",
         flush=True,
     )
-    server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True, guard=guard)))
-    with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-        server.run(sockets=[sock])
+    if args.workers > 1:
+        journal.close()  # it made the file and its schema; each worker opens its own
+        settings = {
+            "db": str(Path(args.db).resolve()),
+            "max_requests": args.max_requests,
+            "trust_proxy": args.trust_proxy,
+            "body_timeout": args.body_timeout,
+            "faults": [rule.to_dict() for rule in rules],
+            "admin_token": args.admin_token,
+            "allowed_hosts": sorted(guard.allowed_hosts),
+        }
+        from .workers import run_workers
+
+        with contextlib.suppress(KeyboardInterrupt):
+            run_workers(sock, args.workers, settings)
+    else:
+        server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True, guard=guard)))
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+            server.run(sockets=[sock])
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
     return 0
 
@@ -200,7 +229,8 @@ def _fault_rules(args: argparse.Namespace) -> list[FaultRule]:
     return rules
 
 
-def _log_to_stderr() -> None:
+def log_to_stderr() -> None:
+    """One readable line per request on stderr (the worker processes call it too)."""
     logger = logging.getLogger("logx_mock")
     if not any(getattr(h, "_logx_cli", False) for h in logger.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -20,8 +20,9 @@ DedupeKey = tuple[Any, Any, Any]
 class History(Protocol):
     """What a journal must answer about the accepted events it already holds."""
 
-    def seen(self, key: DedupeKey) -> bool:
-        """An accepted event with this (entity_id, uuid, timestamp) exists."""
+    def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
+        """Which of these (entity_id, uuid, timestamp) keys an accepted event already has:
+        asked once per batch, so a journal can answer with one query, not one per event."""
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
         """An accepted impression for this visitor exists, at or before `timestamp`."""
@@ -41,9 +42,10 @@ def apply_history(record: RequestRecord, history: History) -> None:
     for event in record.events:
         if event.kind == "impression":
             batch_impressions.setdefault(event.visitor_id, []).append(event.timestamp)
-    for event in record.events:
-        key = dedupe_key(event.entity_id, event.uuid, event.timestamp)
-        if key in batch_keys or history.seen(key):
+    keys = [dedupe_key(e.entity_id, e.uuid, e.timestamp) for e in record.events]
+    seen_before = history.seen(keys)
+    for event, key in zip(record.events, keys, strict=True):
+        if key in batch_keys or key in seen_before:
             event.duplicate = True
             record.warnings.append(
                 Violation(

@@ -157,8 +157,8 @@ class MemoryJournal(Journal):
     def __repr__(self) -> str:
         return f"<MemoryJournal requests={len(self._records)} last_id={self._last_id}>"
 
-    def seen(self, key: DedupeKey) -> bool:
-        return key in self._seen
+    def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
+        return {key for key in keys if key in self._seen}
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
         if not isinstance(timestamp, int):

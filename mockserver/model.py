@@ -73,7 +73,7 @@ class Outcome:
     """An injected fault for the door to render: a delay first, then maybe no HTTP answer."""
 
 
-@dataclass
+@dataclass(slots=True)
 class EventRecord:
     """One `visitors[].snapshots[].events[]` entry, flattened with its context."""
 

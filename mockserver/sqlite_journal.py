@@ -91,18 +91,49 @@ def _timestamp_cell(value: Any) -> int | None:
 class SqliteJournal(Journal):
     """A journal in the SQLite file at `path`, created if missing."""
 
-    def __init__(self, path: str | Path, *, max_requests: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, max_requests: int | None = None, shared: bool = False
+    ) -> None:
+        """`shared`: other processes write the same file (`serve --workers`); a watcher
+        thread then notices their commits and clears, for long-polls and the page."""
         super().__init__(max_requests=max_requests)
         self.path = Path(path)
+        self.shared = shared
         self._writer = self._connect()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
         self._prepare_schema()
         row = self._writer.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests").fetchone()
         self._last_id, self._count = int(row[0]), int(row[1])
+        self.generation = self._stored_generation()
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="logx-journal", daemon=True)
         self._thread.start()
+        self._closing = threading.Event()
+        if shared:
+            threading.Thread(target=self._watch, name="logx-journal-watch", daemon=True).start()
+
+    def _stored_generation(self) -> int:
+        row = self._writer.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _watch(self) -> None:
+        """Poll for commits and clears made by other processes."""
+        while not self._closing.wait(0.05):
+            try:
+                rows = self._read(
+                    "SELECT COALESCE(MAX(id), 0), "
+                    "(SELECT value FROM meta WHERE key='generation') FROM requests",
+                    (),
+                )
+            except sqlite3.Error:
+                continue  # closing, or busy: look again
+            newest, generation = int(rows[0][0]), int(rows[0][1] or 0)
+            if generation != self.generation:
+                self.generation = generation
+                self._notify(self._last_id)
+            if newest > self._last_id:
+                self._committed(newest)
 
     def __repr__(self) -> str:
         return f"<SqliteJournal {str(self.path)!r} last_id={self._last_id}>"
@@ -134,14 +165,19 @@ class SqliteJournal(Journal):
             )
 
     # History, asked by apply_history from the writer thread only.
-    def seen(self, key: DedupeKey) -> bool:
-        entity_id, uuid, timestamp = key
-        row = self._writer.execute(
-            "SELECT 1 FROM events WHERE uuid IS ? AND entity_id IS ? AND timestamp IS ? "
-            "AND verdict='accepted' LIMIT 1",
-            (as_text(uuid), as_text(entity_id), _timestamp_cell(timestamp)),
-        ).fetchone()
-        return row is not None
+    def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
+        normal = {(as_text(e), as_text(u), _timestamp_cell(t)): (e, u, t) for e, u, t in keys}
+        uuids = list({uuid for _, uuid, _ in normal if uuid is not None})
+        found: set[DedupeKey] = set()
+        for start in range(0, len(uuids), 500):
+            chunk = uuids[start : start + 500]
+            rows = self._writer.execute(
+                "SELECT entity_id, uuid, timestamp FROM events WHERE verdict='accepted' "
+                f"AND uuid IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            found.update(normal[row] for row in map(tuple, rows) if row in normal)
+        return found
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
         row = self._writer.execute(
@@ -160,9 +196,11 @@ class SqliteJournal(Journal):
         future: Future[Any] = Future()
         self._queue.put(("clear", None, future))
         future.result()
-        self._cleared()
+        self.generation = self._stored_generation()
+        self._notify(self._last_id)
 
     def close(self) -> None:
+        self._closing.set()
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join()
@@ -190,6 +228,10 @@ class SqliteJournal(Journal):
                 else:
                     self._writer.execute("DELETE FROM requests")
                     self._writer.execute("DELETE FROM events")
+                    self._writer.execute(
+                        "INSERT INTO meta (key, value) VALUES ('generation', '1') "
+                        "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
+                    )
                     self._count = 0
             self._evict()
             self._writer.execute("COMMIT")
@@ -237,7 +279,11 @@ class SqliteJournal(Journal):
         return (event.request_id, event.index, *cells, stamp, event.duplicate)
 
     def _evict(self) -> None:
-        if self.max_requests is None or self._count <= self.max_requests:
+        if self.max_requests is None:
+            return
+        if self.shared:  # other processes insert too: count what is there
+            self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+        if self._count <= self.max_requests:
             return
         excess = self._count - self.max_requests
         row = self._writer.execute(

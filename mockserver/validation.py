@@ -11,6 +11,8 @@ in `history.py`, because only the journal knows that history.
 from __future__ import annotations
 
 import difflib
+import json
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +28,7 @@ __all__ = [
     "WARNING_RULES",
     "Field",
     "is_impression",
+    "join_path",
     "validate",
 ]
 
@@ -161,43 +164,83 @@ def _matches(kind: str, value: Any) -> bool:
     return isinstance(value, _KIND_TYPES[kind])
 
 
+_MISSING = object()
+
+
+def _compile(fields: dict[str, Field]) -> tuple[tuple[Any, ...], frozenset[str]]:
+    checks = tuple(
+        (
+            name,
+            spec,
+            _KIND_TYPES[spec.kind],
+            spec.kind in ("boolean", "scalar"),
+            name in _INT64_FIELDS,
+        )
+        for name, spec in fields.items()
+    )
+    return checks, frozenset(fields)
+
+
+_LEVELS = {level: _compile(fields) for level, fields in SCHEMA.items()}
+
+
 def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) -> None:
-    """Required fields, types and unknown fields of one object of the batch."""
-    fields = SCHEMA[level]
-    prefix = f"{path}." if path else ""
-    for name, spec in fields.items():
-        here = prefix + name
-        if name not in obj:
+    """Required fields, types and unknown fields of one object of the batch.
+
+    This runs for every object of every batch, so the per-field work is precompiled
+    (`_LEVELS`) and paths are only built for fields that have something to report.
+    """
+    checks, names = _LEVELS[level]
+    for name, spec, types, bool_ok, wide in checks:
+        value = obj.get(name, _MISSING)
+        if value is _MISSING:
             if spec.required:
+                here = join_path(path, name)
                 report.error(here, "required", f"'{name}' is required", spec.kind, None)
             continue
-        value = obj[name]
-        if spec.id_like and value in (None, ""):
+        if spec.id_like and (value is None or value == ""):
             state = "null" if value is None else "empty"
             report.warn(
-                here,
+                join_path(path, name),
                 "empty_id",
                 f"'{name}' is {state}: Optimizely cannot attribute this to anything",
                 "a non-empty string",
                 value,
             )
             continue
-        if not _matches(spec.kind, value):
-            report.error(
-                here,
-                "type",
-                f"'{name}' must be {_article(spec.kind)}, got {json_type(value)}",
-                spec.kind,
-                value,
-            )
-            _check_depth(value, here, report)
+        if bool_ok if value.__class__ is bool else isinstance(value, types):
+            if wide and not -INT64_MAX - 1 <= value <= INT64_MAX:
+                here = join_path(path, name)
+                report.error(here, "range", f"'{name}' does not fit in 64 bits", "int64", value)
             continue
-        if name in _INT64_FIELDS and not -INT64_MAX - 1 <= value <= INT64_MAX:
-            report.error(here, "range", f"'{name}' does not fit in 64 bits", "int64", value)
+        here = join_path(path, name)
+        report.error(
+            here,
+            "type",
+            f"'{name}' must be {_article(spec.kind)}, got {json_type(value)}",
+            spec.kind,
+            value,
+        )
+        _check_depth(value, here, report)
+    if names.issuperset(obj):
+        return
+    fields = SCHEMA[level]
     for name in obj:
-        if name not in fields:
-            report.note(prefix + name, "unknown_field", _unknown(name, fields))
-            _check_depth(obj[name], prefix + name, report)
+        if name not in names:
+            here = join_path(path, name)
+            report.note(here, "unknown_field", _unknown(name, fields))
+            _check_depth(obj[name], here, report)
+
+
+_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
+
+
+def join_path(path: str, key: str) -> str:
+    """`path.key`, or `path["odd key"]` when the key is not a plain name, so every path
+    can be followed back into the payload (tag keys may hold dots and brackets)."""
+    if _PLAIN_KEY.match(key):
+        return f"{path}.{key}" if path else key
+    return f"{path}[{json.dumps(key)}]"
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:
@@ -420,13 +463,13 @@ def _check_map(value: Any, name: str, path: str, report: Report) -> None:
     for key, item in value.items():
         if not _matches(kind, item):
             report.error(
-                f"{path}.{key}",
+                join_path(path, key),
                 "type",
                 f"values of '{name}' must be {_article(kind)}, got {json_type(item)}",
                 kind,
                 item,
             )
-            _check_depth(item, f"{path}.{key}", report)
+            _check_depth(item, join_path(path, key), report)
 
 
 def _check_impression(

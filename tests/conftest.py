@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -46,6 +47,7 @@ class ServeProcess:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            start_new_session=True,  # its own process group: --workers children go with it
         )
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
@@ -81,7 +83,7 @@ def serve() -> Iterator[type[ServeProcess]]:
 
     yield Tracked
     for process in started:
-        if process.proc.poll() is None:
-            process.proc.kill()
-            process.proc.communicate()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.proc.pid, signal.SIGKILL)
+        process.proc.communicate()
         process.log.close()

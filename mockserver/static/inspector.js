@@ -267,14 +267,28 @@ function jsonView(record) {
   return { node: pre, reveal };
 }
 
+// Paths look like `visitors[0].snapshots[0].events[0].tags["odd key"]`: the same rule as
+// the validator's join_path, so each violation finds its node.
+function segments(path) {
+  const parts = [];
+  const pattern = /\.?([A-Za-z_$][A-Za-z0-9_$-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]/gy;
+  let match;
+  while ((match = pattern.exec(path)) !== null && match[0] !== "") {
+    parts.push(match[1] ?? (match[2] !== undefined ? Number(match[2]) : JSON.parse(match[3])));
+  }
+  return parts;
+}
+
 function parentPath(path) {
-  const cut = Math.max(path.lastIndexOf("."), path.lastIndexOf("["));
-  return cut > 0 ? path.slice(0, cut) : "$";
+  const parts = segments(path);
+  parts.pop();
+  return parts.reduce(childPath, "$");
 }
 
 function childPath(parent, key) {
   if (typeof key === "number") return `${parent === "$" ? "" : parent}[${key}]`;
-  return parent === "$" ? key : `${parent}.${key}`;
+  if (/^[A-Za-z_$][A-Za-z0-9_$-]*$/.test(key)) return parent === "$" ? key : `${parent}.${key}`;
+  return `${parent === "$" ? "" : parent}[${JSON.stringify(key)}]`;
 }
 
 function value(v, path, indent, nodes) {

@@ -1,0 +1,60 @@
+"""`logx-mock serve --workers N`: N uvicorn worker processes sharing one SQLite journal.
+
+The parent binds the socket and hands it to uvicorn's process supervisor; each
+worker builds its own app from the settings the parent put in the environment
+(`LOGX_MOCK_WORKER`), read when the worker starts, never at import time. The
+journal is the only shared state: SQLite serializes the writers, ids come from
+one sequence, and each worker watches the file so long-polls and the page see
+what any worker recorded. Fault plans stay per worker, so give them at start
+(`--fault`, `--faults-file`): every worker loads the same plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from typing import Any
+
+from uvicorn.supervisors.multiprocess import Multiprocess
+
+from .anonymize import TrustedProxies
+from .app import LogxApp, create_app
+from .cli import log_to_stderr
+from .endpoint import Endpoint, EndpointConfig
+from .faults import FaultRule
+from .guard import GuardConfig
+from .server import uvicorn_config
+from .sqlite_journal import SqliteJournal
+
+__all__ = ["ENV", "app_from_env", "run_workers"]
+
+ENV = "LOGX_MOCK_WORKER"
+
+
+def app_from_env() -> LogxApp:
+    """The app factory each worker process calls (uvicorn `factory=True`)."""
+    settings: dict[str, Any] = json.loads(os.environ[ENV])
+    log_to_stderr()
+    journal = SqliteJournal(settings["db"], max_requests=settings["max_requests"], shared=True)
+    config = EndpointConfig(
+        trusted_proxies=TrustedProxies.parse(settings["trust_proxy"]),
+        body_timeout=settings["body_timeout"],
+    )
+    endpoint = Endpoint(journal, config=config)
+    endpoint.faults.replace([FaultRule.from_dict(rule) for rule in settings["faults"]])
+    guard = GuardConfig(
+        token=settings["admin_token"], allowed_hosts=frozenset(settings["allowed_hosts"])
+    )
+    return create_app(endpoint, close_journal=True, guard=guard)
+
+
+def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> None:
+    """Serve `sock` with `workers` processes until interrupted."""
+    os.environ[ENV] = json.dumps(settings)
+    config = uvicorn_config(
+        "mockserver.workers:app_from_env",  # type: ignore[arg-type]
+        factory=True,
+        workers=workers,
+    )
+    Multiprocess(config, sockets=[sock]).run()

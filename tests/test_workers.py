@@ -1,0 +1,87 @@
+"""`logx-mock serve --workers N`: N processes, one SQLite journal, one view of it."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import requests
+from helpers import impression
+
+
+def test_two_workers_share_one_journal(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
+
+    def send(i: int) -> int:
+        with requests.Session() as session:
+            return session.post(server.events_url, json=impression(f"w{i}"), timeout=30).status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(send, range(300))) == {204}
+    records = requests.get(
+        server.url + "/_mock/requests", params={"limit": 1000}, timeout=30
+    ).json()["requests"]
+    assert sorted(r["id"] for r in records) == list(range(1, 301))
+    visitors = {
+        e["visitor_id"]
+        for e in requests.get(
+            server.url + "/_mock/events", params={"limit": 1000}, timeout=30
+        ).json()["events"]
+    }
+    assert visitors == {f"w{i}" for i in range(300)}
+
+
+def test_duplicates_are_found_across_workers(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
+    batch = impression("twice")
+    for _ in range(10):  # fresh connections: the kernel spreads them over both workers
+        requests.post(server.events_url, json=batch, timeout=30, headers={"Connection": "close"})
+    events = requests.get(server.url + "/_mock/events", timeout=30).json()["events"]
+    assert [e["duplicate"] for e in events] == [False] + [True] * 9
+
+
+def test_long_poll_and_reset_see_every_worker(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
+    requests.post(server.events_url, json=impression("first"), timeout=30)
+    answers: list[Any] = []
+
+    def poll() -> None:
+        answers.append(
+            requests.get(
+                server.url + "/_mock/events", params={"after": 1, "wait": 20}, timeout=60
+            ).json()
+        )
+
+    pollers = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in pollers:
+        thread.start()
+    time.sleep(0.5)
+    started = time.monotonic()
+    for _ in range(4):
+        requests.post(
+            server.events_url, json=impression("later"), timeout=30, headers={"Connection": "close"}
+        )
+    for thread in pollers:
+        thread.join()
+    assert time.monotonic() - started < 10
+    assert all(a["events"] and a["events"][0]["visitor_id"] == "later" for a in answers)
+    assert requests.delete(server.url + "/_mock/requests", timeout=30).status_code == 204
+    for _ in range(6):
+        listed = requests.get(server.url + "/_mock/requests", timeout=30).json()
+        assert listed["requests"] == []
+
+
+def test_workers_need_a_shared_journal() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "mockserver", "serve", "--memory", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--workers N needs N >= 1, and a SQLite journal (--db)" in done.stderr
