@@ -21,27 +21,16 @@ from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, Thre
 from pytest_plugin import logx_router
 
 ROOT = Path(__file__).parent.parent
+sys.path.insert(0, str(ROOT))  # run as a script: make contract_tests importable
+from contract_tests.corpus import near_limit_body as corpus_near_limit  # noqa: E402
+
 BASE = json.loads((ROOT / "tests" / "payloads" / "python-sdk-decide-impression.json").read_text())
 URL = "https://logx.optimizely.com/v1/events"
-LIMIT = 3_500_000
 
 
 def near_limit_body() -> bytes:
-    """A batch of SDK impressions just under 3.5 MB, each with its own uuid."""
-    batch = copy.deepcopy(BASE)
-    visitor = batch["visitors"][0]
-    batch["visitors"] = []
-    size, i = 0, 0
-    while True:
-        item = copy.deepcopy(visitor)
-        item["visitor_id"] = f"visitor-{i:07d}"
-        item["snapshots"][0]["events"][0]["uuid"] = f"__UUID__{i}"
-        piece = len(json.dumps(item)) + 2
-        if size + piece > LIMIT - 2000:
-            break
-        batch["visitors"].append(item)
-        size, i = size + piece, i + 1
-    return json.dumps(batch).encode()
+    """The contract corpus's batch just under 3.5 MB, with `__UUID__` placeholders for wrk."""
+    return corpus_near_limit("__UUID__")
 
 
 def best_of(runs: int, work: Callable[[], object]) -> float:

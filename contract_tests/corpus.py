@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CASES", "Case", "Request", "load_cases"]
+__all__ = ["CASES", "Case", "Request", "load_cases", "near_limit_body"]
 
 CASES_DIR = Path(__file__).parent / "cases"
 MAX_BODY_BYTES = 3_500_000
@@ -107,17 +107,19 @@ def _body(spec: dict[str, Any]) -> bytes:
     return json.dumps(payload).encode()  # Python's ASCII escapes with spaces
 
 
-def _near_limit() -> bytes:
+def near_limit_body(uuid_prefix: str = "uuid-") -> bytes:
+    """A batch of SDK impressions just under 3.5 MB, each event with its own uuid
+    (`uuid_prefix` + a number). Shared with the benchmark and the server tests."""
     batch = _payload("python-sdk-decide-impression")
     visitor = batch["visitors"][0]
     batch["visitors"] = []
     size, i = 0, 0
     while True:
         item = copy.deepcopy(visitor)
-        item["visitor_id"] = f"visitor-{i:06d}-" + "x" * 900
-        item["snapshots"][0]["events"][0]["uuid"] = f"uuid-{i:06d}"
+        item["visitor_id"] = f"visitor-{i:07d}"
+        item["snapshots"][0]["events"][0]["uuid"] = f"{uuid_prefix}{i:07d}"
         piece = len(json.dumps(item)) + 2
-        if size + piece > MAX_BODY_BYTES - 1000:
+        if size + piece > MAX_BODY_BYTES - 2000:
             break
         batch["visitors"].append(item)
         size, i = size + piece, i + 1
@@ -127,7 +129,7 @@ def _near_limit() -> bytes:
 GENERATORS = {
     name: functools.cache(make)
     for name, make in {
-        "near_limit": _near_limit,
+        "near_limit": near_limit_body,
         "over_limit": lambda: b'{"pad": "' + b"x" * (MAX_BODY_BYTES - 10) + b'"}',
         "gzip_bomb": lambda: gzip.compress(b'{"pad": "' + b" " * (20 * MAX_BODY_BYTES) + b'"}'),
         "deep_nesting": lambda: b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",

@@ -112,3 +112,18 @@ def test_full_address_appears_nowhere(
     assert CLIENT.encode() not in stored
     assert CLIENT not in caplog.text
     assert "203.0.113.0" in caplog.text
+
+
+def test_full_address_is_not_in_the_events_export(
+    proxied: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mockserver.cli import main
+
+    requests.post(
+        proxied.events_url, json=impression(), headers={"X-Forwarded-For": CLIENT}, timeout=10
+    )
+    assert main(["events", "--url", proxied.url, "--json"]) == 0
+    assert main(["events", "--url", proxied.url]) == 0
+    out = capsys.readouterr().out
+    assert "python-sdk" in out or "campaign_activated" in out
+    assert CLIENT not in out

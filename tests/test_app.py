@@ -140,30 +140,17 @@ def test_over_the_limit_chunked_is_cut_off_without_reading_it_all(
 
 
 def test_a_batch_just_under_the_limit_is_accepted(sqlite_server: ThreadedServer) -> None:
-    batch = impression()
-    visitor = batch["visitors"][0]
-    filler = "x" * 1000
-    batch["visitors"] = []
-    size = 0
-    i = 0
-    while True:
-        v = json.loads(json.dumps(visitor))
-        v["visitor_id"] = f"v{i}-{filler}"
-        v["snapshots"][0]["events"][0]["uuid"] = f"u-{i}"
-        piece = len(json.dumps(v)) + 2
-        if size + piece > MAX_BODY_BYTES - 500:
-            break
-        batch["visitors"].append(v)
-        size += piece
-        i += 1
-    body = json.dumps(batch).encode()
-    assert MAX_BODY_BYTES - 2000 < len(body) <= MAX_BODY_BYTES
-    response = requests.post(sqlite_server.events_url, data=body, headers=STRICT, timeout=30)
+    from contract_tests.corpus import near_limit_body
+
+    body = near_limit_body()
+    assert MAX_BODY_BYTES - 3000 < len(body) <= MAX_BODY_BYTES
+    response = requests.post(sqlite_server.events_url, data=body, headers=STRICT, timeout=60)
     assert response.status_code == 204
     events = requests.get(
-        sqlite_server.url + "/_mock/events", params={"limit": 100000}, timeout=30
+        sqlite_server.url + "/_mock/events", params={"limit": 100000}, timeout=60
     ).json()["events"]
-    assert len(events) == i
+    assert len(events) == len(json.loads(body)["visitors"])
+    assert len({e["uuid"] for e in events}) == len(events)
 
 
 def test_gzip_bodies_are_accepted(sqlite_server: ThreadedServer) -> None:

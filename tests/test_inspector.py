@@ -264,3 +264,24 @@ def test_narrow_window_and_dark_mode(browser: Browser, server: ThreadedServer) -
     assert background == "rgb(18, 21, 27)"
     assert page.evaluate("document.documentElement.scrollWidth") <= 420
     context.close()
+
+
+def test_full_client_address_is_not_on_the_page(browser: Browser) -> None:
+    from mockserver import Endpoint, EndpointConfig, MemoryJournal, TrustedProxies
+
+    config = EndpointConfig(trusted_proxies=TrustedProxies.parse(["127.0.0.1/32"]))
+    with ThreadedServer(Endpoint(MemoryJournal(), config=config)) as proxied:
+        requests.post(
+            proxied.events_url,
+            json=impression("behind-proxy"),
+            headers={"X-Forwarded-For": "203.0.113.77"},
+            timeout=10,
+        )
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(proxied.url + "/_mock/")
+        page.click("#rows tr >> text=behind-proxy")
+        text = page.inner_text("body")
+        assert "203.0.113.0" in text
+        assert "203.0.113.77" not in text
+        context.close()
