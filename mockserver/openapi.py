@@ -206,7 +206,9 @@ _FILTERS = [
 ]
 _PAGING = [
     _query(
-        "after", {"type": "integer", "minimum": 0}, "only entries of requests with a greater id"
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": 2**62},
+        "only entries of requests with a greater id",
     ),
     _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "at most this many"),
 ]
