@@ -21,6 +21,7 @@ from .faults import FaultError, FaultRule, parse_spec
 from .inspector import inspector_routes
 from .journal import EVENT_FILTERS, MAX_LIMIT
 from .openapi import openapi_document
+from .problem import problem
 
 __all__ = ["ADMIN_PREFIX", "admin_routes"]
 
@@ -40,14 +41,9 @@ class _BadQuery(ValueError):
     pass
 
 
-def _problem(status: int, detail: str) -> JSONResponse:
-    body = {
-        "type": "urn:logx-mock:problem:admin",
-        "title": "Bad admin request",
-        "status": status,
-        "detail": detail,
-    }
-    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+def _problem(status: int, detail: str) -> Response:
+    headers, body = problem("admin", status, detail)
+    return Response(body, status_code=status, headers=dict(headers))
 
 
 async def _json_body(request: Request) -> Any:

@@ -23,7 +23,8 @@ from .faults import FaultPlan
 from .guard import AdminGuard, GuardConfig
 from .model import CoreRequest, Outcome
 from .problem import problem
-from .wire import abort_connection, close_connection
+from .timing import Waiter
+from .wire import abort_connection, close_connection, send_outcome
 
 __all__ = ["LogxApp", "create_app"]
 
@@ -83,15 +84,6 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
     return None
 
 
-async def send_outcome(send: Send, outcome: Outcome) -> None:
-    """Render an `Outcome` as an ASGI response."""
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-    if outcome.status != 204 or outcome.body:
-        headers.append((b"content-length", str(len(outcome.body)).encode()))
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-    await send({"type": "http.response.body", "body": outcome.body})
-
-
 async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send) -> None:
     """Render an injected fault on the wire: delay, then the answer or no answer at all."""
     fault = outcome.fault
@@ -114,7 +106,7 @@ async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send
         plan.release(waiter)
 
 
-async def _hang(waiter: Any, limit: float, receive: Receive) -> None:
+async def _hang(waiter: Waiter, limit: float, receive: Receive) -> None:
     """Answer nothing until the client gives up, the bound passes, or the plan is cleared."""
     gone = asyncio.ensure_future(receive())  # resolves with http.disconnect
     bound = asyncio.ensure_future(waiter.wait_async(limit))
@@ -123,7 +115,7 @@ async def _hang(waiter: Any, limit: float, receive: Receive) -> None:
         task.cancel()
 
 
-async def _dribble(waiter: Any, outcome: Outcome, interval: float, send: Send) -> None:
+async def _dribble(waiter: Waiter, outcome: Outcome, interval: float, send: Send) -> None:
     """Send the headers at once, then the body one byte per `interval`."""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
     headers.append((b"content-length", str(len(outcome.body)).encode()))

@@ -139,8 +139,6 @@ def _open_journal(args: argparse.Namespace) -> Journal:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn  # noqa: F401  (fail early with a clear import error)
-
     from .app import create_app
     from .server import _ReadyServer, bind_socket, uvicorn_config
 

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import json
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .model import Outcome
+from .problem import problem
+from .wire import send_outcome
 
 __all__ = ["COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
 
@@ -123,22 +126,10 @@ def _presented(headers: dict[str, str], token: str) -> bool:
 
 
 async def _deny(send: Send, status: int, detail: str) -> None:
-    body = json.dumps(
-        {
-            "type": "urn:logx-mock:problem:admin",
-            "title": "Admin access denied",
-            "status": status,
-            "detail": detail,
-        }
-    ).encode()
-    headers = [
-        (b"content-type", b"application/problem+json"),
-        (b"content-length", str(len(body)).encode()),
-    ]
+    headers, body = problem("denied", status, detail)
     if status == 401:
-        headers.append((b"www-authenticate", b'Bearer realm="logx-mock"'))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+        headers.append(("www-authenticate", 'Bearer realm="logx-mock"'))
+    await send_outcome(send, Outcome(status, headers, body))
 
 
 async def _set_cookie_and_return(send: Send, scope: Scope, token: str) -> None:

@@ -106,10 +106,6 @@ class EventRecord:
         which costs more than everything else the journal does with an event)."""
         return {name: getattr(self, name) for name in _EVENT_FIELD_NAMES}
 
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EventRecord:
-        return cls(**data)
-
     def __repr__(self) -> str:
         return (
             f"<EventRecord {self.kind} key={self.key!r} visitor_id={self.visitor_id!r} "

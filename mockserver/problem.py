@@ -24,6 +24,8 @@ PROBLEM_TYPES = {
     "unavailable": "Journal unavailable",
     "fault": "Injected fault",
     "timeout": "Body not received in time",
+    "admin": "Bad admin request",
+    "denied": "Admin access denied",
 }
 
 

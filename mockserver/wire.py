@@ -1,4 +1,5 @@
-"""Ending a connection without an HTTP answer, for the reset and close faults.
+"""Writing to the ASGI connection: an `Outcome` as a response, or an ending without one
+(the reset and close faults).
 
 ASGI has no way to say "reset the connection". uvicorn's `send` is a bound
 method of its per-request cycle, which holds the asyncio transport; that is the
@@ -14,7 +15,11 @@ import socket
 import struct
 from typing import Any
 
-__all__ = ["abort_connection", "close_connection"]
+from starlette.types import Send
+
+from .model import Outcome
+
+__all__ = ["abort_connection", "close_connection", "send_outcome"]
 
 
 class NoTransportError(RuntimeError):
@@ -44,3 +49,12 @@ def close_connection(send: Any) -> None:
     transport = _transport(send)
     if not transport.is_closing():
         transport.close()
+
+
+async def send_outcome(send: Send, outcome: Outcome) -> None:
+    """Render an `Outcome` as an ASGI response."""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    if outcome.status != 204 or outcome.body:
+        headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    await send({"type": "http.response.body", "body": outcome.body})

@@ -44,7 +44,9 @@ def _read_timeout(request: httpx.Request) -> float | None:
     return float(value) if value is not None else None
 
 
-def _plan_fault(fault: FaultAction, request: httpx.Request) -> tuple[float, Exception | None]:
+def _plan_fault(
+    fault: FaultAction, outcome: Outcome, request: httpx.Request
+) -> tuple[float, Exception | None]:
     """After the delay: how long the client waits, and what it then raises (None: a response).
 
     These are the exceptions httpx raises against the real server for each fault.
@@ -62,8 +64,10 @@ def _plan_fault(fault: FaultAction, request: httpx.Request) -> tuple[float, Exce
         return fault.hang_max, httpx.RemoteProtocolError(
             "Server disconnected without sending a response.", request=request
         )
-    if fault.kind == "dribble" and read is not None and fault.dribble_interval > read:
-        return read, httpx.ReadTimeout("timed out", request=request)
+    if fault.kind == "dribble":
+        if read is not None and fault.dribble_interval > read:  # httpx's timeout is per read
+            return read, httpx.ReadTimeout("timed out", request=request)
+        return fault.dribble_interval * len(outcome.body), None
     return 0.0, None
 
 
@@ -76,9 +80,7 @@ def render(plan: FaultPlan, outcome: Outcome, request: httpx.Request) -> httpx.R
     try:
         if fault.delay:
             waiter.wait(fault.delay)
-        wait, error = _plan_fault(fault, request)
-        if fault.kind == "dribble" and error is None:
-            wait = fault.dribble_interval * len(outcome.body)
+        wait, error = _plan_fault(fault, outcome, request)
         if wait and not waiter.cancelled:
             waiter.wait(wait)
     finally:
@@ -97,9 +99,7 @@ async def render_async(plan: FaultPlan, outcome: Outcome, request: httpx.Request
     try:
         if fault.delay:
             await waiter.wait_async(fault.delay)
-        wait, error = _plan_fault(fault, request)
-        if fault.kind == "dribble" and error is None:
-            wait = fault.dribble_interval * len(outcome.body)
+        wait, error = _plan_fault(fault, outcome, request)
         if wait and not waiter.cancelled:
             await waiter.wait_async(wait)
     finally:
