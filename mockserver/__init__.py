@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from .anonymize import ClientAddress, TrustedProxies, anonymize_ip
 from .app import LogxApp, create_app
+from .crosscheck import DATAFILE_RULES, crosscheck
+from .datafile import Datafile, DatafileError, Datafiles
 from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig, is_strict
 from .flatten import flatten
@@ -20,11 +22,15 @@ from .violations import Report, Violation
 __version__ = "0.1.0"
 
 __all__ = [
+    "DATAFILE_RULES",
     "EVENTS_PATH",
     "EVENT_FILTERS",
     "MAX_BODY_BYTES",
     "ClientAddress",
     "CoreRequest",
+    "Datafile",
+    "DatafileError",
+    "Datafiles",
     "DecodeError",
     "Endpoint",
     "EndpointConfig",
@@ -43,6 +49,7 @@ __all__ = [
     "__version__",
     "anonymize_ip",
     "create_app",
+    "crosscheck",
     "decode_body",
     "flatten",
     "is_strict",

@@ -13,6 +13,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
+from .crosscheck import crosscheck
+from .datafile import Datafiles
 from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .faults import FaultAction, FaultPlan
 from .flatten import flatten
@@ -45,8 +47,12 @@ class EndpointConfig:
     """Treat every request as if it carried `X-Optimizely-Strict: true` (pytest's `strict`)."""
     body_timeout: float = 30.0
     """Seconds a client gets to send its whole body; a stalled upload gets 408."""
+    datafiles: Datafiles = field(default_factory=Datafiles)
+    """Datafiles to check every batch against (warnings only); none by default."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.datafiles, Datafiles):
+            raise TypeError(f"datafiles must be a Datafiles, got {self.datafiles!r}")
         if self.max_body_bytes < 1:
             raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
         if self.body_timeout <= 0:
@@ -160,6 +166,7 @@ class Endpoint:
                 record.verdict, record.status, record.raw = "malformed", 400, decoded.text
             else:
                 record.payload, record.source = decoded.payload, decoded.text
+                record.keys = crosscheck(decoded.payload, self.config.datafiles, report)
                 if not report.ok:
                     record.verdict, record.status = "rejected", 400 if strict else 204
         _check_content_type(request, report)
@@ -171,7 +178,10 @@ class Endpoint:
         self._anonymize(request, record)
         if record.verdict in ("accepted", "rejected"):
             record.events = flatten(
-                record.payload, verdict=record.verdict, received_at=request.received_at
+                record.payload,
+                verdict=record.verdict,
+                received_at=request.received_at,
+                keys=record.keys,
             )
         return record
 

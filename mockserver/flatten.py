@@ -34,39 +34,67 @@ def _items(container: Any, name: str) -> list[tuple[int, dict[str, Any]]]:
     return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
 
 
-def _attributes(visitor: dict[str, Any]) -> dict[str, Any]:
-    """The visitor's attributes as key -> value (entity_id when the key is missing)."""
+def _attributes(visitor: dict[str, Any], path: str, keys: dict[str, str]) -> dict[str, Any]:
+    """The visitor's attributes as key -> value (the datafile's key, then entity_id, when
+    the key is missing)."""
     result: dict[str, Any] = {}
-    for _, attribute in _items(visitor, "attributes"):
-        name = attribute.get("key") or attribute.get("entity_id")
+    for a, attribute in _items(visitor, "attributes"):
+        name = (
+            attribute.get("key")
+            or keys.get(f"{path}.attributes[{a}].entity_id")
+            or attribute.get("entity_id")
+        )
         if isinstance(name, str):
             result[name] = attribute.get("value")
     return result
 
 
-def flatten(payload: Any, *, verdict: str, received_at: float = 0.0) -> list[EventRecord]:
-    """Every event of the batch, in payload order, with its batch and visitor context."""
+def _decision_keys(keys: dict[str, str], path: str) -> dict[str, str]:
+    """What the datafile resolved for the decision at `path`."""
+    found = {
+        "experiment_key": keys.get(f"{path}.experiment_id"),
+        "variation_key": keys.get(f"{path}.variation_id"),
+        "flag_key": keys.get(path),
+    }
+    return {name: key for name, key in found.items() if key is not None}
+
+
+def flatten(
+    payload: Any, *, verdict: str, received_at: float = 0.0, keys: dict[str, str] | None = None
+) -> list[EventRecord]:
+    """Every event of the batch, in payload order, with its batch and visitor context
+    (and the datafile's keys for its ids, when `keys` from a datafile check is given)."""
     if not isinstance(payload, dict):
         return []
+    keys = keys or {}
     context: dict[str, Any] = {name: payload.get(name) for name in _BATCH_FIELDS}
     records: list[EventRecord] = []
     for v, visitor in _items(payload, "visitors"):
-        attributes = _attributes(visitor)
+        vpath = f"visitors[{v}]"
+        attributes = _attributes(visitor, vpath, keys)
         for s, snapshot in _items(visitor, "snapshots"):
-            decisions = [d for _, d in _items(snapshot, "decisions")]
+            spath = f"{vpath}.snapshots[{s}]"
+            found = _items(snapshot, "decisions")
+            decisions = [d for _, d in found]
+            decision_keys = (
+                [_decision_keys(keys, f"{spath}.decisions[{d}]") for d, _ in found] if keys else []
+            )
             for e, event in _items(snapshot, "events"):
                 fields: dict[str, Any] = {name: event.get(name) for name in _EVENT_FIELDS}
+                path = f"{spath}.events[{e}]"
                 records.append(
                     EventRecord(
                         request_id=0,
                         index=len(records),
-                        path=f"visitors[{v}].snapshots[{s}].events[{e}]",
+                        path=path,
                         verdict=verdict,
                         kind="impression" if is_impression(event) else "conversion",
                         visitor_id=visitor.get("visitor_id"),
                         decisions=decisions,
                         attributes=attributes,
                         received_at=received_at,
+                        entity_key=keys.get(f"{path}.entity_id"),
+                        decision_keys=decision_keys,
                         **context,
                         **fields,
                     )

@@ -100,6 +100,12 @@ class EventRecord:
     attributes: dict[str, Any] = field(default_factory=dict)
     duplicate: bool = False
     received_at: float = 0.0
+    entity_key: str | None = None
+    """The datafile's key for `entity_id` (a conversion's event key), when a datafile
+    resolved it."""
+    decision_keys: list[dict[str, str]] = field(default_factory=list)
+    """Per decision, the datafile's `experiment_key`, `variation_key` and `flag_key` for its
+    ids (aligned with `decisions`; empty without a datafile)."""
 
     def to_dict(self) -> dict[str, Any]:
         """A shallow dict: values are shared, not copied (dataclasses.asdict deep-copies,
@@ -138,6 +144,10 @@ class RequestRecord:
     raw: bytes | None = None
     fault: dict[str, Any] | None = None
     events: list[EventRecord] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+    """The datafile's key for each id it resolved, by JSON path
+    (`visitors[0].snapshots[0].decisions[0].experiment_id` -> `checkout_ab`; a decision's
+    own path -> its flag key)."""
     source: bytes | None = field(default=None, repr=False, compare=False)
     """The decoded bytes `payload` was parsed from, so a journal can store them as they came."""
 
@@ -161,6 +171,7 @@ class RequestRecord:
             "payload": self.payload,
             "raw": None if self.raw is None else self.raw.decode("utf-8", "replace"),
             "fault": self.fault,
+            "keys": self.keys,
             "event_count": len(self.events),
         }
         if with_events:

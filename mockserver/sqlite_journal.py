@@ -76,6 +76,7 @@ _META_FIELDS = (
     "strict_header",
     "status",
     "fault",
+    "keys",
 )
 _STOP = object()
 _REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
@@ -323,7 +324,9 @@ class SqliteJournal(Journal):
         elif body is not None:
             record.raw = bytes(body)
         if verdict in _WITH_EVENTS:
-            record.events = flatten(record.payload, verdict=verdict, received_at=record.received_at)
+            record.events = flatten(
+                record.payload, verdict=verdict, received_at=record.received_at, keys=record.keys
+            )
             if duplicates is None:
                 duplicates = self._duplicates(request_id)
             for event in record.events:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .violations import Report, json_type
+from .violations import Report, describe, json_type
 
 __all__ = [
     "ERROR_RULES",
@@ -489,7 +489,8 @@ def _check_impression(
         report.warn(
             f"{path}.entity_id",
             "impression_mismatch",
-            "an impression's entity_id must be its decision's campaign_id",
+            f"the impression's entity_id {describe(entity)!r} is not its decision's "
+            f"campaign_id {describe(campaigns[0])!r}: the impression counts for no campaign",
             str(campaigns[0]),
             entity,
         )

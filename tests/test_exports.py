@@ -9,11 +9,15 @@ import pytest_plugin
 def test_mockserver_exports() -> None:
     assert sorted(mockserver.__all__) == sorted(
         [
+            "DATAFILE_RULES",
             "EVENTS_PATH",
             "EVENT_FILTERS",
             "MAX_BODY_BYTES",
             "ClientAddress",
             "CoreRequest",
+            "Datafile",
+            "DatafileError",
+            "Datafiles",
             "DecodeError",
             "Endpoint",
             "EndpointConfig",
@@ -32,6 +36,7 @@ def test_mockserver_exports() -> None:
             "__version__",
             "anonymize_ip",
             "create_app",
+            "crosscheck",
             "decode_body",
             "flatten",
             "is_strict",

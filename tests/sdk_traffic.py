@@ -1,0 +1,52 @@
+"""Batches the real Optimizely Python SDK sends for tests/datafile.json, captured as sent.
+
+The SDK is given a dispatcher that keeps each batch instead of posting it (the
+SDK's default event processor dispatches synchronously, in call order), so tests
+can check and tamper with exactly what an integrator's app would send.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+from helpers import DATAFILE
+from optimizely import optimizely
+from optimizely.event.log_event import LogEvent
+
+
+class _Keep:
+    def __init__(self) -> None:
+        self.batches: list[dict[str, Any]] = []
+
+    def dispatch_event(self, event: LogEvent) -> None:
+        self.batches.append(event.params)
+
+
+@functools.cache
+def _captured() -> dict[str, dict[str, Any]]:
+    keep = _Keep()
+    client = optimizely.Optimizely(DATAFILE.read_text(), event_dispatcher=keep)
+    try:
+        client.activate("checkout_ab", "user-1", {"plan": "pro"})
+        client.track("purchase", "user-1", {"plan": "pro", "città": "Zürich"}, {"revenue": 4200})
+        user = client.create_user_context("user-2", {"plan": "pro"})
+        user.decide("checkout_flow")
+        user.decide("banner")
+        user.decide("recs")
+        client.is_feature_enabled("banner", "user-3")
+    finally:
+        client.close()
+    names = ["activate", "track", "feature_test", "rollout", "no_decision", "feature_enabled"]
+    assert len(keep.batches) == len(names), keep.batches
+    return dict(zip(names, keep.batches, strict=True))
+
+
+SDK_BATCHES = ("activate", "track", "feature_test", "rollout", "no_decision", "feature_enabled")
+
+
+def sdk_batch(name: str) -> dict[str, Any]:
+    """A fresh copy of one captured batch: activate, track, feature_test (decide on an
+    A/B rule), rollout ("everyone else"), no_decision, feature_enabled."""
+    return copy.deepcopy(_captured()[name])
