@@ -44,7 +44,7 @@ class Case:
     def __post_init__(self) -> None:
         self.uses_journal = (
             bool(
-                {"verdict", "errors", "warnings", "events", "client_ip", "unknown_fields"}
+                {"verdict", "errors", "warnings", "events", "client_ip", "unknown_fields", "keys"}
                 & set(self.expect)
             )
             or self.expect.get("journaled") is False
@@ -67,6 +67,11 @@ class Case:
         if strict:
             headers["x-optimizely-strict"] = "true"
         return Request(spec.get("method", "POST"), spec.get("path", "/v1/events"), headers, body)
+
+    def datafile(self) -> bytes | None:
+        """The datafile the door must check this case against (`cases/datafiles/`), if any."""
+        name = self.spec.get("datafile")
+        return None if name is None else (CASES_DIR / "datafiles" / f"{name}.json").read_bytes()
 
     def status(self, strict: bool) -> int:
         return int(self.expect["status"]["strict" if strict else "permissive"])

@@ -13,6 +13,7 @@ or the in-process doors' 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import subprocess
 import sys
@@ -24,6 +25,8 @@ from typing import Any
 import httpx
 
 from mockserver import (
+    Datafile,
+    Datafiles,
     Endpoint,
     EndpointConfig,
     MemoryJournal,
@@ -73,6 +76,11 @@ class Target:
         raise NotImplementedError
 
     def reset(self) -> None:
+        """Forget the journal, the faults and any datafile."""
+        raise NotImplementedError
+
+    def use_datafile(self, text: bytes) -> None:
+        """Check the next requests against this datafile."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -95,6 +103,13 @@ class InProcess(Target):
     def reset(self) -> None:
         self.endpoint.journal.clear()
         self.endpoint.faults.clear()
+        self.endpoint.config = dataclasses.replace(self.endpoint.config, datafiles=Datafiles())
+
+    def use_datafile(self, text: bytes) -> None:
+        datafile = Datafile.from_json(text)
+        self.endpoint.config = dataclasses.replace(
+            self.endpoint.config, datafiles=Datafiles((datafile,))
+        )
 
     def send(self, request: Request) -> Response:
         url = LOGX + request.path
@@ -143,8 +158,11 @@ class OverHttp(Target):
         ]
 
     def reset(self) -> None:
-        self.client.delete(self.url + "/_mock/requests").raise_for_status()
-        self.client.delete(self.url + "/_mock/faults").raise_for_status()
+        for what in ("requests", "faults", "datafiles"):
+            self.client.delete(f"{self.url}/_mock/{what}").raise_for_status()
+
+    def use_datafile(self, text: bytes) -> None:
+        self.client.post(self.url + "/_mock/datafiles", content=text).raise_for_status()
 
     def close(self) -> None:
         self.client.close()
@@ -211,6 +229,10 @@ class UrlTarget(OverHttp):
 
     def reset(self) -> None:
         """A foreign endpoint cannot be reset."""
+
+    def use_datafile(self, text: bytes) -> None:
+        """A foreign endpoint takes no datafile; datafile checks never change a status,
+        which is all a `--logx-url` run compares."""
 
 
 def open_target(name: str) -> Target:

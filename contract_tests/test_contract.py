@@ -37,11 +37,18 @@ def _violations(items: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return sorted((v["path"], v["rule"]) for v in items)
 
 
+def _send(target: Target, case: Case, strict: bool) -> Response:
+    datafile = case.datafile()
+    if datafile is not None:
+        target.use_datafile(datafile)
+    return target.send(case.request(strict))
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_status(target: Target, case: Case, mode: str) -> None:
     strict = mode == "strict"
-    response = target.send(case.request(strict))
+    response = _send(target, case, strict)
     assert response.status == case.status(strict), response.body[:500]
     for name, value in case.expect.get("headers", {}).items():
         assert response.headers.get(name) == value, name
@@ -64,7 +71,7 @@ def test_journal(target: Target, case: Case, mode: str) -> None:
             "does not expose; its status is checked by test_status"
         )
     strict = mode == "strict"
-    target.send(case.request(strict))
+    _send(target, case, strict)
     records = target.journal()
     expect = case.expect
     if expect.get("journaled") is False:
@@ -86,11 +93,13 @@ def test_journal(target: Target, case: Case, mode: str) -> None:
     assert all(e["verdict"] == record["verdict"] for e in record["events"])
     if "client_ip" in expect:
         assert record["client_ip"] == expect["client_ip"]
+    if "keys" in expect:
+        assert record["keys"] == expect["keys"]
 
 
 def _observed(target: Target, case: Case, strict: bool) -> dict[str, Any]:
     """What one door did with one case: the response and the journal, comparable."""
-    response: Response = target.send(case.request(strict))
+    response = _send(target, case, strict)
     body: Any = response.body.decode("utf-8", "replace")
     if response.body.startswith(b"{"):
         body = json.loads(response.body)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 PAYLOADS = Path(__file__).parent / "payloads"
-DATAFILE = Path(__file__).parent / "datafile.json"
+DATAFILE = Path(__file__).parent.parent / "contract_tests" / "cases" / "datafiles" / "datafile.json"
+"""The project the SDK-shaped payloads belong to (the real SDK decides from it in the tests)."""
 EXAMPLES = sorted(p.name for p in PAYLOADS.glob("*.json"))
 
 

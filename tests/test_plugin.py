@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 
 import pytest
-from helpers import PAYLOADS
+from helpers import DATAFILE, PAYLOADS
 
 pytest_plugins = ["pytester"]
 
@@ -47,7 +47,7 @@ def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> N
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("--markers")
     result.stdout.fnmatch_lines(
-        ["@pytest.mark.logx(strict=False, allow_rejected=False, faults=[]): *"]
+        ["@pytest.mark.logx(strict=False, allow_rejected=False, faults=[], datafile=None): *"]
     )
 
 
@@ -353,13 +353,13 @@ def test_typo(logx_mock):
     result.stdout.fnmatch_lines(
         [
             "*unknown logx option 'stirct' in @pytest.mark.logx; did you mean 'strict'? "
-            "(options: strict, allow_rejected, faults)*",
+            "(options: strict, allow_rejected, faults, datafile)*",
         ]
     )
 
 
 def test_optimizely_sdk_through_the_event_dispatcher(pytester: pytest.Pytester) -> None:
-    datafile = (PAYLOADS.parent / "datafile.json").read_text()
+    datafile = DATAFILE.read_text()
     pytester.makefile(".json", datafile=datafile)
     result = run(
         pytester,

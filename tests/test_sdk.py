@@ -1,4 +1,5 @@
-"""Real Optimizely Python SDK traffic is accepted in strict mode with no error."""
+"""Real Optimizely Python SDK traffic is accepted in strict mode with no error, and with
+no datafile warning against the datafile it decided from."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import pytest
 from helpers import DATAFILE
 from optimizely import optimizely
 
+from mockserver import DATAFILE_RULES
 from pytest_plugin import LogxEventDispatcher, ServerHandle
 
-pytestmark = pytest.mark.logx(strict=True)
+pytestmark = pytest.mark.logx(strict=True, datafile=DATAFILE)
 
 
 @pytest.fixture
@@ -38,6 +40,8 @@ def assert_all_strict_and_clean(server: ServerHandle) -> None:
         assert record.strict
         assert (record.status, record.verdict, record.errors) == (204, "accepted", [])
         assert record.unknown_fields == []
+        assert [str(w) for w in record.warnings if w.rule in DATAFILE_RULES] == []
+        assert record.keys, "the datafile resolved none of the ids"
 
 
 def test_activate_sends_an_accepted_impression(make_client: Any, logx_server: ServerHandle) -> None:
@@ -97,7 +101,7 @@ def test_unicode_ids_and_attribute_values(make_client: Any, logx_server: ServerH
     user.track_event("kauf_€_ünï", {"revenue": 100})
     logx_server.wait_for_events(2)
     (conversion,) = logx_server.assert_conversion("kauf_€_ünï", visitor_id="usér-ü€-😀")
-    assert conversion.attributes == {"città": "Zürich", "plan": 7.25, "$opt_bot_filtering": False}
+    assert conversion.attributes == {"città": "Zürich", "plan": 7.25, "$opt_bot_filtering": True}
     assert_all_strict_and_clean(logx_server)
 
 
@@ -120,4 +124,18 @@ def test_batch_size_ten_sends_one_batch(make_client: Any, logx_server: ServerHan
     (record,) = logx_server.requests
     assert len(record.payload["visitors"]) == 10
     assert [e.tags["n"] for e in record.events] == list(range(10))
+    assert_all_strict_and_clean(logx_server)
+
+
+def test_keys_resolve_through_the_datafile(make_client: Any, logx_server: ServerHandle) -> None:
+    client = make_client()
+    variation = client.activate("checkout_ab", "user-k", {"plan": "pro"})
+    client.track("purchase", "user-k", {"plan": "pro"})
+    logx_server.wait_for_events(2, visitor_id="user-k")
+    (impression,) = logx_server.assert_impression(
+        experiment_key="checkout_ab", variation_key=variation, flag_key="checkout_flow"
+    )
+    assert impression.decision_keys[0]["experiment_key"] == "checkout_ab"
+    (conversion,) = logx_server.assert_conversion("purchase", visitor_id="user-k")
+    assert conversion.entity_key == "purchase"
     assert_all_strict_and_clean(logx_server)
