@@ -6,6 +6,7 @@ JSON in and out; errors are problem documents that say what to send instead.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +17,7 @@ from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .datafile import Datafile, DatafileError, Datafiles
 from .endpoint import Endpoint
 from .faults import FaultError, FaultRule, parse_spec
 from .inspector import inspector_routes
@@ -27,6 +29,8 @@ __all__ = ["ADMIN_PREFIX", "admin_routes"]
 
 ADMIN_PREFIX = "/_mock"
 MAX_WAIT_SECONDS = 60.0
+MAX_DATAFILE_BYTES = 32 * 1024 * 1024
+"""The largest datafile `POST /_mock/datafiles` reads (real ones are rarely over 1 MB)."""
 
 
 class JSONResponse(_StarletteJSON):
@@ -124,6 +128,17 @@ async def _wait_newer(endpoint: Endpoint, after: int, deadline: float) -> bool:
         journal.remove_listener(listener)
 
 
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _methods(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
     """One route for several methods, so a 405 lists them all in `Allow`."""
 
@@ -219,6 +234,25 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         endpoint.faults.clear()
         return Response(status_code=204)
 
+    async def get_datafiles(request: Request) -> Response:
+        return JSONResponse({"datafiles": [f.summary() for f in endpoint.config.datafiles.files]})
+
+    async def add_datafile(request: Request) -> Response:
+        body = await _bounded_body(request, MAX_DATAFILE_BYTES)
+        if body is None:
+            return _problem(413, f"a datafile over {MAX_DATAFILE_BYTES:,} bytes is not read")
+        try:
+            datafile = Datafile.from_json(body, source="POST /_mock/datafiles")
+        except DatafileError as exc:
+            return _problem(400, str(exc))
+        added = endpoint.config.datafiles.added(datafile)
+        endpoint.config = dataclasses.replace(endpoint.config, datafiles=added)
+        return JSONResponse(datafile.summary(), status_code=201)
+
+    async def clear_datafiles(request: Request) -> Response:
+        endpoint.config = dataclasses.replace(endpoint.config, datafiles=Datafiles())
+        return Response(status_code=204)
+
     async def openapi(request: Request) -> Response:
         return JSONResponse(openapi_document())
 
@@ -233,6 +267,12 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
             POST=add_fault,
             PUT=replace_faults,
             DELETE=clear_faults,
+        ),
+        _methods(
+            f"{ADMIN_PREFIX}/datafiles",
+            GET=get_datafiles,
+            POST=add_datafile,
+            DELETE=clear_datafiles,
         ),
         Route(f"{ADMIN_PREFIX}/openapi.json", openapi, methods=["GET"]),
         *inspector_routes(ADMIN_PREFIX, journal),

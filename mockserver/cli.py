@@ -18,6 +18,8 @@ from typing import Any, TextIO
 import httpx
 
 from .anonymize import TrustedProxies
+from .crosscheck import crosscheck
+from .datafile import DatafileError, Datafiles
 from .decoding import DecodeError, decode_body
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig
 from .faults import FaultError, FaultRule, parse_spec
@@ -71,6 +73,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--faults-file", metavar="FILE", help='a JSON list of fault rules (or {"rules": [...]})'
     )
     serve.add_argument(
+        "--datafile",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="check every batch against this Optimizely datafile (repeatable: matched by "
+        "project_id, then revision)",
+    )
+    serve.add_argument(
         "--admin-token",
         metavar="TOKEN",
         help="require this token for /_mock (Authorization: Bearer, or open /_mock/?token=TOKEN)",
@@ -105,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     check = commands.add_parser("validate", help="check payload files offline")
     check.add_argument("files", nargs="+", metavar="FILE", help="payload files, or - for stdin")
     check.add_argument("--json", action="store_true", help="machine-readable output")
+    check.add_argument(
+        "--datafile",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="also check the ids against this Optimizely datafile (repeatable)",
+    )
 
     events = commands.add_parser("events", help="list the events of a running server")
     events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
@@ -164,7 +181,10 @@ def _serve(args: argparse.Namespace) -> int:
         guard = GuardConfig(
             token=args.admin_token, allowed_hosts=frozenset(h.lower() for h in args.allow_host)
         )
-        config = EndpointConfig(trusted_proxies=trusted, body_timeout=args.body_timeout)
+        datafiles = Datafiles.load(args.datafile)
+        config = EndpointConfig(
+            trusted_proxies=trusted, body_timeout=args.body_timeout, datafiles=datafiles
+        )
         journal = _open_journal(args)
     except (ValueError, OSError, JournalError) as exc:
         print(f"logx-mock: {exc}", file=sys.stderr)
@@ -189,6 +209,8 @@ def _serve(args: argparse.Namespace) -> int:
         "   (Ctrl-C to stop)",
         flush=True,
     )
+    for datafile in datafiles.files:
+        print(f"datafile: {_describe(datafile.summary())}", flush=True)
     if args.workers > 1:
         journal.close()  # it made the file and its schema; each worker opens its own
         settings = {
@@ -197,6 +219,7 @@ def _serve(args: argparse.Namespace) -> int:
             "trust_proxy": args.trust_proxy,
             "body_timeout": args.body_timeout,
             "faults": [rule.to_dict() for rule in rules],
+            "datafiles": [str(Path(p).resolve()) for p in args.datafile],
             "admin_token": args.admin_token,
             "allowed_hosts": sorted(guard.allowed_hosts),
         }
@@ -245,7 +268,20 @@ def _read(name: str) -> bytes:
     return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
 
 
+def _describe(summary: dict[str, Any]) -> str:
+    return (
+        f"{summary['source']} (account {summary['account_id']}, project {summary['project_id']}, "
+        f"revision {summary['revision']}: {summary['experiments']} experiment(s) and rollout "
+        f"rule(s), {summary['events']} event(s), {summary['attributes']} attribute(s))"
+    )
+
+
 def _validate(args: argparse.Namespace) -> int:
+    try:
+        datafiles = Datafiles.load(args.datafile)
+    except DatafileError as exc:
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
     worst = 0
     results: list[dict[str, Any]] = []
     for name in args.files:
@@ -260,12 +296,17 @@ def _validate(args: argparse.Namespace) -> int:
             worst = 2
             continue
         report = validate(payload)
+        keys = crosscheck(payload, datafiles, report)
         results.append({"file": name, **_report_dict(report)})
+        if datafiles:
+            results[-1]["keys"] = keys
         if report.errors:
             worst = max(worst, 1)
     if args.json:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
+        for datafile in datafiles.files:
+            print(f"checked against {_describe(datafile.summary())}")
         for result in results:
             _print_result(result, sys.stdout)
     return worst

@@ -136,6 +136,21 @@ _SCHEMAS: dict[str, Any] = {
             ),
         ]
     },
+    "Datafile": _obj(
+        {
+            "source": _STR,
+            "account_id": _STR,
+            "project_id": _STR,
+            "revision": _STR,
+            "anonymize_ip": {"type": ["boolean", "null"]},
+            "bot_filtering": {"type": ["boolean", "null"]},
+            "experiments": {"type": "integer"},
+            "flags": {"type": "integer"},
+            "events": {"type": "integer"},
+            "attributes": {"type": "integer"},
+        },
+        ["source", "account_id", "project_id", "revision"],
+    ),
     "EventRecord": _obj(
         {
             "request_id": {"type": "integer"},
@@ -151,6 +166,16 @@ _SCHEMAS: dict[str, Any] = {
             "duplicate": {"type": "boolean"},
             "decisions": {"type": "array"},
             "attributes": {"type": "object"},
+            "entity_key": {
+                **_NULLABLE_STR,
+                "description": "the datafile's key for entity_id (a conversion's event key)",
+            },
+            "decision_keys": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": _STR},
+                "description": "per decision, the datafile's experiment_key, variation_key "
+                "and flag_key",
+            },
         },
         ["request_id", "index", "verdict", "kind"],
     ),
@@ -172,6 +197,11 @@ _SCHEMAS: dict[str, Any] = {
             "unknown_fields": _array("Violation"),
             "payload": _JSON,
             "raw": _NULLABLE_STR,
+            "keys": {
+                "type": "object",
+                "additionalProperties": _STR,
+                "description": "the datafile's key for each id it resolved, by JSON path",
+            },
             "event_count": {"type": "integer"},
             "events": _array("EventRecord"),
         },
@@ -216,6 +246,11 @@ _PAGING = [
 
 def _json_faults(description: str) -> dict[str, Any]:
     schema = _obj({"rules": _array("FaultRule")}, ["rules"])
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _datafiles(description: str) -> dict[str, Any]:
+    schema = _obj({"datafiles": _array("Datafile")}, ["datafiles"])
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -365,6 +400,29 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "delete": {
                     "summary": "Remove every rule and cancel pending delays",
+                    "responses": {"204": {"description": "Cleared."}},
+                },
+            },
+            "/_mock/datafiles": {
+                "get": {
+                    "summary": "The datafiles batches are checked against",
+                    "responses": {"200": _datafiles("The datafiles.")},
+                },
+                "post": {
+                    "summary": "Check batches against one more datafile (one of the same "
+                    "project and revision is replaced)",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "responses": {
+                        "201": {"description": "Loaded.", "content": _json("Datafile")},
+                        "400": admin_problem,
+                        "413": admin_problem,
+                    },
+                },
+                "delete": {
+                    "summary": "Stop checking against datafiles",
                     "responses": {"204": {"description": "Cleared."}},
                 },
             },

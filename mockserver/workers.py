@@ -21,6 +21,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from .anonymize import TrustedProxies
 from .app import LogxApp, create_app
 from .cli import log_to_stderr
+from .datafile import Datafiles
 from .endpoint import Endpoint, EndpointConfig
 from .faults import FaultRule
 from .guard import GuardConfig
@@ -40,6 +41,7 @@ def app_from_env() -> LogxApp:
     config = EndpointConfig(
         trusted_proxies=TrustedProxies.parse(settings["trust_proxy"]),
         body_timeout=settings["body_timeout"],
+        datafiles=Datafiles.load(settings.get("datafiles", [])),
     )
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace([FaultRule.from_dict(rule) for rule in settings["faults"]])
