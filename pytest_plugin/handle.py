@@ -147,13 +147,18 @@ class LogxHandle:
         experiment_id: Any = _UNSET,
         variation_id: Any = _UNSET,
         campaign_id: Any = _UNSET,
+        experiment_key: Any = _UNSET,
         flag_key: Any = _UNSET,
         rule_key: Any = _UNSET,
         variation_key: Any = _UNSET,
         count: int | None = None,
         **filters: Any,
     ) -> list[EventRecord]:
-        """Assert accepted impressions (decisions) arrived; returns them."""
+        """Assert accepted impressions (decisions) arrived; returns them.
+
+        `experiment_key`, `variation_key` and `flag_key` match the decision's metadata, or,
+        when the SDK sent only ids, the keys a datafile resolved (`logx(datafile=...)`).
+        """
         __tracebackhide__ = True
         return self._assert_events(
             "impression",
@@ -163,6 +168,7 @@ class LogxHandle:
                 experiment_id=experiment_id,
                 variation_id=variation_id,
                 campaign_id=campaign_id,
+                experiment_key=experiment_key,
                 flag_key=flag_key,
                 rule_key=rule_key,
                 variation_key=variation_key,
@@ -182,7 +188,11 @@ class LogxHandle:
         count: int | None = None,
         **filters: Any,
     ) -> list[EventRecord]:
-        """Assert accepted conversions (tracked events) arrived; returns them."""
+        """Assert accepted conversions (tracked events) arrived; returns them.
+
+        `key` matches the event's key, or, when it was sent with only its entity_id, the
+        event key a datafile resolved.
+        """
         __tracebackhide__ = True
         return self._assert_events(
             "conversion",

@@ -17,9 +17,12 @@ __all__ = ["DECISION_FIELDS", "Mismatch", "describe_event", "difference", "near_
 
 DECISION_FIELDS = ("campaign_id", "experiment_id", "variation_id", "is_campaign_holdback")
 METADATA_FIELDS = ("flag_key", "rule_key", "rule_type", "variation_key", "enabled", "cmab_uuid")
+RESOLVED_FIELDS = ("experiment_key",)
+"""Decision filters only a datafile (or the metadata's rule_key) can answer."""
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(EventRecord))
 _SUBSET_FIELDS = ("tags", "attributes", "properties")
-FILTERS = (*EVENT_FIELDS, *DECISION_FIELDS, *METADATA_FIELDS)
+FILTERS = (*EVENT_FIELDS, *DECISION_FIELDS, *METADATA_FIELDS, *RESOLVED_FIELDS)
+_FALLBACK = {"experiment_key": "rule_key", "variation_key": "variation_key", "flag_key": "flag_key"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,14 +51,28 @@ def check_filters(filters: dict[str, Any]) -> None:
 
 
 def _decision_values(event: EventRecord, name: str) -> list[Any]:
+    """`name` of each decision. Keys come from the metadata the SDK sent, and where it
+    sent none (older SDKs send only ids) from the datafile, when one resolved the ids."""
     values = []
-    for decision in event.decisions:
+    for index, decision in enumerate(event.decisions):
         if name in DECISION_FIELDS:
             values.append(decision.get(name))
-        else:
-            metadata = decision.get("metadata")
-            values.append(metadata.get(name) if isinstance(metadata, dict) else None)
+            continue
+        metadata = decision.get("metadata")
+        meta = metadata if isinstance(metadata, dict) else {}
+        value = meta.get(_FALLBACK.get(name, name))
+        if name in _FALLBACK and value in (None, "") and index < len(event.decision_keys):
+            value = event.decision_keys[index].get(name, value)
+        values.append(value)
     return values
+
+
+def _event_value(event: EventRecord, name: str) -> Any:
+    """An event field; a conversion sent without its key answers with the datafile's key."""
+    value = getattr(event, name)
+    if name == "key" and value in (None, "") and event.entity_key is not None:
+        return event.entity_key
+    return value
 
 
 def _subset(expected: Any, actual: Any) -> bool:
@@ -68,14 +85,16 @@ def difference(event: EventRecord, filters: dict[str, Any]) -> list[Mismatch]:
     """Every filter the event does not satisfy (empty: it matches).
 
     `tags`, `attributes` and `properties` match a subset; decision fields
-    (`experiment_id`, `flag_key`, …) match when any decision of the event has them.
+    (`experiment_id`, `flag_key`, …) match when any decision of the event has them;
+    `experiment_key`, `variation_key`, `flag_key` and a conversion's `key` fall back on the
+    datafile's keys when the payload carries only ids.
     """
     found: list[Mismatch] = []
     decision_filters = {k: v for k, v in filters.items() if k not in EVENT_FIELDS}
     for name, expected in filters.items():
         if name in decision_filters:
             continue
-        actual = getattr(event, name)
+        actual = _event_value(event, name)
         ok = _subset(expected, actual) if name in _SUBSET_FIELDS else actual == expected
         if not ok:
             found.append(Mismatch(name, expected, actual))
@@ -104,18 +123,26 @@ def describe_event(event: EventRecord) -> str:
     if event.kind == "impression" and event.decisions:
         decision = event.decisions[0]
         metadata = decision.get("metadata") if isinstance(decision.get("metadata"), dict) else {}
+        resolved = event.decision_keys[0] if event.decision_keys else {}
         extra = (
-            f" experiment_id={decision.get('experiment_id')!r}"
-            f" variation_id={decision.get('variation_id')!r}"
-            f" flag_key={(metadata or {}).get('flag_key')!r}"
+            f" experiment_id={decision.get('experiment_id')!r}{_named(resolved, 'experiment_key')}"
+            f" variation_id={decision.get('variation_id')!r}{_named(resolved, 'variation_key')}"
+            f" flag_key={(metadata or {}).get('flag_key') or resolved.get('flag_key')!r}"
         )
     if event.kind == "conversion" and event.revenue is not None:
         extra = f" revenue={event.revenue!r}"
+    named = event.entity_key
+    if event.kind == "conversion" and named is not None and named != event.key:
+        extra = f" entity_id={event.entity_id!r} ({event.entity_key}){extra}"
     dup = " duplicate" if event.duplicate else ""
     return (
         f"{event.kind} key={event.key!r} visitor_id={event.visitor_id!r}{extra}"
         f" (request #{event.request_id}, {event.verdict}{dup})"
     )
+
+
+def _named(resolved: dict[str, str], name: str) -> str:
+    return f" ({resolved[name]})" if name in resolved else ""
 
 
 def near_misses(events: Sequence[EventRecord], filters: dict[str, Any], *, limit: int = 3) -> str:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from mockserver.datafile import Datafile, DatafileError
 from mockserver.faults import FaultError, FaultRule, parse_spec
 
-__all__ = ["INI_KEYS", "LogxOptions", "merge_markers"]
+__all__ = ["INI_KEYS", "LogxOptions", "load_datafiles", "merge_markers"]
 
 
 def _fault_rule(item: Any) -> FaultRule:
@@ -29,6 +32,32 @@ def _fault_rule(item: Any) -> FaultRule:
     )
 
 
+def load_datafiles(value: Any, root: Path) -> tuple[Datafile, ...]:
+    """Datafiles from what a marker or the ini file gives: a path (relative to the
+    rootdir), the datafile's JSON text or parsed dict (what the SDK is given), a
+    `Datafile`, or a list of those; None or [] for none."""
+    items = value if isinstance(value, list | tuple) else [] if value is None else [value]
+    try:
+        return tuple(_datafile(item, root) for item in items)
+    except DatafileError as exc:
+        raise pytest.UsageError(f"logx option datafile: {exc}") from exc
+
+
+def _datafile(item: Any, root: Path) -> Datafile:
+    if isinstance(item, Datafile):
+        return item
+    if isinstance(item, Mapping):
+        return Datafile.from_dict(dict(item), source="the datafile given to logx")
+    if isinstance(item, str) and item.lstrip().startswith("{"):
+        return Datafile.from_json(item, source="the datafile given to logx")
+    if isinstance(item, str | os.PathLike):
+        return Datafile.load(root / Path(item))  # an absolute path stays as it is
+    raise pytest.UsageError(
+        f"logx option datafile: {item!r} is not a datafile; give a path, the datafile's "
+        "JSON text or dict, or a list of them"
+    )
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LogxOptions:
     """What a test asks of the mock.
@@ -39,11 +68,14 @@ class LogxOptions:
         would have been rejected.
     faults: fault rules for the test, as dicts (`{"status": 503, "times": 2}`) or
         CLI specs (`"reset,rate=0.1,seed=42"`).
+    datafile: the project's datafile(s) to check every batch against: paths (relative
+        to the rootdir), JSON text or dicts (see `load_datafiles`).
     """
 
     strict: bool = False
     allow_rejected: bool = False
     faults: tuple[FaultRule, ...] = ()
+    datafile: tuple[Datafile, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("strict", "allow_rejected"):
@@ -53,6 +85,8 @@ class LogxOptions:
         if not isinstance(self.faults, list | tuple):
             raise pytest.UsageError(f"logx option faults={self.faults!r} must be a list of rules")
         object.__setattr__(self, "faults", tuple(_fault_rule(f) for f in self.faults))
+        if not all(isinstance(d, Datafile) for d in self.datafile):
+            raise pytest.UsageError("logx option datafile: give paths, JSON text or dicts")
 
     @classmethod
     def names(cls) -> list[str]:
@@ -75,17 +109,25 @@ INI_KEYS = {
     "logx_strict": ("treat every request to the mock as X-Optimizely-Strict: true", "strict"),
     "logx_allow_rejected": ("do not fail tests whose requests would be rejected", "allow_rejected"),
 }
+DATAFILE_INI = "logx_datafile"
+DATAFILE_HELP = "datafile path(s), relative to the ini file, to check every batch against"
 
 
 def from_ini(config: pytest.Config) -> LogxOptions:
     """The suite defaults from the ini file."""
-    changes = {option: bool(config.getini(key)) for key, (_, option) in INI_KEYS.items()}
+    changes: dict[str, Any] = {
+        option: bool(config.getini(key)) for key, (_, option) in INI_KEYS.items()
+    }
+    changes["datafile"] = load_datafiles(config.getini(DATAFILE_INI), config.rootpath)
     return LogxOptions().updated(changes, where="the ini file")
 
 
-def merge_markers(base: LogxOptions, markers: Iterable[pytest.Mark]) -> LogxOptions:
+def merge_markers(
+    base: LogxOptions, markers: Iterable[pytest.Mark], root: Path | None = None
+) -> LogxOptions:
     """Apply `logx` markers, closest first (as `iter_markers` yields them): the
-    closest marker that names an option wins."""
+    closest marker that names an option wins. Relative datafile paths are resolved
+    against `root` (the rootdir)."""
     chosen: dict[str, Any] = {}
     for mark in markers:
         if mark.args:
@@ -95,4 +137,6 @@ def merge_markers(base: LogxOptions, markers: Iterable[pytest.Mark]) -> LogxOpti
             )
         for name, value in mark.kwargs.items():
             chosen.setdefault(name, value)
+    if "datafile" in chosen:
+        chosen["datafile"] = load_datafiles(chosen["datafile"], root or Path.cwd())
     return base.updated(chosen, where="@pytest.mark.logx")

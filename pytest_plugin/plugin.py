@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from mockserver import Endpoint, EndpointConfig, MemoryJournal, ThreadedServer
+from mockserver import Datafiles, Endpoint, EndpointConfig, MemoryJournal, ThreadedServer
 
 from .dispatcher import LogxEventDispatcher
 from .handle import LogxHandle, ServerHandle, summarize
-from .options import INI_KEYS, LogxOptions, from_ini, merge_markers
+from .options import DATAFILE_HELP, DATAFILE_INI, INI_KEYS, LogxOptions, from_ini, merge_markers
 from .routes import logx_router
 from .transport import LogxTransport
 
@@ -42,12 +42,14 @@ _failed_key = pytest.StashKey[bool]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     for key, (help_text, _) in INI_KEYS.items():
         parser.addini(key, help_text, type="bool", default=False)
+    parser.addini(DATAFILE_INI, DATAFILE_HELP, type="paths", default=[])
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "logx(strict=False, allow_rejected=False, faults=[]): options for the logx-mock "
+        "logx(strict=False, allow_rejected=False, faults=[], datafile=None): options for the "
+        "logx-mock "
         "fixtures; "
         "module, class and test markers merge, the closest wins",
     )
@@ -66,7 +68,12 @@ def pytest_runtest_makereport(
 
 
 def _options(request: pytest.FixtureRequest) -> LogxOptions:
-    return merge_markers(from_ini(request.config), request.node.iter_markers("logx"))
+    config = request.config
+    return merge_markers(from_ini(config), request.node.iter_markers("logx"), config.rootpath)
+
+
+def _config(options: LogxOptions) -> EndpointConfig:
+    return EndpointConfig(force_strict=options.strict, datafiles=Datafiles(options.datafile))
 
 
 def _checked(
@@ -101,9 +108,7 @@ class MockHandle(LogxHandle):
 def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
     """Route https://logx.optimizely.com/v1/events (and the EU host) to the mock, in process."""
     options = _options(request)
-    handle = MockHandle(
-        Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict))
-    )
+    handle = MockHandle(Endpoint(MemoryJournal(), config=_config(options)))
     with logx_router(handle.endpoint) as router:
         handle.router = router
         yield from _checked(request, handle, options)
@@ -113,7 +118,7 @@ def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
 def logx_transport(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
     """An httpx transport bound to a fresh mock: `httpx.Client(transport=logx_transport)`."""
     options = _options(request)
-    endpoint = Endpoint(MemoryJournal(), config=EndpointConfig(force_strict=options.strict))
+    endpoint = Endpoint(MemoryJournal(), config=_config(options))
     yield from _checked(request, TransportHandle(endpoint), options)
 
 
@@ -136,7 +141,9 @@ def logx_server(
     endpoint = make_logx_server.endpoint
     base = endpoint.config
     make_logx_server.reset()
-    endpoint.config = dataclasses.replace(base, force_strict=options.strict)
+    endpoint.config = dataclasses.replace(
+        base, force_strict=options.strict, datafiles=Datafiles(options.datafile)
+    )
     try:
         yield from _checked(request, make_logx_server, options)  # type: ignore[misc]
     finally:

@@ -1,0 +1,169 @@
+"""The plugin with a datafile: ini key, marker, keys in assertions, exact failure texts."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from helpers import DATAFILE
+
+pytest_plugins = ["pytester"]
+
+# An older SDK's impression: ids only, no metadata; and a conversion sent without its key.
+HEADER = """
+import httpx, pytest
+URL = "https://logx.optimizely.com/v1/events"
+
+def batch(snapshot, project="111001"):
+    return {"account_id": "12001", "project_id": project, "revision": "42",
+            "anonymize_ip": True, "visitors": [{"visitor_id": "v1", "attributes": [
+                {"entity_id": "7723280020", "type": "custom", "value": "pro"},
+                {"entity_id": "$opt_bot_filtering", "key": "$opt_bot_filtering",
+                 "type": "custom", "value": True}],
+            "snapshots": [snapshot]}]}
+
+IDS_ONLY = batch({"decisions": [{"campaign_id": "111182", "experiment_id": "111127",
+                                 "variation_id": "111129"}],
+                  "events": [{"entity_id": "111182", "key": "campaign_activated",
+                              "uuid": "u-1", "timestamp": 1767225600123}]})
+NO_KEY = batch({"events": [{"entity_id": "111095", "uuid": "u-2", "timestamp": 1767225600124,
+                            "revenue": 100}]})
+"""
+
+
+def run(
+    pytester: pytest.Pytester, body: str, *, ini: str = "", marker: str = ""
+) -> pytest.RunResult:
+    shutil.copy(DATAFILE, pytester.path / "datafile.json")
+    pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}")
+    pytester.makepyfile(test_user=HEADER + marker + body)
+    return pytester.runpytest("-p", "no:cacheprovider")
+
+
+KEYS_TEST = """
+def test_keys(logx_mock):
+    with httpx.Client() as client:
+        assert client.post(URL, json=IDS_ONLY).status_code == 204
+        assert client.post(URL, json=NO_KEY).status_code == 204
+    (impression,) = logx_mock.assert_impression(
+        experiment_key="checkout_ab", variation_key="treatment", flag_key="checkout_flow"
+    )
+    assert impression.decision_keys == [{"experiment_key": "checkout_ab",
+        "variation_key": "treatment", "flag_key": "checkout_flow"}]
+    assert impression.attributes == {"plan": "pro", "$opt_bot_filtering": True}
+    (conversion,) = logx_mock.assert_conversion("purchase", revenue=100)
+    assert (conversion.key, conversion.entity_key) == (None, "purchase")
+    assert logx_mock.get_events(key="purchase") == [conversion]
+    assert [w.rule for r in logx_mock.requests for w in r.warnings] == []
+"""
+
+
+def test_marker_datafile_resolves_keys_the_payload_does_not_carry(
+    pytester: pytest.Pytester,
+) -> None:
+    marker = "\npytestmark = pytest.mark.logx(datafile='datafile.json')\n"
+    result = run(pytester, KEYS_TEST, marker=marker)
+    result.assert_outcomes(passed=1)
+
+
+def test_ini_datafile_applies_to_every_test(pytester: pytest.Pytester) -> None:
+    result = run(pytester, KEYS_TEST, ini="logx_datafile = datafile.json\n")
+    result.assert_outcomes(passed=1)
+
+
+def test_without_a_datafile_keys_are_not_resolved(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.logx(datafile=None)
+def test_keys(logx_mock):
+    httpx.post(URL, json=IDS_ONLY)
+    logx_mock.assert_impression(experiment_key="checkout_ab")
+""",
+        ini="logx_datafile = datafile.json\n",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E*AssertionError: Expected at least one impression with kind='impression', "
+            "experiment_key='checkout_ab', verdict='accepted', found 0.",
+            "E*1 event(s) arrived; the closest:",
+            "E*decision.experiment_key: expected 'checkout_ab', got None",
+        ]
+    )
+
+
+def test_marker_accepts_the_datafile_text_and_dict_and_the_live_server(
+    pytester: pytest.Pytester,
+) -> None:
+    datafile = DATAFILE.read_text()
+    result = run(
+        pytester,
+        f"""
+import json, requests
+TEXT = {datafile!r}
+
+@pytest.mark.logx(datafile=TEXT)
+def test_text(logx_transport):
+    with httpx.Client(transport=logx_transport) as client:
+        client.post(URL, json=IDS_ONLY)
+    logx_transport.assert_impression(variation_key="treatment")
+
+@pytest.mark.logx(datafile=[json.loads(TEXT)])
+def test_dict_on_the_live_server(logx_server):
+    requests.post(logx_server.events_url, json=NO_KEY, timeout=10)
+    logx_server.assert_conversion("purchase")
+
+def test_the_next_test_has_no_datafile(logx_server):
+    requests.post(logx_server.events_url, json=NO_KEY, timeout=10)
+    assert logx_server.get_events(key="purchase") == []
+""",
+    )
+    result.assert_outcomes(passed=3)
+
+
+def test_datafile_warnings_do_not_fail_the_teardown_check(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.logx(datafile="datafile.json")
+def test_wrong_project(logx_mock):
+    httpx.post(URL, json=batch(IDS_ONLY["visitors"][0]["snapshots"][0], project="999"))
+    (request,) = logx_mock.requests
+    assert [(w.rule, w.path) for w in request.warnings] == [("project_mismatch", "project_id")]
+""",
+    )
+    result.assert_outcomes(passed=1)
+
+
+def test_a_missing_or_bad_datafile_fails_at_setup_with_the_reason(
+    pytester: pytest.Pytester,
+) -> None:
+    (pytester.path / "broken.json").write_text(json.dumps({"version": "4"}))
+    result = run(
+        pytester,
+        """
+@pytest.mark.logx(datafile="missing.json")
+def test_missing(logx_mock):
+    pass
+
+@pytest.mark.logx(datafile="broken.json")
+def test_broken(logx_mock):
+    pass
+
+@pytest.mark.logx(datafile=42)
+def test_not_a_datafile(logx_mock):
+    pass
+""",
+    )
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*UsageError: logx option datafile: cannot read the datafile '*missing.json': "
+            "No such file or directory*",
+            "*UsageError: logx option datafile: broken.json: accountId must be a string, got None*",
+            "*UsageError: logx option datafile: 42 is not a datafile; give a path, the "
+            "datafile's JSON text or dict, or a list of them",
+        ]
+    )
