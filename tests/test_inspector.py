@@ -285,3 +285,51 @@ def test_full_client_address_is_not_on_the_page(browser: Browser) -> None:
         assert "203.0.113.0" in text
         assert "203.0.113.77" not in text
         context.close()
+
+
+def test_datafile_keys_are_shown_next_to_the_ids(browser: Browser) -> None:
+    from helpers import DATAFILE
+    from sdk_traffic import sdk_batch
+
+    from mockserver import Datafile, Datafiles, Endpoint, EndpointConfig, MemoryJournal
+
+    config = EndpointConfig(datafiles=Datafiles((Datafile.load(DATAFILE),)))
+    ids_only = sdk_batch("activate")
+    decision = ids_only["visitors"][0]["snapshots"][0]["decisions"][0]
+    del decision["metadata"]  # an older SDK: ids only
+    ids_only["visitors"][0]["visitor_id"] = "ids-only"
+    conversion = sdk_batch("track")
+    del conversion["visitors"][0]["snapshots"][0]["events"][0]["key"]
+    conversion["visitors"][0]["visitor_id"] = "keyless"
+    with ThreadedServer(Endpoint(MemoryJournal(), config=config)) as checked:
+        post(checked, ids_only)
+        post(checked, conversion)
+        context = browser.new_context(viewport={"width": 1400, "height": 900})
+        page = context.new_page()
+        page.goto(checked.url + "/_mock/")
+        page.click("#rows tr >> text=ids-only")
+        detail = page.locator("#detail")
+        path = "visitors[0].snapshots[0].decisions[0]"
+        assert (
+            detail.locator(f"[data-key-for='{path}.experiment_id']")
+            .inner_text()
+            .endswith("checkout_ab")
+        )
+        assert (
+            detail.locator(f"[data-key-for='{path}']").inner_text().endswith("flag checkout_flow")
+        )
+        assert detail.locator("[data-key-for='visitors[0].attributes[0].entity_id']").inner_text()
+        row = detail.locator("table.decisions tr").nth(1).inner_text()
+        assert "(checkout_ab)" in row and "(checkout_flow)" in row
+        page.click("#detail button.copy")
+        assertion = page.inner_text("#detail code.assertion")
+        assert 'flag_key="checkout_flow"' in assertion
+
+        page.click("#rows tr >> text=keyless")  # listed under its event key, from the datafile
+        assert "purchase" in page.locator("#rows tr", has_text="keyless").inner_text()
+        assert '"111095" (purchase)' in page.locator("#detail .event-card").inner_text()
+        page.click("#detail button.copy")
+        assert page.inner_text("#detail code.assertion").startswith(
+            'logx_server.assert_conversion("purchase", visitor_id="keyless"'
+        )
+        context.close()

@@ -149,7 +149,7 @@ function render() {
       el("td", { class: "client" }, clientOf(record)),
       el("td", { class: "visitor" }, e.visitor_id ?? ""),
       el("td", {}, e.kind ?? "—"),
-      el("td", { class: "key" }, e.key ?? "", e.duplicate ? el("span", { class: "dup", title: "duplicate" }, "dup") : null),
+      el("td", { class: "key" }, e.key || e.entity_key || "", e.duplicate ? el("span", { class: "dup", title: "duplicate" }, "dup") : null),
       badge(record));
     if (record.id === state.selected) tr.classList.add("selected");
     return tr;
@@ -213,15 +213,19 @@ function eventCard(event) {
   if (event.duplicate) card.append(el("span", { class: "dup" }, " duplicate"));
   const fields = ["visitor_id", "entity_id", "uuid", "timestamp", "revenue", "value", "quantity"]
     .filter((k) => event[k] !== null && event[k] !== undefined).map((k) => [k, JSON.stringify(event[k])]);
+  if (event.entity_key) fields[fields.findIndex(([k]) => k === "entity_id")][1] += ` (${event.entity_key})`;
   if (event.tags) fields.push(["tags", JSON.stringify(event.tags)]);
   card.append(table("kv", fields));
   if (event.decisions.length) {
     const head = ["campaign_id", "experiment_id", "variation_id", "flag_key", "rule_key", "variation_key", "enabled"];
     card.append(el("table", { class: "decisions" },
       el("tr", {}, ...head.map((h) => el("th", {}, h))),
-      ...event.decisions.map((d) => el("tr", {}, ...head.map((h) => {
+      ...event.decisions.map((d, i) => el("tr", {}, ...head.map((h) => {
         const source = h in d ? d : (d.metadata || {});
-        return el("td", {}, JSON.stringify(source[h] ?? null));
+        const resolved = resolvedKey((event.decision_keys || [])[i], h);
+        const cell = el("td", {}, JSON.stringify(source[h] ?? null));
+        if (resolved && resolved !== source[h]) cell.append(" ", el("span", { class: "dfkey", title: "the datafile's key" }, `(${resolved})`));
+        return cell;
       })))));
   }
   const attrs = Object.entries(event.attributes || {});
@@ -231,6 +235,15 @@ function eventCard(event) {
   card.append(el("button", { type: "button", class: "copy", on: { click: () => copyAssertion(event, output) } },
     "Copy as pytest assertion"), output);
   return card;
+}
+
+// What a datafile resolved for a decision column: the key next to an id, or the
+// metadata key the SDK did not send.
+function resolvedKey(keys, column) {
+  if (!keys) return null;
+  const by = { experiment_id: "experiment_key", variation_id: "variation_key", flag_key: "flag_key",
+    rule_key: "experiment_key", variation_key: "variation_key" };
+  return by[column] ? keys[by[column]] ?? null : null;
 }
 
 // --- JSON with violations at their paths ---------------------------------
@@ -249,6 +262,13 @@ function jsonView(record) {
     pre.append(record.raw);
   } else {
     pre.append(value(record.payload, "$", "", nodes));
+  }
+  // The datafile's keys next to the ids they name (a decision's own path: its flag).
+  for (const [path, key] of Object.entries(record.keys || {})) {
+    const node = nodes.get(path);
+    if (!node) continue;
+    const label = path.endsWith("]") ? `flag ${key}` : key;
+    node.after(el("span", { class: "dfkey", title: "the datafile's key", "data-key-for": path }, `  ⟵ ${label}`));
   }
   for (const [path, items] of marks) {
     let at = path;
@@ -328,7 +348,7 @@ function assertion(event) {
   const args = [];
   const add = (name, v) => { if (v !== null && v !== undefined) args.push(`${name}=${py(v)}`); };
   if (event.kind === "conversion") {
-    args.push(py(event.key));
+    args.push(py(event.key || event.entity_key));
     add("visitor_id", event.visitor_id);
     add("revenue", event.revenue);
     add("value", event.value);
@@ -340,8 +360,9 @@ function assertion(event) {
   if (decision) {
     args.push(`experiment_id=${py(decision.experiment_id)}`, `variation_id=${py(decision.variation_id)}`);
     const meta = decision.metadata || {};
-    if (meta.flag_key) add("flag_key", meta.flag_key);
-    if (meta.variation_key) add("variation_key", meta.variation_key);
+    const keys = (event.decision_keys || [])[0] || {};
+    if (meta.flag_key || keys.flag_key) add("flag_key", meta.flag_key || keys.flag_key);
+    if (meta.variation_key || keys.variation_key) add("variation_key", meta.variation_key || keys.variation_key);
   }
   return `logx_server.assert_impression(${args.join(", ")})`;
 }
