@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import DATAFILE
 
+from mockserver import DATAFILE_RULES
 from mockserver.validation import ERROR_RULES, WARNING_RULES
 
 pytest_plugins = ["pytester"]
@@ -18,10 +19,12 @@ EXAMPLES = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "def 
 
 
 def test_readme_has_the_pytest_examples() -> None:
-    assert len(EXAMPLES) == 3
+    assert len(EXAMPLES) == 4
 
 
-@pytest.mark.parametrize("code", EXAMPLES, ids=["logx_mock", "logx_server_sdk", "transport"])
+@pytest.mark.parametrize(
+    "code", EXAMPLES, ids=["logx_mock", "logx_server_sdk", "datafile", "transport"]
+)
 def test_readme_example_passes(pytester: pytest.Pytester, code: str) -> None:
     shutil.copy(Path(__file__).parent / "helpers.py", pytester.path / "helpers.py")
     shutil.copy(DATAFILE, pytester.path / "datafile.json")
@@ -31,7 +34,9 @@ def test_readme_example_passes(pytester: pytest.Pytester, code: str) -> None:
     result.assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize("rule", sorted(ERROR_RULES) + sorted(WARNING_RULES))
+@pytest.mark.parametrize(
+    "rule", sorted(ERROR_RULES) + sorted(WARNING_RULES) + sorted(DATAFILE_RULES)
+)
 def test_readme_lists_every_rule(rule: str) -> None:
     assert re.search(rf"^\| [^|\n]*`{rule}`[^|\n]* \|", README, re.M), rule
 
@@ -42,3 +47,17 @@ def test_readme_quick_start_has_two_commands() -> None:
     assert commands[:2] == ["pip install . && logx-mock serve", "bash tests/run.sh"]
     ci = (Path(__file__).parent.parent / ".ci" / "run").read_text()
     assert commands[1] in ci
+
+
+def test_readme_datafile_examples_are_contract_cases() -> None:
+    """Each example row's warning is what the contract case of that rule journals."""
+    import json
+
+    cases = json.loads(
+        (Path(__file__).parent.parent / "contract_tests/cases/datafile.json").read_text()
+    )
+    expected_rules = {rule for case in cases for _, rule in case["expect"]["warnings"]}
+    section = README.split("### Datafile checks", 1)[1].split("\n### ", 1)[0]
+    rows = re.findall(r"^\| `(\w+)`", section, re.M)
+    assert set(rows) == expected_rules
+    assert set(DATAFILE_RULES) <= expected_rules
