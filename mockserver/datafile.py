@@ -95,7 +95,7 @@ class Datafile:
         """Parse a datafile's JSON text."""
         try:
             data = json.loads(text)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatafileError(f"{source} is not JSON ({exc}); {_HINT}") from None
         return cls.from_dict(data, source=source)
 
@@ -181,8 +181,6 @@ class _Reader:
 
     def text(self, obj: dict[str, Any], name: str, where: str) -> str:
         value = obj.get(name)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
         if not isinstance(value, str):
             raise self.fail(
                 f"{where}.{name}" if where else name, f"must be a string, got {value!r}"
@@ -206,7 +204,7 @@ class _Reader:
         if not isinstance(data, dict):
             raise DatafileError(f"{self.source} is not a JSON object; {_HINT}")
         version = data.get("version")
-        if str(version) not in VERSIONS:
+        if version not in VERSIONS:
             raise DatafileError(
                 f"{self.source}: version {version!r} is not a datafile version logx-mock reads "
                 f"({', '.join(VERSIONS)}); {_HINT}"
@@ -256,13 +254,13 @@ class _Reader:
     def experiments(
         self, data: dict[str, Any], rules: dict[str, list[str]]
     ) -> tuple[dict[str, Experiment], dict[str, tuple[str, ...]], dict[str, str]]:
+        """Experiments by id (a later one with the same id wins), and the layer and
+        variation indexes derived from exactly those, so every index agrees."""
         flag_keys: dict[str, list[str]] = {}
         for flag_key, ids in rules.items():
             for exp_id in ids:
                 flag_keys.setdefault(exp_id, []).append(flag_key)
         experiments: dict[str, Experiment] = {}
-        layers: dict[str, tuple[str, ...]] = {}
-        variations: dict[str, str] = {}
         for where, item in self.all_experiments(data):
             exp_id = self.text(item, "id", where)
             own = {
@@ -271,17 +269,19 @@ class _Reader:
                 )
                 for i, v in enumerate(self.items(item, "variations", where))
             }
-            experiment = Experiment(
+            experiments[exp_id] = Experiment(
                 id=exp_id,
                 key=self.text(item, "key", where),
                 layer_id=self.text(item, "layerId", where),
                 variations=MappingProxyType(own),
                 flag_keys=tuple(flag_keys.get(exp_id, ())),
             )
-            experiments[exp_id] = experiment
-            layers[experiment.layer_id] = (*layers.get(experiment.layer_id, ()), exp_id)
-            for variation_id in own:
-                variations.setdefault(variation_id, exp_id)
+        layers: dict[str, tuple[str, ...]] = {}
+        variations: dict[str, str] = {}
+        for experiment in experiments.values():
+            layers[experiment.layer_id] = (*layers.get(experiment.layer_id, ()), experiment.id)
+            for variation_id in experiment.variations:
+                variations.setdefault(variation_id, experiment.id)
         return experiments, layers, variations
 
     def flag_rules(self, data: dict[str, Any]) -> dict[str, list[str]]:
@@ -300,5 +300,8 @@ class _Reader:
             if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
                 raise self.fail(f"{where}.experimentIds", "must be an array of strings")
             rollout = flag.get("rolloutId")
-            rules[self.text(flag, "key", where)] = [*ids, *rollouts.get(str(rollout), [])]
+            rules[self.text(flag, "key", where)] = [
+                *ids,
+                *(rollouts.get(rollout, []) if isinstance(rollout, str) else []),
+            ]
         return rules

@@ -26,6 +26,7 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+_KEYED = _obj({"id": _STR, "key": _STR}, ["id", "key"])
 _PROBLEM = {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
 
 _SCHEMAS: dict[str, Any] = {
@@ -136,6 +137,49 @@ _SCHEMAS: dict[str, Any] = {
             ),
         ]
     },
+    "DatafileUpload": {
+        **_obj(
+            {
+                "version": {"enum": ["2", "3", "4"]},
+                "accountId": _STR,
+                "projectId": _STR,
+                "revision": _STR,
+                "anonymizeIP": {"type": ["boolean", "null"]},
+                "botFiltering": {"type": ["boolean", "null"]},
+                "events": {"type": "array", "items": _KEYED},
+                "attributes": {"type": "array", "items": _KEYED},
+                "experiments": _array("DatafileExperiment"),
+                "groups": {
+                    "type": "array",
+                    "items": _obj({"experiments": _array("DatafileExperiment")}),
+                },
+                "rollouts": {
+                    "type": "array",
+                    "items": _obj(
+                        {"id": _STR, "experiments": _array("DatafileExperiment")}, ["id"]
+                    ),
+                },
+                "featureFlags": {
+                    "type": "array",
+                    "items": _obj(
+                        {"key": _STR, "experimentIds": {"type": "array", "items": _STR}}, ["key"]
+                    ),
+                },
+            },
+            ["version", "accountId", "projectId", "revision"],
+        ),
+        "description": "An Optimizely datafile (only the parts logx-mock checks against are "
+        "described; the rest is ignored).",
+    },
+    "DatafileExperiment": _obj(
+        {
+            "id": _STR,
+            "key": _STR,
+            "layerId": _STR,
+            "variations": {"type": "array", "items": _KEYED},
+        },
+        ["id", "key", "layerId"],
+    ),
     "Datafile": _obj(
         {
             "source": _STR,
@@ -411,10 +455,7 @@ def openapi_document() -> dict[str, Any]:
                 "post": {
                     "summary": "Check batches against one more datafile (one of the same "
                     "project and revision is replaced)",
-                    "requestBody": {
-                        "required": True,
-                        "content": {"application/json": {"schema": {"type": "object"}}},
-                    },
+                    "requestBody": {"required": True, "content": _json("DatafileUpload")},
                     "responses": {
                         "201": {"description": "Loaded.", "content": _json("Datafile")},
                         "400": admin_problem,

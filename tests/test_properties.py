@@ -154,3 +154,73 @@ def test_a_batch_with_no_error_is_accepted_and_journaled_exactly(
             ]
         finally:
             journal.close()
+
+
+# Datafile checks: any datafile the reader accepts, any payload, never an exception.
+_few_ids = st.sampled_from(["1", "2", "3", "a", "", "$opt_x"])
+_keyed = st.fixed_dictionaries({"id": _few_ids, "key": _few_ids})
+_experiments = st.lists(
+    st.fixed_dictionaries(
+        {
+            "id": _few_ids,
+            "key": _few_ids,
+            "layerId": _few_ids,
+            "variations": st.lists(_keyed, max_size=3),
+        }
+    ),
+    max_size=4,
+)
+datafiles = st.fixed_dictionaries(
+    {
+        "version": st.just("4"),
+        "accountId": _few_ids,
+        "projectId": st.sampled_from(["111001", "2"]),
+        "revision": _few_ids,
+        "anonymizeIP": st.none() | st.booleans(),
+        "botFiltering": st.none() | st.booleans(),
+        "events": st.lists(_keyed, max_size=3),
+        "attributes": st.lists(_keyed, max_size=3),
+        "experiments": _experiments,
+        "groups": st.lists(st.fixed_dictionaries({"experiments": _experiments}), max_size=2),
+        "rollouts": st.lists(
+            st.fixed_dictionaries({"id": _few_ids, "experiments": _experiments}), max_size=2
+        ),
+        "featureFlags": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "key": _few_ids,
+                    "experimentIds": st.lists(_few_ids, max_size=3),
+                    "rolloutId": _few_ids | st.none() | st.integers(),
+                }
+            ),
+            max_size=3,
+        ),
+    }
+)
+
+
+@SETTINGS
+@given(st.data())
+def test_datafile_checks_never_raise_and_every_path_points_into_the_payload(
+    data: st.DataObject,
+) -> None:
+    from sdk_traffic import SDK_BATCHES, sdk_batch
+
+    from mockserver import DATAFILE_RULES, Datafile, Datafiles, crosscheck
+
+    datafile = Datafile.from_dict(data.draw(datafiles))
+    base = sdk_batch(data.draw(st.sampled_from(SDK_BATCHES)))
+    for _ in range(data.draw(st.integers(0, 3))):
+        target = data.draw(st.sampled_from(_nodes(base, [])))
+        base = _set(base, target, data.draw(_few_ids | json_values))
+    report = validate(base)
+    keys = crosscheck(base, Datafiles((datafile,)), report)
+    for violation in report.warnings:
+        if violation.rule not in DATAFILE_RULES:
+            continue
+        parts = _parse(violation.path)
+        if violation.rule == "bot_filtering" and violation.actual is None:
+            parts = parts[:-1]  # missing: the visitor, whose attributes lack it
+        assert _exists(base, parts), violation
+    for path, key in keys.items():
+        assert _exists(base, _parse(path)) and isinstance(key, str), path
