@@ -93,7 +93,7 @@ def flatten(
                         decisions=decisions,
                         attributes=attributes,
                         received_at=received_at,
-                        entity_key=keys.get(f"{path}.entity_id"),
+                        entity_key=keys.get(f"{path}.entity_id") if keys else None,
                         decision_keys=decision_keys,
                         **context,
                         **fields,
