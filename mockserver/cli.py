@@ -375,7 +375,10 @@ def _events(args: argparse.Namespace) -> int:
 def _row(event: dict[str, Any]) -> str:
     cells = []
     for column in _COLUMNS:
-        text = "" if event.get(column) is None else str(event[column])
+        value = event.get(column)
+        if column == "key" and value in (None, ""):
+            value = event.get("entity_key")  # a conversion sent without its key: the datafile's
+        text = "" if value is None else str(value)
         cells.append(f"{text[:12]:<12}" if column != "uuid" else text)
     if event.get("duplicate"):
         cells.append("(duplicate)")

@@ -75,6 +75,16 @@ def test_serve_with_a_datafile_warns_and_shows_keys(serve: Any, tmp_path: Path) 
     assert "#3 204 accepted" in log
 
 
+def test_events_command_names_a_keyless_conversion_by_the_datafile(
+    serve: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = serve("--memory", "--datafile", str(DATAFILE))
+    post(server.events_url, mutate(sdk_batch("track"), f"{E}.key", DELETE))
+    assert main(["events", "--url", server.url]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split()
+    assert row[:6] == ["1", "accepted", "conversion", "user-1", "purchase", "111095"]
+
+
 def test_keys_survive_a_restart_of_the_sqlite_journal(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     config = EndpointConfig(datafiles=Datafiles((Datafile.load(DATAFILE),)))

@@ -123,6 +123,28 @@ def test_the_next_test_has_no_datafile(logx_server):
     result.assert_outcomes(passed=3)
 
 
+def test_near_misses_show_the_keys_next_to_the_ids(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+@pytest.mark.logx(datafile="datafile.json")
+def test_wrong_variation(logx_mock):
+    httpx.post(URL, json=IDS_ONLY)
+    logx_mock.assert_impression(experiment_key="checkout_ab", variation_key="control")
+""",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E*1 event(s) arrived; the closest:",
+            "E*- impression key='campaign_activated' visitor_id='v1' experiment_id='111127' "
+            "(checkout_ab) variation_id='111129' (treatment) flag_key='checkout_flow' "
+            "(request #1, accepted)",
+            "E*decision.variation_key: expected 'control', got 'treatment'",
+        ]
+    )
+
+
 def test_datafile_warnings_do_not_fail_the_teardown_check(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
