@@ -265,7 +265,7 @@ class _Crosscheck:
         owners = self.df.layers.get(campaign)
         if owners is None:
             hint = (
-                f"; experiment {experiment.describe()} is in layer {experiment.layer_id!r}"
+                f"; experiment {experiment.describe()} is in layer {experiment.campaign_id!r}"
                 if experiment
                 else ""
             )
@@ -274,17 +274,17 @@ class _Crosscheck:
                 "unknown_campaign",
                 f"campaign_id {_q(campaign)} is not a layer id of {self.project}{hint}: "
                 "the decision belongs to no campaign",
-                experiment.layer_id if experiment else "a layer id of the datafile",
+                experiment.campaign_id if experiment else "a layer id of the datafile",
                 campaign,
             )
-        elif experiment is not None and campaign != experiment.layer_id:
+        elif experiment is not None and campaign != experiment.campaign_id:
             others = ", ".join(self.df.experiments[i].describe() for i in owners)
             self.report.warn(
                 f"{dpath}.campaign_id",
                 "campaign_mismatch",
                 f"campaign_id {_q(campaign)} is the layer of {others}, not of experiment "
-                f"{experiment.describe()}, whose layer is {experiment.layer_id!r}",
-                experiment.layer_id,
+                f"{experiment.describe()}, whose layer is {experiment.campaign_id!r}",
+                experiment.campaign_id,
                 campaign,
             )
 
@@ -365,7 +365,8 @@ class _Crosscheck:
                 ", ".join(experiment.flag_keys) if experiment and experiment.flag_keys else None,
                 flag_key,
             )
-        elif experiment is not None and experiment.id not in rules:
+        # A holdout applies across flags: any flag of the datafile can carry it.
+        elif experiment is not None and not experiment.holdout and experiment.id not in rules:
             owners = ", ".join(repr(k) for k in experiment.flag_keys) or "no flag"
             self.mismatch(
                 path,

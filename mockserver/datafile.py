@@ -3,8 +3,8 @@
 A datafile is the JSON document the SDKs decide from (`https://cdn.optimizely.com/
 datafiles/<SDK key>.json`). logx-mock reads versions 2, 3 and 4 and keeps only
 what a batch can be checked against: the account and project, the revision, the
-experiments (A/B tests, grouped experiments and rollout rules alike) with their
-layers and variations, the flags, the events and the attributes.
+experiments (A/B tests, grouped experiments, rollout rules and holdouts alike)
+with their layers and variations, the flags, the events and the attributes.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typing import Any
 __all__ = ["Datafile", "DatafileError", "Datafiles", "Experiment"]
 
 VERSIONS = ("2", "3", "4")
+HOLDOUTS = ("holdouts", "localHoldouts")
 _HINT = "download it from https://cdn.optimizely.com/datafiles/<SDK_KEY>.json"
 
 
@@ -29,7 +30,7 @@ class DatafileError(ValueError):
 
 @dataclass(frozen=True)
 class Experiment:
-    """One experiment or rollout rule: its layer (the campaign) and its variations."""
+    """One experiment, rollout rule or holdout: its layer (the campaign) and variations."""
 
     id: str
     key: str
@@ -38,6 +39,14 @@ class Experiment:
     """variation id -> variation key"""
     flag_keys: tuple[str, ...] = ()
     """The flags this experiment is a rule of (usually one; none for a legacy experiment)."""
+    holdout: bool = False
+    """A holdout (`holdouts`, `localHoldouts`): it has no layer and applies across flags."""
+
+    @property
+    def campaign_id(self) -> str:
+        """The campaign_id the SDKs send for it: the layer, or (a holdout, an experiment
+        without layerId) the experiment's own id."""
+        return self.layer_id or self.id
 
     def describe(self) -> str:
         """`'111127' (checkout_ab)`; a rollout rule whose key is its id is named once."""
@@ -58,7 +67,7 @@ class Datafile:
     experiments: Mapping[str, Experiment]
     """experiment id -> experiment (A/B tests, grouped experiments, rollout rules)"""
     layers: Mapping[str, tuple[str, ...]]
-    """layer id (a decision's campaign_id) -> the ids of the experiments in it"""
+    """campaign id (a layer id, or a holdout's own id) -> the ids of the experiments in it"""
     variations: Mapping[str, str]
     """variation id -> the id of the experiment it belongs to"""
     events: Mapping[str, str]
@@ -241,6 +250,8 @@ class _Reader:
         found = [
             (f"experiments[{i}]", e) for i, e in enumerate(self.items(data, "experiments", ""))
         ]
+        for name in HOLDOUTS:
+            found += [(f"{name}[{i}]", e) for i, e in enumerate(self.items(data, name, ""))]
         for g, group in enumerate(self.items(data, "groups", "")):
             where = f"groups[{g}]"
             items = self.items(group, "experiments", where)
@@ -269,17 +280,23 @@ class _Reader:
                 )
                 for i, v in enumerate(self.items(item, "variations", where))
             }
+            holdout = where.startswith(HOLDOUTS)
             experiments[exp_id] = Experiment(
                 id=exp_id,
                 key=self.text(item, "key", where),
-                layer_id=self.text(item, "layerId", where),
+                # Holdouts have no layer: the SDKs send their id as the campaign_id.
+                layer_id=""
+                if holdout and "layerId" not in item
+                else self.text(item, "layerId", where),
                 variations=MappingProxyType(own),
                 flag_keys=tuple(flag_keys.get(exp_id, ())),
+                holdout=holdout,
             )
         layers: dict[str, tuple[str, ...]] = {}
         variations: dict[str, str] = {}
         for experiment in experiments.values():
-            layers[experiment.layer_id] = (*layers.get(experiment.layer_id, ()), experiment.id)
+            campaign = experiment.campaign_id
+            layers[campaign] = (*layers.get(campaign, ()), experiment.id)
             for variation_id in experiment.variations:
                 variations.setdefault(variation_id, experiment.id)
         return experiments, layers, variations

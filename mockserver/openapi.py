@@ -159,6 +159,8 @@ _SCHEMAS: dict[str, Any] = {
                         {"id": _STR, "experiments": _array("DatafileExperiment")}, ["id"]
                     ),
                 },
+                "holdouts": _array("DatafileHoldout"),
+                "localHoldouts": _array("DatafileHoldout"),
                 "featureFlags": {
                     "type": "array",
                     "items": _obj(
@@ -179,6 +181,15 @@ _SCHEMAS: dict[str, Any] = {
             "variations": {"type": "array", "items": _KEYED},
         },
         ["id", "key", "layerId"],
+    ),
+    "DatafileHoldout": _obj(
+        {
+            "id": _STR,
+            "key": _STR,
+            "layerId": _STR,
+            "variations": {"type": "array", "items": _KEYED},
+        },
+        ["id", "key"],
     ),
     "Datafile": _obj(
         {

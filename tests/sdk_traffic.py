@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from collections.abc import Callable
 from typing import Any
 
 from helpers import DATAFILE
@@ -24,23 +25,34 @@ class _Keep:
         self.batches.append(event.params)
 
 
-@functools.cache
-def _captured() -> dict[str, dict[str, Any]]:
+def capture(
+    datafile: str, drive: Callable[[optimizely.Optimizely], object]
+) -> list[dict[str, Any]]:
+    """Every batch the SDK sends, built from `datafile`, while `drive(client)` runs."""
     keep = _Keep()
-    client = optimizely.Optimizely(DATAFILE.read_text(), event_dispatcher=keep)
+    client = optimizely.Optimizely(datafile, event_dispatcher=keep)
     try:
-        client.activate("checkout_ab", "user-1", {"plan": "pro"})
-        client.track("purchase", "user-1", {"plan": "pro", "città": "Zürich"}, {"revenue": 4200})
-        user = client.create_user_context("user-2", {"plan": "pro"})
-        user.decide("checkout_flow")
-        user.decide("banner")
-        user.decide("recs")
-        client.is_feature_enabled("banner", "user-3")
+        drive(client)
     finally:
         client.close()
-    names = ["activate", "track", "feature_test", "rollout", "no_decision", "feature_enabled"]
-    assert len(keep.batches) == len(names), keep.batches
-    return dict(zip(names, keep.batches, strict=True))
+    return keep.batches
+
+
+def _drive(client: optimizely.Optimizely) -> None:
+    client.activate("checkout_ab", "user-1", {"plan": "pro"})
+    client.track("purchase", "user-1", {"plan": "pro", "città": "Zürich"}, {"revenue": 4200})
+    user = client.create_user_context("user-2", {"plan": "pro"})
+    user.decide("checkout_flow")
+    user.decide("banner")
+    user.decide("recs")
+    client.is_feature_enabled("banner", "user-3")
+
+
+@functools.cache
+def _captured() -> dict[str, dict[str, Any]]:
+    batches = capture(DATAFILE.read_text(), _drive)
+    assert len(batches) == len(SDK_BATCHES), batches
+    return dict(zip(SDK_BATCHES, batches, strict=True))
 
 
 SDK_BATCHES = ("activate", "track", "feature_test", "rollout", "no_decision", "feature_enabled")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from helpers import DATAFILE, DELETE, mutate
-from sdk_traffic import SDK_BATCHES, sdk_batch
+from sdk_traffic import SDK_BATCHES, capture, sdk_batch
 
 from mockserver import DATAFILE_RULES, Datafile, Datafiles, crosscheck, validate
 from mockserver.validation import WARNING_RULES
@@ -48,6 +48,46 @@ def test_real_sdk_batches_get_no_datafile_warning(name: str) -> None:
     assert [str(v) for v in report.warnings if v.rule in DATAFILE_RULES] == []
     assert report.errors == []
     assert keys  # the datafile resolved something in every batch (at least an attribute)
+
+
+def with_holdout(section: str) -> dict[str, Any]:
+    """The test datafile plus a holdout that takes every visitor (as datafiles of 2026 carry
+    them: no layerId; a local one names the rules it holds out)."""
+    data: dict[str, Any] = json.loads(DATAFILE.read_text())
+    holdout = {
+        "id": "1681267",
+        "key": "ho_everyone",
+        "status": "Running",
+        "variations": [{"id": "1681268", "key": "ho_off", "featureEnabled": False}],
+        "trafficAllocation": [{"entityId": "1681268", "endOfRange": 10000}],
+        "audienceIds": [],
+        "audienceConditions": [],
+    }
+    if section == "localHoldouts":
+        holdout["includedRules"] = ["111127"]
+    data[section] = [holdout]
+    return data
+
+
+@pytest.mark.parametrize("section", ["holdouts", "localHoldouts"])
+def test_real_sdk_holdout_decisions_get_no_datafile_warning(section: str) -> None:
+    data = with_holdout(section)
+
+    def drive(client: Any) -> None:
+        user = client.create_user_context("held-out", {"plan": "pro"})
+        assert user.decide("checkout_flow").rule_key == "ho_everyone"
+
+    batches = capture(json.dumps(data), drive)
+    datafiles = Datafiles((Datafile.from_dict(data),))
+    (decision,) = batches[0]["visitors"][0]["snapshots"][0]["decisions"]
+    # The SDK sends the holdout's own id as its campaign: a holdout has no layer.
+    assert decision["campaign_id"] == decision["experiment_id"] == "1681267"
+    assert findings(batches[0], datafiles) == []
+    keys = crosscheck(batches[0], datafiles, validate(batches[0]))
+    assert keys[f"{json_path(D)}.experiment_id"] == "ho_everyone"
+    assert keys[f"{json_path(D)}.variation_id"] == "ho_off"
+    tampered = mutate(batches[0], f"{D}.variation_id", "111129")
+    assert findings(tampered, datafiles) == [("variation_mismatch", f"{json_path(D)}.variation_id")]
 
 
 # (test id, SDK batch, {dotted path: new value}, rule, where the warning must be)

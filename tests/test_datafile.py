@@ -52,6 +52,22 @@ def test_grouped_experiments_are_indexed() -> None:
     assert df.layers["9002"] == ("9001",)
 
 
+def test_holdouts_are_experiments_whose_campaign_is_their_own_id() -> None:
+    holdout = {"id": "1681267", "key": "ho", "variations": [{"id": "1681268", "key": "off"}]}
+    local = {**holdout, "id": "1681300", "key": "ho_local", "includedRules": ["111127"]}
+    df = Datafile.from_dict(data(holdouts=[holdout], localHoldouts=[local]))
+    experiment = df.experiments["1681267"]
+    assert (experiment.holdout, experiment.layer_id, experiment.campaign_id) == (
+        True,
+        "",
+        "1681267",
+    )
+    assert df.layers["1681267"] == ("1681267",)
+    assert df.layers["1681300"] == ("1681300",)
+    assert df.variations["1681268"] == "1681267"
+    assert not df.experiments["111127"].holdout
+
+
 def test_indexes_are_read_only() -> None:
     df = Datafile.load(DATAFILE)
     with pytest.raises(TypeError):
