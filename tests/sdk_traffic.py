@@ -15,6 +15,10 @@ from typing import Any
 from helpers import DATAFILE
 from optimizely import optimizely
 from optimizely.event.log_event import LogEvent
+from optimizely.optimizely_user_context import OptimizelyUserContext
+
+Context = OptimizelyUserContext.OptimizelyDecisionContext
+Forced = OptimizelyUserContext.OptimizelyForcedDecision
 
 
 class _Keep:
@@ -46,6 +50,14 @@ def _drive(client: optimizely.Optimizely) -> None:
     user.decide("banner")
     user.decide("recs")
     client.is_feature_enabled("banner", "user-3")
+    forced = client.create_user_context("user-4", {"plan": "pro"})
+    forced.set_forced_decision(Context("checkout_flow", None), Forced("treatment"))
+    forced.decide("checkout_flow")
+    forced = client.create_user_context("user-5", {"plan": "pro"})
+    forced.set_forced_decision(Context("checkout_flow", "checkout_ab"), Forced("control"))
+    forced.decide("checkout_flow")
+    client.set_forced_variation("checkout_ab", "user-6", "treatment")
+    client.activate("checkout_ab", "user-6")
 
 
 @functools.cache
@@ -55,10 +67,21 @@ def _captured() -> dict[str, dict[str, Any]]:
     return dict(zip(SDK_BATCHES, batches, strict=True))
 
 
-SDK_BATCHES = ("activate", "track", "feature_test", "rollout", "no_decision", "feature_enabled")
+SDK_BATCHES = (
+    "activate",
+    "track",
+    "feature_test",
+    "rollout",
+    "no_decision",
+    "feature_enabled",
+    "forced_for_flag",
+    "forced_for_rule",
+    "forced_variation",
+)
 
 
 def sdk_batch(name: str) -> dict[str, Any]:
     """A fresh copy of one captured batch: activate, track, feature_test (decide on an
-    A/B rule), rollout ("everyone else"), no_decision, feature_enabled."""
+    A/B rule), rollout ("everyone else"), no_decision, feature_enabled, forced decisions
+    for a flag and for a rule, and activate with a forced variation."""
     return copy.deepcopy(_captured()[name])
