@@ -16,4 +16,15 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# The real Optimizely JavaScript SDK (tests/test_js_sdk.py) comes from npm, pinned by its lock.
+if ! command -v npm >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "tests/run.sh: the JavaScript SDK tests need Node.js: sudo apt-get install nodejs npm" >&2
+    exit 1
+  fi
+fi
+npm ci --prefix tests/js_sdk --no-audit --no-fund --silent
+
 exec python3 -m pytest -n 2 "$@"
