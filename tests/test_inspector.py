@@ -332,4 +332,7 @@ def test_datafile_keys_are_shown_next_to_the_ids(browser: Browser) -> None:
         assert page.inner_text("#detail code.assertion").startswith(
             'logx_server.assert_conversion("purchase", visitor_id="keyless"'
         )
+        page.fill("#search", "purchase")  # found by the key only the datafile knows
+        expect(page.locator("#rows tr")).to_have_count(1)
+        assert "keyless" in page.locator("#rows tr").inner_text()
         context.close()

@@ -118,7 +118,7 @@ function keep(row, f) {
   if (f.verdict && record.verdict !== f.verdict) return false;
   if (f.client && !clientOf(record).startsWith(f.client)) return false;
   if (f.search) {
-    const haystack = [e.visitor_id, e.key, e.uuid, e.entity_id, e.account_id, clientOf(record), record.id]
+    const haystack = [e.visitor_id, e.key, e.entity_key, e.uuid, e.entity_id, e.account_id, clientOf(record), record.id]
       .map((x) => String(x ?? "")).join(" ").toLowerCase();
     if (!haystack.includes(f.search)) return false;
   }
