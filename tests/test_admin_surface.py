@@ -64,6 +64,7 @@ def test_a_short_token_is_refused() -> None:
         "/_mock/requests",
         "/_mock/events",
         "/_mock/faults",
+        "/_mock/datafiles",
         "/_mock/health",
         "/_mock/",
         "/_mock/stream",
@@ -156,7 +157,13 @@ def test_cors_is_open_on_the_endpoint_only(sqlite_server: ThreadedServer) -> Non
         ).headers["access-control-allow-origin"]
         == origin["Origin"]
     )
-    for path in ("/_mock/requests", "/_mock/events", "/_mock/", "/_mock/faults"):
+    for path in (
+        "/_mock/requests",
+        "/_mock/events",
+        "/_mock/",
+        "/_mock/faults",
+        "/_mock/datafiles",
+    ):
         response = requests.get(sqlite_server.url + path, headers=origin, timeout=5)
         assert "access-control-allow-origin" not in response.headers, path
         preflight = requests.options(

@@ -307,6 +307,9 @@ def test_datafile_keys_are_shown_next_to_the_ids(browser: Browser) -> None:
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         page = context.new_page()
         page.goto(checked.url + "/_mock/")
+        expect(page.locator("#datafiles")).to_have_text(
+            "Checked against: datafile.json (project 111001, revision 42)"
+        )
         page.click("#rows tr >> text=ids-only")
         detail = page.locator("#detail")
         path = "visitors[0].snapshots[0].decisions[0]"

@@ -76,6 +76,18 @@ async function loadFaults() {
   });
 }
 
+async function loadDatafiles() {
+  const box = document.getElementById("datafiles");
+  const body = await api("/datafiles");
+  box.replaceChildren();
+  if (!body.datafiles.length) return;
+  box.append(el("strong", {}, "Checked against: "));
+  body.datafiles.forEach((d, i) => {
+    box.append(el("span", { class: "datafile" },
+      `${i ? " · " : ""}${d.source} (project ${d.project_id}, revision ${d.revision})`));
+  });
+}
+
 function listen() {
   const live = document.getElementById("live");
   const source = new EventSource(API + "/stream");
@@ -86,6 +98,7 @@ function listen() {
     if (state.generation !== null && info.generation !== state.generation) { forget(); render(); }
     load();
     loadFaults();
+    loadDatafiles();
   });
 }
 
@@ -385,4 +398,5 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   load().then(listen);
   loadFaults();
+  loadDatafiles();
 });
