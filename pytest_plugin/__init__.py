@@ -11,7 +11,7 @@ import pytest
 pytest.register_assert_rewrite("pytest_plugin.handle", "pytest_plugin.matching")
 
 from .dispatcher import LogxEventDispatcher  # noqa: E402
-from .handle import LogxHandle, ServerHandle  # noqa: E402
+from .handle import DatafileWarning, LogxHandle, ServerHandle  # noqa: E402
 from .matching import Mismatch  # noqa: E402
 from .options import LogxOptions  # noqa: E402
 from .routes import LOGX_HOSTS, logx_router  # noqa: E402
@@ -19,6 +19,7 @@ from .transport import LogxTransport  # noqa: E402
 
 __all__ = [
     "LOGX_HOSTS",
+    "DatafileWarning",
     "LogxEventDispatcher",
     "LogxHandle",
     "LogxOptions",

@@ -11,12 +11,22 @@ import dataclasses
 import time
 from typing import Any
 
-from mockserver import EVENTS_PATH, Endpoint, EventRecord, Journal, RequestRecord
+from mockserver import DATAFILE_RULES, EVENTS_PATH, Endpoint, EventRecord, Journal, RequestRecord
 from mockserver.faults import FaultPlan
 
 from .matching import check_filters, describe_event, difference, near_misses
 
-__all__ = ["Attempt", "LogxHandle", "ServerHandle", "summarize"]
+__all__ = ["Attempt", "DatafileWarning", "LogxHandle", "ServerHandle", "summarize"]
+
+
+class DatafileWarning(UserWarning):
+    """A request the datafile contradicts: production answers 204 and results drop it.
+
+    The plugin issues one after each test for every request with datafile warnings, so
+    they show in pytest's warnings summary; `-W error::pytest_plugin.DatafileWarning`
+    (or `filterwarnings`) turns them into failures.
+    """
+
 
 _ALL = 100_000
 _UNSET: Any = object()
@@ -38,6 +48,21 @@ def summarize(requests: list[RequestRecord]) -> str:
         )
         lines.extend(f"      error {v}" for v in record.errors)
     return "\n".join(lines)
+
+
+def warning_lines(requests: list[RequestRecord], rules: set[str] | None) -> list[str]:
+    """`  request #N: path: message [rule]` for each warning of `rules` (all when None)."""
+    return [
+        f"  request #{record.id}: {warning}"
+        for record in requests
+        for warning in record.warnings
+        if rules is None or warning.rule in rules
+    ]
+
+
+def datafile_warnings(requests: list[RequestRecord]) -> list[str]:
+    """One line per warning a datafile raised (what the plugin reports after a test)."""
+    return warning_lines(requests, set(DATAFILE_RULES))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,6 +251,17 @@ class LogxHandle:
             "if sending them is the point."
         )
         raise AssertionError("\n".join(lines))
+
+    def assert_no_warnings(self, *rules: str) -> None:
+        """Fail listing every warning (only those of `rules`, when given), with its path:
+        the batches were accepted, but their data would probably not count in results."""
+        __tracebackhide__ = True
+        lines = warning_lines(self.requests, set(rules) or None)
+        if lines:
+            raise AssertionError(
+                f"{len(lines)} warning(s) (accepted by the real endpoint, but the data would "
+                "probably not count in results):\n" + "\n".join(lines)
+            )
 
     def reset(self) -> None:
         """Forget every journaled request, remove every fault and cut pending delays short."""

@@ -14,6 +14,7 @@ rejected by the real endpoint, unless `@pytest.mark.logx(allow_rejected=True)`.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -22,7 +23,7 @@ import pytest
 from mockserver import Datafiles, Endpoint, EndpointConfig, MemoryJournal, ThreadedServer
 
 from .dispatcher import LogxEventDispatcher
-from .handle import LogxHandle, ServerHandle, summarize
+from .handle import DatafileWarning, LogxHandle, ServerHandle, datafile_warnings, summarize
 from .options import DATAFILE_HELP, DATAFILE_INI, INI_KEYS, LogxOptions, from_ini, merge_markers
 from .routes import logx_router
 from .transport import LogxTransport
@@ -79,10 +80,23 @@ def _config(options: LogxOptions) -> EndpointConfig:
 def _checked(
     request: pytest.FixtureRequest, handle: LogxHandle, options: LogxOptions
 ) -> Iterator[LogxHandle]:
-    """Yield `handle`; after the test, fail on rejections unless the test failed already."""
+    """Yield `handle`; after the test, report datafile warnings as pytest warnings, and
+    fail on rejections unless the test failed already."""
     request.node.stash.setdefault(_handles_key, []).append(handle)
     handle.faults.replace(list(options.faults))
     yield handle
+    found = datafile_warnings(handle.requests)
+    if found:
+        _, line, _ = request.node.location  # reported at the test, not in the plugin
+        warnings.warn_explicit(
+            DatafileWarning(
+                f"{len(found)} id(s) the datafile contradicts; the real endpoint accepts these "
+                "batches and results drop the data:\n" + "\n".join(found)
+            ),
+            DatafileWarning,
+            filename=str(request.node.path),
+            lineno=(line or 0) + 1,
+        )
     if not options.allow_rejected and not request.node.stash.get(_failed_key, False):
         handle.assert_no_rejections()
 

@@ -51,6 +51,7 @@ def test_pytest_plugin_exports() -> None:
     assert sorted(pytest_plugin.__all__) == sorted(
         [
             "LOGX_HOSTS",
+            "DatafileWarning",
             "LogxEventDispatcher",
             "LogxHandle",
             "LogxOptions",

@@ -62,6 +62,8 @@ def test_js_sdk_batches_pass_with_no_datafile_warning(
     assert no_decision.decisions[0]["campaign_id"] is None
 
 
+# The plugin's DatafileWarning after the test is the point of tests/test_plugin_datafile.py.
+@pytest.mark.filterwarnings("ignore::pytest_plugin.DatafileWarning")
 def test_a_tampered_js_batch_gets_the_warning(
     js_batches: list[dict[str, Any]], logx_server: ServerHandle
 ) -> None:

@@ -145,18 +145,63 @@ def test_wrong_variation(logx_mock):
     )
 
 
-def test_datafile_warnings_do_not_fail_the_teardown_check(pytester: pytest.Pytester) -> None:
-    result = run(
-        pytester,
-        """
+WRONG_PROJECT = """
 @pytest.mark.logx(datafile="datafile.json")
 def test_wrong_project(logx_mock):
     httpx.post(URL, json=batch(IDS_ONLY["visitors"][0]["snapshots"][0], project="999"))
     (request,) = logx_mock.requests
     assert [(w.rule, w.path) for w in request.warnings] == [("project_mismatch", "project_id")]
+"""
+
+
+def test_datafile_warnings_show_in_the_warnings_summary(pytester: pytest.Pytester) -> None:
+    result = run(pytester, WRONG_PROJECT)
+    result.assert_outcomes(passed=1, warnings=1)  # the teardown check does not fail on them
+    result.stdout.fnmatch_lines(
+        [
+            "*test_user.py:*: DatafileWarning: 1 id(s) the datafile contradicts; the real "
+            "endpoint accepts these batches and results drop the data:",
+            "*  request #1: project_id: project_id '999' is not the project of the datafile(s) "
+            "given (111001): these events go to another project's results [[]project_mismatch[]]",
+        ]
+    )
+
+
+def test_datafile_warnings_can_be_made_errors(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        WRONG_PROJECT,
+        ini="filterwarnings = error::pytest_plugin.DatafileWarning\n",
+    )
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*DatafileWarning: 1 id(s) the datafile contradicts*"])
+
+
+def test_assert_no_warnings_lists_each_warning_with_its_path(pytester: pytest.Pytester) -> None:
+    result = run(
+        pytester,
+        """
+from mockserver import DATAFILE_RULES
+
+@pytest.mark.logx(datafile="datafile.json")
+def test_ids(logx_mock):
+    wrong = batch(IDS_ONLY["visitors"][0]["snapshots"][0])
+    wrong["visitors"][0]["snapshots"][0]["decisions"][0]["variation_id"] = "111130"
+    httpx.post(URL, json=wrong)
+    httpx.post(URL, json=NO_KEY)
+    logx_mock.assert_no_warnings("empty_id")  # none of those
+    logx_mock.assert_no_warnings(*DATAFILE_RULES)
 """,
     )
-    result.assert_outcomes(passed=1)
+    result.assert_outcomes(failed=1, warnings=1)
+    out = result.stdout.str()  # (fnmatch would read the brackets of the paths as classes)
+    assert (
+        "E       AssertionError: 1 warning(s) (accepted by the real endpoint, but the data would "
+        "probably not count in results):\n"
+        "E         request #1: visitors[0].snapshots[0].decisions[0].variation_id: variation_id "
+        "'111130' is not a variation of experiment '111127' (checkout_ab); no experiment "
+        "of the datafile has it: the visitor is counted in no variation [variation_mismatch]\n"
+    ) in out
 
 
 def test_a_missing_or_bad_datafile_fails_at_setup_with_the_reason(
