@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="check every batch against this Optimizely datafile (repeatable: matched by "
-        "project_id, then revision)",
+        "project_id, then revision; a changed file is read again)",
     )
     serve.add_argument(
         "--admin-token",
@@ -191,6 +191,10 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace(rules)
+    if args.datafile and args.workers == 1:
+        from .watch import watch_datafiles
+
+        watch_datafiles(endpoint, args.datafile)
     try:
         sock = bind_socket(args.host, args.port)
     except OSError as exc:

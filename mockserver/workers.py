@@ -27,6 +27,7 @@ from .faults import FaultRule
 from .guard import GuardConfig
 from .server import uvicorn_config
 from .sqlite_journal import SqliteJournal
+from .watch import watch_datafiles
 
 __all__ = ["ENV", "app_from_env", "run_workers"]
 
@@ -45,6 +46,8 @@ def app_from_env() -> LogxApp:
     )
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace([FaultRule.from_dict(rule) for rule in settings["faults"]])
+    if settings.get("datafiles"):
+        watch_datafiles(endpoint, settings["datafiles"])
     guard = GuardConfig(
         token=settings["admin_token"], allowed_hosts=frozenset(settings["allowed_hosts"])
     )

@@ -4,6 +4,7 @@ workers), the admin API, the journal after a restart, and `validate --datafile`.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,42 @@ def test_validate_refuses_a_bad_datafile(
     path.write_text(json.dumps(sdk_batch("activate")))
     assert main(["validate", "--datafile", str(tmp_path / "nope.json"), str(path)]) == 2
     assert "cannot read the datafile" in capsys.readouterr().err
+
+
+def _datafiles_listed(url: str) -> list[str]:
+    listed = requests.get(url + "/_mock/datafiles", timeout=10).json()["datafiles"]
+    return [d["revision"] for d in listed]
+
+
+def _wait_for_revisions(url: str, wanted: list[str], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while _datafiles_listed(url) != wanted:
+        assert time.monotonic() < deadline, f"still {_datafiles_listed(url)}, wanted {wanted}"
+        time.sleep(0.1)
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_follows_a_changed_datafile(serve: Any, tmp_path: Path, workers: str) -> None:
+    path = tmp_path / "datafile.json"
+    data = json.loads(DATAFILE.read_text())
+    path.write_text(json.dumps(data))
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", workers, "--datafile", str(path))
+    newer = mutate(sdk_batch("activate"), "revision", "43")
+    post(server.events_url, newer)
+    assert rules(last_record(server.url)) == [("revision_mismatch", "revision")]
+
+    path.write_text(json.dumps({**data, "revision": "43"}))
+    _wait_for_revisions(server.url, ["43"])
+    if workers == "2":  # every worker follows the file: each answers without the warning
+        time.sleep(1.5)
+    for _ in range(6):
+        post(server.events_url, mutate(newer, f"{E}.uuid", f"u-{time.monotonic_ns()}"))
+        assert rules(last_record(server.url)) == []
+
+    path.write_text('{"version": "4", "accountId": "12001"')  # half written
+    time.sleep(2.5)
+    assert _datafiles_listed(server.url) == ["43"]  # the previous version stays in force
+    code, log = server.stop()
+    assert code == 0
+    assert "datafile " in log and "changed: now project 111001, revision 43" in log
+    assert "is not JSON" in log and "still checking against its previous version" in log
