@@ -48,9 +48,7 @@ def handle_seconds(body: bytes, count: int, datafiles: Datafiles, runs: int = 5)
 
 
 def in_process() -> list[tuple[str, float, float]]:
-    one = json.dumps(
-        json.loads((ROOT / "tests" / "payloads" / "python-sdk-decide-impression.json").read_text())
-    ).encode()
+    one = json.dumps(inprocess.BASE).encode()
     big = inprocess.near_limit_body()
     with_df = Datafiles((Datafile.load(DATAFILE),))
     rows = []

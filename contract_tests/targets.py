@@ -13,7 +13,6 @@ or the in-process doors' 127.0.0.1.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import re
 import subprocess
 import sys
@@ -103,13 +102,10 @@ class InProcess(Target):
     def reset(self) -> None:
         self.endpoint.journal.clear()
         self.endpoint.faults.clear()
-        self.endpoint.config = dataclasses.replace(self.endpoint.config, datafiles=Datafiles())
+        self.endpoint.use_datafiles(Datafiles())
 
     def use_datafile(self, text: bytes) -> None:
-        datafile = Datafile.from_json(text)
-        self.endpoint.config = dataclasses.replace(
-            self.endpoint.config, datafiles=Datafiles((datafile,))
-        )
+        self.endpoint.use_datafiles(Datafiles((Datafile.from_json(text),)))
 
     def send(self, request: Request) -> Response:
         url = LOGX + request.path

@@ -6,7 +6,6 @@ JSON in and out; errors are problem documents that say what to send instead.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -245,12 +244,11 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
             datafile = Datafile.from_json(body, source="POST /_mock/datafiles")
         except DatafileError as exc:
             return _problem(400, str(exc))
-        added = endpoint.config.datafiles.added(datafile)
-        endpoint.config = dataclasses.replace(endpoint.config, datafiles=added)
+        endpoint.use_datafiles(endpoint.config.datafiles.added(datafile))
         return JSONResponse(datafile.summary(), status_code=201)
 
     async def clear_datafiles(request: Request) -> Response:
-        endpoint.config = dataclasses.replace(endpoint.config, datafiles=Datafiles())
+        endpoint.use_datafiles(Datafiles())
         return Response(status_code=204)
 
     async def openapi(request: Request) -> Response:

@@ -214,7 +214,7 @@ def _serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     for datafile in datafiles.files:
-        print(f"datafile: {_describe(datafile.summary())}", flush=True)
+        print(f"datafile: {datafile.describe()}", flush=True)
     if args.workers > 1:
         journal.close()  # it made the file and its schema; each worker opens its own
         settings = {
@@ -272,14 +272,6 @@ def _read(name: str) -> bytes:
     return sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
 
 
-def _describe(summary: dict[str, Any]) -> str:
-    return (
-        f"{summary['source']} (account {summary['account_id']}, project {summary['project_id']}, "
-        f"revision {summary['revision']}: {summary['experiments']} experiment(s) and rollout "
-        f"rule(s), {summary['events']} event(s), {summary['attributes']} attribute(s))"
-    )
-
-
 def _validate(args: argparse.Namespace) -> int:
     try:
         datafiles = Datafiles.load(args.datafile)
@@ -310,7 +302,7 @@ def _validate(args: argparse.Namespace) -> int:
         print(json.dumps(results if len(results) > 1 else results[0], indent=2))
     else:
         for datafile in datafiles.files:
-            print(f"checked against {_describe(datafile.summary())}")
+            print(f"checked against {datafile.describe()}")
         for result in results:
             _print_result(result, sys.stdout)
     return worst

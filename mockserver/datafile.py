@@ -113,6 +113,14 @@ class Datafile:
         """Index an already parsed datafile."""
         return _Reader(source).datafile(data)
 
+    def describe(self) -> str:
+        """One line for people: what `serve` and `validate` print of a loaded datafile."""
+        return (
+            f"{self.source} (account {self.account_id}, project {self.project_id}, revision "
+            f"{self.revision}: {len(self.experiments)} experiment(s) and rollout rule(s), "
+            f"{len(self.events)} event(s), {len(self.attributes)} attribute(s))"
+        )
+
     def summary(self) -> dict[str, Any]:
         """What the admin API and the CLI show of a loaded datafile."""
         return {

@@ -8,6 +8,7 @@ none of them looks at a payload.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -79,6 +80,11 @@ class Endpoint:
 
     def __repr__(self) -> str:
         return f"<Endpoint journal={self.journal!r}>"
+
+    def use_datafiles(self, datafiles: Datafiles) -> None:
+        """Check the next batches against `datafiles` (the config is replaced whole, so a
+        request in flight keeps the one it started with)."""
+        self.config = dataclasses.replace(self.config, datafiles=datafiles)
 
     def handle(self, request: CoreRequest) -> Outcome:
         """Answer one request, blocking until it is committed."""

@@ -299,13 +299,9 @@ _PAGING = [
 ]
 
 
-def _json_faults(description: str) -> dict[str, Any]:
-    schema = _obj({"rules": _array("FaultRule")}, ["rules"])
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _datafiles(description: str) -> dict[str, Any]:
-    schema = _obj({"datafiles": _array("Datafile")}, ["datafiles"])
+def _wrapped(name: str, ref: str, description: str) -> dict[str, Any]:
+    """A JSON answer `{name: [ref, ...]}`."""
+    schema = _obj({name: _array(ref)}, [name])
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
@@ -426,7 +422,7 @@ def openapi_document() -> dict[str, Any]:
             "/_mock/faults": {
                 "get": {
                     "summary": "The fault plan in force",
-                    "responses": {"200": _json_faults("The rules.")},
+                    "responses": {"200": _wrapped("rules", "FaultRule", "The rules.")},
                 },
                 "put": {
                     "summary": "Replace the fault plan",
@@ -443,7 +439,10 @@ def openapi_document() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"200": _json_faults("The new rules."), "400": admin_problem},
+                    "responses": {
+                        "200": _wrapped("rules", "FaultRule", "The new rules."),
+                        "400": admin_problem,
+                    },
                 },
                 "post": {
                     "summary": "Append one fault rule",
@@ -461,7 +460,7 @@ def openapi_document() -> dict[str, Any]:
             "/_mock/datafiles": {
                 "get": {
                     "summary": "The datafiles batches are checked against",
-                    "responses": {"200": _datafiles("The datafiles.")},
+                    "responses": {"200": _wrapped("datafiles", "Datafile", "The datafiles.")},
                 },
                 "post": {
                     "summary": "Check batches against one more datafile (one of the same "

@@ -8,7 +8,6 @@ written, deleted) is reported once, and the previous version stays in force.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ def watch_datafiles(
 
     def replace(old: Datafile, new: Datafile) -> None:
         kept = [f for f in endpoint.config.datafiles.files if f is not old]
-        endpoint.config = dataclasses.replace(endpoint.config, datafiles=Datafiles((*kept, new)))
+        endpoint.use_datafiles(Datafiles((*kept, new)))
 
     def look() -> None:
         for path, old in loaded.items():

@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PAYLOADS = Path(__file__).parent / "payloads"
 DATAFILE = Path(__file__).parent.parent / "contract_tests" / "cases" / "datafiles" / "datafile.json"
 """The project the SDK-shaped payloads belong to (the real SDK decides from it in the tests)."""
@@ -105,3 +107,13 @@ def mutate(batch: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 DELETE = object()
+
+
+def run_user_tests(
+    pytester: pytest.Pytester, source: str, *args: str, ini: str = ""
+) -> pytest.RunResult:
+    """Run `source` as a user's test module `test_user.py` (the plugin comes in by its
+    entry point), with `ini` lines added to the [pytest] section."""
+    pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}")
+    pytester.makepyfile(test_user=source)
+    return pytester.runpytest("-p", "no:cacheprovider", *args)

@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 
 import pytest
-from helpers import DATAFILE, PAYLOADS
+from helpers import DATAFILE, PAYLOADS, run_user_tests
 
 pytest_plugins = ["pytester"]
 
@@ -25,9 +25,7 @@ def conversion(key="purchase", visitor_id="user-123", **event):
 
 
 def run(pytester: pytest.Pytester, body: str, *args: str, ini: str = "") -> pytest.RunResult:
-    pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}")
-    pytester.makepyfile(test_user=HEADER + body)
-    return pytester.runpytest("-p", "no:cacheprovider", *args)
+    return run_user_tests(pytester, HEADER + body, *args, ini=ini)
 
 
 def test_entry_point_is_registered_as_logx_mock() -> None:

@@ -6,7 +6,7 @@ import json
 import shutil
 
 import pytest
-from helpers import DATAFILE
+from helpers import DATAFILE, run_user_tests
 
 pytest_plugins = ["pytester"]
 
@@ -36,9 +36,7 @@ def run(
     pytester: pytest.Pytester, body: str, *, ini: str = "", marker: str = ""
 ) -> pytest.RunResult:
     shutil.copy(DATAFILE, pytester.path / "datafile.json")
-    pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}")
-    pytester.makepyfile(test_user=HEADER + marker + body)
-    return pytester.runpytest("-p", "no:cacheprovider")
+    return run_user_tests(pytester, HEADER + marker + body, ini=ini)
 
 
 KEYS_TEST = """
