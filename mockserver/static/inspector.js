@@ -63,29 +63,27 @@ function forget() {
   state.selected = null;
 }
 
-async function loadFaults() {
-  const box = document.getElementById("faults");
-  const body = await api("/faults");
+// A banner line under the header: a title and one item per entry, or nothing when empty.
+function banner(id, title, cls, texts) {
+  const box = document.getElementById(id);
   box.replaceChildren();
-  if (!body.rules.length) return;
-  box.append(el("strong", {}, "Fault plan in force: "));
-  body.rules.forEach((rule, i) => {
-    const { id, fired, ...options } = rule;
+  if (!texts.length) return;
+  box.append(el("strong", {}, title));
+  texts.forEach((text, i) => box.append(el("span", { class: cls }, `${i ? " · " : ""}${text}`)));
+}
+
+async function loadFaults() {
+  const body = await api("/faults");
+  banner("faults", "Fault plan in force: ", "rule", body.rules.map(({ id, fired, ...options }) => {
     const text = Object.entries(options).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(",");
-    box.append(el("span", { class: "rule" }, `${i ? " · " : ""}#${id} ${text} (fired ${fired})`));
-  });
+    return `#${id} ${text} (fired ${fired})`;
+  }));
 }
 
 async function loadDatafiles() {
-  const box = document.getElementById("datafiles");
   const body = await api("/datafiles");
-  box.replaceChildren();
-  if (!body.datafiles.length) return;
-  box.append(el("strong", {}, "Checked against: "));
-  body.datafiles.forEach((d, i) => {
-    box.append(el("span", { class: "datafile" },
-      `${i ? " · " : ""}${d.source} (project ${d.project_id}, revision ${d.revision})`));
-  });
+  banner("datafiles", "Checked against: ", "datafile",
+    body.datafiles.map((d) => `${d.source} (project ${d.project_id}, revision ${d.revision})`));
 }
 
 function listen() {
