@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from mockserver.server import _ReadyServer, bind_socket, uvicorn_config
+from mockserver.serve.server import _ReadyServer, bind_socket, uvicorn_config
 
 
 async def events(request: Request) -> Response:

@@ -6,18 +6,18 @@ The public API is what `__all__` lists; everything else is private.
 from __future__ import annotations
 
 from .anonymize import ClientAddress, TrustedProxies, anonymize_ip
-from .app import LogxApp, create_app
-from .crosscheck import DATAFILE_RULES, crosscheck
-from .datafile import Datafile, DatafileError, Datafiles
-from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .contract.crosscheck import DATAFILE_RULES, crosscheck
+from .contract.datafile import Datafile, DatafileError, Datafiles
+from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .contract.flatten import flatten
+from .contract.validation import validate
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig, is_strict
-from .flatten import flatten
-from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from .journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from .journal.sqlite import SqliteJournal
 from .model import CoreRequest, EventRecord, Outcome, RequestRecord
-from .server import ThreadedServer
-from .sqlite_journal import SqliteJournal
-from .validation import validate
+from .serve.server import ThreadedServer
 from .violations import Report, Violation
+from .web.app import LogxApp, create_app
 
 __version__ = "0.1.0"
 

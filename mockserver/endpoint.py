@@ -14,15 +14,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
-from .crosscheck import crosscheck
-from .datafile import Datafiles
-from .decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .contract.crosscheck import crosscheck
+from .contract.datafile import Datafiles
+from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .contract.flatten import flatten
+from .contract.validation import validate
 from .faults import FaultAction, FaultPlan
-from .flatten import flatten
-from .journal import Journal
+from .journal.base import Journal
 from .model import CoreRequest, Outcome, RequestRecord
 from .problem import problem
-from .validation import validate
 from .violations import Report, Violation
 
 __all__ = ["EVENTS_PATH", "Endpoint", "EndpointConfig", "is_strict"]

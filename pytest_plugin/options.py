@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from mockserver.datafile import Datafile, DatafileError
+from mockserver.contract.datafile import Datafile, DatafileError
 from mockserver.faults import FaultError, FaultRule, parse_spec
 
 __all__ = ["INI_KEYS", "LogxOptions", "load_datafiles", "merge_markers"]

@@ -14,7 +14,7 @@ import requests
 from helpers import impression
 
 from mockserver import ThreadedServer
-from mockserver.guard import GuardConfig, is_loopback
+from mockserver.web.guard import GuardConfig, is_loopback
 
 TOKEN = "s3cret-token-for-tests"
 
@@ -102,7 +102,7 @@ def test_the_endpoint_itself_needs_no_token(guarded: ThreadedServer) -> None:
 def test_events_command_passes_the_token(
     guarded: ThreadedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mockserver.cli import main
+    from mockserver.serve.cli import main
 
     requests.post(guarded.events_url, json=impression("tokened"), timeout=5)
     assert main(["events", "--url", guarded.url]) == 2

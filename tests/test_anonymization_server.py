@@ -117,7 +117,7 @@ def test_full_address_appears_nowhere(
 def test_full_address_is_not_in_the_events_export(
     proxied: ThreadedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mockserver.cli import main
+    from mockserver.serve.cli import main
 
     requests.post(
         proxied.events_url, json=impression(), headers={"X-Forwarded-For": CLIENT}, timeout=10

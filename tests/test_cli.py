@@ -17,7 +17,7 @@ import requests
 from helpers import PAYLOADS, conversion, impression
 
 from mockserver import ThreadedServer
-from mockserver.cli import main
+from mockserver.serve.cli import main
 
 
 def write(tmp_path: Path, name: str, payload: Any) -> str:

@@ -12,7 +12,7 @@ from helpers import DATAFILE, DELETE, mutate
 from sdk_traffic import SDK_BATCHES, capture, sdk_batch
 
 from mockserver import DATAFILE_RULES, Datafile, Datafiles, crosscheck, validate
-from mockserver.validation import WARNING_RULES
+from mockserver.contract.validation import WARNING_RULES
 
 DF = Datafiles((Datafile.load(DATAFILE),))
 D = "visitors.0.snapshots.0.decisions.0"

@@ -22,7 +22,7 @@ from mockserver import (
     EndpointConfig,
     SqliteJournal,
 )
-from mockserver.cli import main
+from mockserver.serve.cli import main
 
 D = "visitors.0.snapshots.0.decisions.0"
 E = "visitors.0.snapshots.0.events.0"

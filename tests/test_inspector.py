@@ -14,7 +14,7 @@ from helpers import conversion, impression
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from mockserver import ThreadedServer
-from mockserver.inspector import CSP
+from mockserver.web.inspector import CSP
 
 pytest_plugins = ["pytester"]
 

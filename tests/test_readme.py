@@ -10,7 +10,7 @@ import pytest
 from helpers import DATAFILE
 
 from mockserver import DATAFILE_RULES
-from mockserver.validation import ERROR_RULES, WARNING_RULES
+from mockserver.contract.validation import ERROR_RULES, WARNING_RULES
 
 pytest_plugins = ["pytester"]
 

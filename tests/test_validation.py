@@ -8,7 +8,7 @@ import pytest
 from helpers import DELETE, EXAMPLES, conversion, example, impression, mutate
 
 from mockserver import validate
-from mockserver.validation import SCHEMA
+from mockserver.contract.validation import SCHEMA
 
 IMP = impression()
 CONV = conversion()

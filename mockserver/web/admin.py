@@ -16,13 +16,13 @@ from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from .datafile import Datafile, DatafileError, Datafiles
-from .endpoint import Endpoint
-from .faults import FaultError, FaultRule, parse_spec
+from ..contract.datafile import Datafile, DatafileError, Datafiles
+from ..endpoint import Endpoint
+from ..faults import FaultError, FaultRule, parse_spec
+from ..journal.base import EVENT_FILTERS, MAX_LIMIT
+from ..problem import problem
 from .inspector import inspector_routes
-from .journal import EVENT_FILTERS, MAX_LIMIT
 from .openapi import openapi_document
-from .problem import problem
 
 __all__ = ["ADMIN_PREFIX", "admin_routes"]
 

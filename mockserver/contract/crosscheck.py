@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, TypeGuard
 
+from ..violations import Report, describe
 from .datafile import Datafile, Datafiles, Experiment
 from .validation import is_impression
-from .violations import Report, describe
 
 __all__ = ["BOT_FILTERING", "DATAFILE_RULES", "choose", "crosscheck"]
 

@@ -17,13 +17,13 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..endpoint import Endpoint
+from ..faults import FaultPlan
+from ..model import CoreRequest, Outcome
+from ..problem import problem
+from ..timing import Waiter
 from .admin import ADMIN_PREFIX, admin_routes
-from .endpoint import Endpoint
-from .faults import FaultPlan
 from .guard import AdminGuard, GuardConfig
-from .model import CoreRequest, Outcome
-from .problem import problem
-from .timing import Waiter
 from .wire import abort_connection, close_connection, send_outcome
 
 __all__ = ["LogxApp", "create_app"]

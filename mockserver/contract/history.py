@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from .model import RequestRecord
-from .violations import Violation
+from ..model import RequestRecord
+from ..violations import Violation
 
 __all__ = ["History", "apply_history", "dedupe_key"]
 

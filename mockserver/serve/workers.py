@@ -18,15 +18,15 @@ from typing import Any
 
 from uvicorn.supervisors.multiprocess import Multiprocess
 
-from .anonymize import TrustedProxies
-from .app import LogxApp, create_app
+from ..anonymize import TrustedProxies
+from ..contract.datafile import Datafiles
+from ..endpoint import Endpoint, EndpointConfig
+from ..faults import FaultRule
+from ..journal.sqlite import SqliteJournal
+from ..web.app import LogxApp, create_app
+from ..web.guard import GuardConfig
 from .cli import log_to_stderr
-from .datafile import Datafiles
-from .endpoint import Endpoint, EndpointConfig
-from .faults import FaultRule
-from .guard import GuardConfig
 from .server import uvicorn_config
-from .sqlite_journal import SqliteJournal
 from .watch import watch_datafiles
 
 __all__ = ["ENV", "app_from_env", "run_workers"]
@@ -58,7 +58,7 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
     """Serve `sock` with `workers` processes until interrupted."""
     os.environ[ENV] = json.dumps(settings)
     config = uvicorn_config(
-        "mockserver.workers:app_from_env",  # type: ignore[arg-type]
+        "mockserver.serve.workers:app_from_env",  # type: ignore[arg-type]
         factory=True,
         workers=workers,
     )

@@ -23,8 +23,8 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .model import Outcome
-from .problem import problem
+from ..model import Outcome
+from ..problem import problem
 from .wire import send_outcome
 
 __all__ = ["COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from .journal import Journal
+from ..journal.base import Journal
 
 __all__ = ["CSP", "inspector_routes"]
 
@@ -34,7 +34,7 @@ _KEEPALIVE_SECONDS = 15.0
 
 
 def _asset(name: str) -> bytes:
-    return resources.files("mockserver").joinpath("static", name).read_bytes()
+    return resources.files("mockserver.web").joinpath("static", name).read_bytes()
 
 
 def _headers() -> dict[str, str]:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .violations import Report, describe, json_type
+from ..violations import Report, describe, json_type
 
 __all__ = [
     "ERROR_RULES",

@@ -13,8 +13,8 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from .datafile import Datafile, DatafileError, Datafiles
-from .endpoint import Endpoint
+from ..contract.datafile import Datafile, DatafileError, Datafiles
+from ..endpoint import Endpoint
 
 __all__ = ["watch_datafiles"]
 

@@ -13,10 +13,10 @@ from types import TracebackType
 
 import uvicorn
 
-from .app import LogxApp, create_app
-from .endpoint import EVENTS_PATH, Endpoint
-from .guard import GuardConfig
-from .journal import MemoryJournal
+from ..endpoint import EVENTS_PATH, Endpoint
+from ..journal.base import MemoryJournal
+from ..web.app import LogxApp, create_app
+from ..web.guard import GuardConfig
 
 __all__ = ["ThreadedServer", "bind_socket", "uvicorn_config"]
 

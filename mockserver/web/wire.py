@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.types import Send
 
-from .model import Outcome
+from ..model import Outcome
 
 __all__ = ["abort_connection", "close_connection", "send_outcome"]
 

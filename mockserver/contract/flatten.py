@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .model import EventRecord
+from ..model import EventRecord
 from .validation import is_impression
 
 __all__ = ["flatten"]

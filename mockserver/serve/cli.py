@@ -17,16 +17,16 @@ from typing import Any, TextIO
 
 import httpx
 
-from .anonymize import TrustedProxies
-from .crosscheck import crosscheck
-from .datafile import DatafileError, Datafiles
-from .decoding import DecodeError, decode_body
-from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig
-from .faults import FaultError, FaultRule, parse_spec
-from .guard import GuardConfig, is_loopback
-from .journal import EVENT_FILTERS, Journal, JournalError, MemoryJournal
-from .validation import validate
-from .violations import Report
+from ..anonymize import TrustedProxies
+from ..contract.crosscheck import crosscheck
+from ..contract.datafile import DatafileError, Datafiles
+from ..contract.decoding import DecodeError, decode_body
+from ..contract.validation import validate
+from ..endpoint import EVENTS_PATH, Endpoint, EndpointConfig
+from ..faults import FaultError, FaultRule, parse_spec
+from ..journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from ..violations import Report
+from ..web.guard import GuardConfig, is_loopback
 
 __all__ = ["build_parser", "main"]
 
@@ -150,13 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _open_journal(args: argparse.Namespace) -> Journal:
     if args.memory:
         return MemoryJournal(max_requests=args.max_requests)
-    from .sqlite_journal import SqliteJournal
+    from ..journal.sqlite import SqliteJournal
 
     return SqliteJournal(args.db, max_requests=args.max_requests)
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .app import create_app
+    from ..web.app import create_app
     from .server import _ReadyServer, bind_socket, uvicorn_config
 
     if args.max_requests is not None and args.max_requests < 1:

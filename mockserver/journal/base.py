@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from typing import Any
 
-from .history import DedupeKey, apply_history, dedupe_key
-from .model import EventRecord, RequestRecord
+from ..contract.history import DedupeKey, apply_history, dedupe_key
+from ..model import EventRecord, RequestRecord
 
 __all__ = ["EVENT_FILTERS", "Journal", "JournalError", "MemoryJournal", "as_text"]
 

@@ -19,11 +19,11 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from .flatten import flatten
-from .history import DedupeKey, apply_history
-from .journal import Journal, JournalError, _limit, as_text, check_filters
-from .model import EventRecord, RequestRecord
-from .violations import Violation
+from ..contract.flatten import flatten
+from ..contract.history import DedupeKey, apply_history
+from ..model import EventRecord, RequestRecord
+from ..violations import Violation
+from .base import Journal, JournalError, _limit, as_text, check_filters
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]
 
