@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
-from typing import Any
+from typing import Any, cast
 
 from starlette.types import Send
 
@@ -28,11 +28,13 @@ class NoTransportError(RuntimeError):
 
 def _transport(send: Any) -> asyncio.Transport:
     transport = getattr(getattr(send, "__self__", None), "transport", None)
-    if not isinstance(transport, asyncio.Transport):
+    # Duck-typed: uvloop's transports do everything asyncio.Transport does without
+    # subclassing it, and uvicorn picks uvloop whenever it is installed.
+    if not all(hasattr(transport, name) for name in ("abort", "close", "get_extra_info")):
         raise NoTransportError(
             "this ASGI server hides its transport: run logx-mock on uvicorn for reset/close faults"
         )
-    return transport
+    return cast(asyncio.Transport, transport)
 
 
 def abort_connection(send: Any) -> None:
