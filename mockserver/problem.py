@@ -19,6 +19,7 @@ PROBLEM_TYPES = {
     "invalid": "Batch failed validation",
     "malformed": "Body is not a JSON object",
     "too_large": "Body too large",
+    "head_too_large": "Request head too large",
     "not_found": "No such endpoint",
     "method": "Method not allowed",
     "unavailable": "Journal unavailable",

@@ -169,7 +169,7 @@ CORPUS: list[tuple[str, bytes, set[int], bool]] = [
     (
         "100 KB URL",
         raw_post(js(IMP), path="/v1/events?" + "a" * 100_000),
-        {204, 400, 414, 431},
+        {431, 0},
         False,
     ),
     (
@@ -179,18 +179,18 @@ CORPUS: list[tuple[str, bytes, set[int], bool]] = [
         False,
     ),
     ("garbage request line", b"GARBAGE\r\n\r\n", {400, 0}, False),
-    # h11 bounds an incomplete head to 64 KiB: a flood that arrives whole may be read, but the
-    # server never holds more than that while waiting; either way it answers and stays up.
+    # The head is bounded to 64 KiB (mockserver/web/protocol.py): past it, a 431 and the connection
+    # closes; 0 when the close reaches the client before the answer (it was still sending).
     (
         "10,000 headers",
         raw_post(js(IMP), headers={f"X-H{i}": "1" for i in range(10_000)}),
-        {204, 400, 0},
+        {431, 0},
         False,
     ),
     (
         "1 MB header",
         raw_post(js(IMP), headers={"X-Big": "a" * 1_000_000}),
-        {400, 413, 431, 0},
+        {431, 0},
         False,
     ),
     ("latin-1 header value", raw_post(js(IMP), headers={"X-Name": "Ã¼ber"}), {204}, False),
