@@ -345,3 +345,34 @@ def test_any_shape_is_checked_without_raising(payload: Any) -> None:
     report = validate(payload)
     crosscheck(payload, DF, report)  # the point: no exception, whatever the shape
     assert all(v.rule in DATAFILE_RULES or v.rule in WARNING_RULES for v in report.warnings)
+
+
+# Bot filtering: only a datafile that turns it on asks for the attribute -----------------
+
+
+def bot_filtering(setting: bool | None) -> Datafiles:
+    return Datafiles((other_revision("42", botFiltering=setting),))
+
+
+@pytest.mark.parametrize("setting", [False, None])
+@pytest.mark.parametrize("sent", [DELETE, True, False], ids=["absent", "true", "false"])
+def test_bot_filtering_is_not_warned_where_the_datafile_leaves_it_off(
+    setting: bool | None, sent: Any
+) -> None:
+    """A batch without `$opt_bot_filtering` (or with any value) is fine for a project
+    whose datafile has `"botFiltering": false`: there is nothing to filter."""
+    payload = mutate(sdk_batch("activate"), f"{A}.1" if sent is DELETE else f"{A}.1.value", sent)
+    assert findings(payload, bot_filtering(setting)) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [({f"{A}.1": DELETE}, A), ({f"{A}.1.value": False}, f"{A}.1.value")],
+    ids=["absent", "false"],
+)
+def test_bot_filtering_is_warned_where_the_datafile_turns_it_on(
+    change: dict[str, Any], where: str
+) -> None:
+    ((path, value),) = change.items()
+    payload = mutate(sdk_batch("activate"), path, value)
+    assert findings(payload, bot_filtering(True)) == [("bot_filtering", json_path(where))]

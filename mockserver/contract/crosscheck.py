@@ -39,7 +39,8 @@ DATAFILE_RULES = {
     "unknown_attribute": "an attribute's entity_id (or key) is not an attribute of the datafile",
     "attribute_mismatch": "an attribute's key is not the datafile's key for its entity_id",
     "anonymize_ip_mismatch": "anonymize_ip differs from the datafile's anonymizeIP",
-    "bot_filtering": "$opt_bot_filtering is missing or differs from the datafile's botFiltering",
+    "bot_filtering": "$opt_bot_filtering is missing or false while the datafile turns bot "
+    "filtering on",
 }
 """Warnings that need a datafile; like every warning they never change the status."""
 
@@ -172,7 +173,9 @@ class _Crosscheck:
                 bot = (apath, attribute)
             elif not any(isinstance(x, str) and x.startswith("$opt_") for x in (entity, key)):
                 self.attribute(entity, key, apath)
-        if self.df.bot_filtering is not None:
+        if self.df.bot_filtering:
+            # Only a project that filters bots needs the attribute: where the datafile
+            # leaves bot filtering off, nothing is filtered whatever the batch says.
             self.bot_filtering(bot, vpath)
 
     def attribute(self, entity: Any, key: Any, apath: str) -> None:
@@ -206,27 +209,26 @@ class _Crosscheck:
         )
 
     def bot_filtering(self, bot: tuple[str, dict[str, Any]] | None, vpath: str) -> None:
-        wanted = bool(self.df.bot_filtering)
+        """The datafile turns bot filtering on: each visitor must carry it as true."""
         if bot is None:
             self.report.warn(
                 f"{vpath}.attributes",
                 "bot_filtering",
-                f"'{BOT_FILTERING}' is missing while the datafile sets botFiltering "
-                f"{str(wanted).lower()}: the SDKs send it with every visitor, and results "
-                "apply the project's bot filtering only to visitors that carry it",
-                f"{BOT_FILTERING} = {str(wanted).lower()}",
+                f"'{BOT_FILTERING}' is missing while the datafile sets botFiltering true: "
+                "the SDKs send it with every visitor, and results apply the project's bot "
+                "filtering only to visitors that carry it",
+                f"{BOT_FILTERING} = true",
                 None,
             )
             return
         apath, attribute = bot
         value = attribute.get("value")
-        if isinstance(value, bool) and value != wanted:
+        if value is False:
             self.report.warn(
                 f"{apath}.value",
                 "bot_filtering",
-                f"'{BOT_FILTERING}' is {str(value).lower()} but the datafile's botFiltering "
-                f"is {str(wanted).lower()}",
-                str(wanted).lower(),
+                f"'{BOT_FILTERING}' is false but the datafile's botFiltering is true",
+                "true",
                 value,
             )
 
