@@ -32,6 +32,16 @@ _ALL = 100_000
 _UNSET: Any = object()
 
 
+def delivered(filters: dict[str, Any]) -> dict[str, Any]:
+    """The filters of a lookup that means delivered events: `verdict="accepted"` unless
+    the caller names a verdict; `verdict=None` drops the verdict filter (any arrival)."""
+    if "verdict" not in filters:
+        return {**filters, "verdict": "accepted"}
+    if filters["verdict"] is None:
+        return {k: v for k, v in filters.items() if k != "verdict"}
+    return filters
+
+
 def _describe_filters(filters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in filters.items()) or "(no filter)"
 
@@ -105,15 +115,25 @@ class LogxHandle:
         return self.journal.events(limit=_ALL)
 
     def get_events(self, **filters: Any) -> list[EventRecord]:
-        """Events matching every filter: any event field (`tags` and `attributes` as a
-        subset), or a decision field such as `experiment_id` or `flag_key`."""
+        """Delivered events matching every filter: any event field (`tags` and
+        `attributes` as a subset), or a decision field such as `experiment_id` or `flag_key`.
+
+        Like every lookup and wait of the handle, this means *delivered* events: only
+        `verdict="accepted"` ones, unless you pass a verdict (`verdict="faulted"`, or
+        `verdict=None` for every arrival). `events` lists them all.
+        """
+        return self._matching(delivered(filters))
+
+    def _matching(self, filters: dict[str, Any]) -> list[EventRecord]:
         check_filters(filters)
         return [e for e in self.events if not difference(e, filters)]
 
     def get_event(self, **filters: Any) -> EventRecord:
-        """The one event matching `filters`; fails listing what matched or came close."""
+        """The one delivered event matching `filters` (`verdict="accepted"` unless you pass
+        a verdict); fails listing what matched or came close."""
         __tracebackhide__ = True
-        found = self.get_events(**filters)
+        filters = delivered(filters)
+        found = self._matching(filters)
         if len(found) == 1:
             return found[0]
         if found:
@@ -130,19 +150,25 @@ class LogxHandle:
     def wait_for_events(
         self, count: int = 1, timeout: float = 5.0, **filters: Any
     ) -> list[EventRecord]:
-        """Block until `count` matching events arrived (for SDKs that dispatch from a
-        thread); fails after `timeout` seconds showing what did arrive."""
+        """Block until `count` matching events were delivered (for SDKs that dispatch from
+        a thread); fails after `timeout` seconds showing what did arrive.
+
+        Delivered means `verdict="accepted"` unless you pass a verdict: a faulted first
+        attempt does not end the wait, its accepted retry does (then read
+        `attempts(uuid)`).
+        """
         __tracebackhide__ = True
+        filters = delivered(filters)
         check_filters(filters)
         deadline = time.monotonic() + timeout
         while True:
             seen = self.journal.last_id
-            found = self.get_events(**filters)
+            found = self._matching(filters)
             if len(found) >= count:
                 return found
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self.journal.wait_for(seen, remaining):
-                found = self.get_events(**filters)
+                found = self._matching(filters)
                 if len(found) >= count:
                     return found
                 raise AssertionError(
@@ -154,9 +180,8 @@ class LogxHandle:
         self, what: str, filters: dict[str, Any], count: int | None
     ) -> list[EventRecord]:
         __tracebackhide__ = True
-        filters = {k: v for k, v in filters.items() if v is not _UNSET}
-        filters.setdefault("verdict", "accepted")
-        found = self.get_events(**filters)
+        filters = delivered({k: v for k, v in filters.items() if v is not _UNSET})
+        found = self._matching(filters)
         if (count is None and found) or (count is not None and len(found) == count):
             return found
         wanted = "at least one" if count is None else f"exactly {count}"

@@ -166,7 +166,9 @@ def test_bad_filter(logx_mock):
     result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(
         [
-            "E*AssertionError: Expected exactly one event with visitor_id='nobody', found none.",
+            "E*AssertionError: Expected exactly one event with visitor_id='nobody', "
+            "verdict='accepted', "
+            "found none.",
             "E*1 event(s) arrived; the closest:",
             "E*  - impression key='campaign_activated' visitor_id='user-123' "
             "experiment_id='111127' variation_id='111129' flag_key='checkout_flow' "
@@ -176,7 +178,9 @@ def test_bad_filter(logx_mock):
     )
     result.stdout.fnmatch_lines(
         [
-            "E*AssertionError: Expected exactly one event with kind='conversion', found 2:",
+            "E*AssertionError: Expected exactly one event with kind='conversion', "
+            "verdict='accepted', "
+            "found 2:",
             "E*  - conversion key='a' visitor_id='user-123' (request #1, accepted)",
             "E*  - conversion key='b' visitor_id='user-123' (request #2, accepted)",
         ]
@@ -241,8 +245,56 @@ def test_times_out(logx_server):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "E*AssertionError: Waited 0.3s for 2 event(s) with kind='impression', got 1.",
+            "E*AssertionError: Waited 0.3s for 2 event(s) with kind='impression', "
+            "verdict='accepted', "
+            "got 1.",
             "E*1 event(s) arrived; the closest:",
+        ]
+    )
+
+
+def test_waits_and_lookups_mean_delivered_events(pytester: pytest.Pytester) -> None:
+    """A retry test: the faulted first attempt arrives first, but a wait returns only once
+    the event was accepted; lookups default to accepted, and name another verdict to see it."""
+    result = run(
+        pytester,
+        """
+import threading, time
+
+def send_with_retry(url, batch):
+    for backoff in (0.5, 1.0, 2.0):
+        if requests.post(url, json=batch, timeout=5).status_code == 204:
+            return
+        time.sleep(backoff)
+
+def test_retry(logx_server):
+    logx_server.faults.add(status=503, times=1)
+    batch = conversion("purchase", "retrier")
+    sender = threading.Thread(target=send_with_retry, args=(logx_server.events_url, batch))
+    sender.start()
+    (event,) = logx_server.wait_for_events(key="purchase", timeout=10)
+    sender.join()
+    assert event.verdict == "accepted"
+    uuid = event.uuid
+    assert [a.verdict for a in logx_server.attempts(uuid)] == ["faulted", "accepted"]
+    assert logx_server.get_event(key="purchase").verdict == "accepted"
+    assert [e.verdict for e in logx_server.get_events(verdict="faulted")] == ["faulted"]
+    assert [e.verdict for e in logx_server.get_events(verdict=None)] == ["faulted", "accepted"]
+
+def test_only_a_faulted_arrival(logx_mock):
+    logx_mock.faults.add(status=503)
+    httpx.post(URL, json=conversion("purchase"))
+    logx_mock.wait_for_events(key="purchase", timeout=0.2)
+""",
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "E*AssertionError: Waited 0.2s for 1 event(s) with key='purchase', "
+            "verdict='accepted', got 0.",
+            "E*1 event(s) arrived; the closest:",
+            "E*  - conversion key='purchase' visitor_id='user-123' (request #1, faulted)",
+            "E*      verdict: expected 'accepted', got 'faulted'",
         ]
     )
 
