@@ -27,6 +27,8 @@ PROBLEM_TYPES = {
     "timeout": "Body not received in time",
     "admin": "Bad admin request",
     "denied": "Admin access denied",
+    "refused": "Host not served by this proxy",
+    "proxy": "Bad proxy request",
 }
 
 

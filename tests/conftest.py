@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -39,11 +39,12 @@ def memory_endpoint() -> Endpoint:
 class ServeProcess:
     """`logx-mock serve` run as a subprocess, as a user would."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
+        """`prefix` runs the command under another, e.g. `ip netns exec NAME`."""
         # The log goes to a file: a pipe nobody reads would fill and stall the server.
         self.log = tempfile.TemporaryFile("w+")  # noqa: SIM115  (closed in stop)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
+            [*prefix, sys.executable, "-m", "mockserver", "serve", "--port", "0", *args],
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
@@ -52,12 +53,19 @@ class ServeProcess:
         assert self.proc.stdout is not None
         self.banner = self.proc.stdout.readline()
         self.inspector_line = self.proc.stdout.readline()
-        match = re.search(r"http://(\S+?)/v1/events", self.banner)
+        match = re.search(r"(https?://\S+?)/v1/events", self.banner)
         if match is None:
             self.proc.kill()
             raise AssertionError(f"no URL in the banner {self.banner!r}: {self.read_log()}")
-        self.url = f"http://{match.group(1)}"
+        self.url = match.group(1)
         self.events_url = self.url + "/v1/events"
+        self.ca_line = self.proxy_url = ""
+        if "--tls" in args or "--proxy-port" in args:
+            self.ca_line = self.proc.stdout.readline()
+        if "--proxy-port" in args:
+            proxy = re.search(r"^proxy: (http://\S+)", self.proc.stdout.readline())
+            assert proxy, self.read_log()
+            self.proxy_url = proxy.group(1)
 
     def read_log(self) -> str:
         self.log.seek(0)
@@ -77,8 +85,8 @@ def serve() -> Iterator[type[ServeProcess]]:
     started: list[ServeProcess] = []
 
     class Tracked(ServeProcess):
-        def __init__(self, *args: str) -> None:
-            super().__init__(*args)
+        def __init__(self, *args: str, prefix: Sequence[str] = ()) -> None:
+            super().__init__(*args, prefix=prefix)
             started.append(self)
 
     yield Tracked

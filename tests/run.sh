@@ -16,6 +16,20 @@ if ! command -v chromium >/dev/null 2>&1; then
   fi
 fi
 
+# The TLS and proxy tests drive curl, and run the JavaScript SDK in a network namespace (ip netns,
+# as root: CI is root). Both come from Debian.
+missing=()
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "tests/run.sh: the TLS and proxy tests need ${missing[*]}: sudo apt-get install ${missing[*]}" >&2
+    exit 1
+  fi
+fi
+
 # The real Optimizely JavaScript SDK (tests/test_js_sdk.py) comes from npm, pinned by its lock.
 if ! command -v npm >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +28,14 @@ from ..faults import FaultError, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
 from ..violations import Report
 from ..web.guard import GuardConfig, is_loopback
+from .ca import (
+    HOME_ENV,
+    CAError,
+    CertificateAuthority,
+    ServerCertificate,
+    default_ca_dir,
+    trust_instructions,
+)
 
 __all__ = ["build_parser", "main"]
 
@@ -111,6 +120,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="answer 408 when a body takes longer than this to arrive (default 30)",
     )
+    serve.add_argument(
+        "--tls",
+        action="store_true",
+        help="speak HTTPS, with a certificate for Optimizely's hosts signed by the logx-mock CA",
+    )
+    serve.add_argument(
+        "--proxy-port",
+        type=int,
+        metavar="PORT",
+        help="also run a forward proxy (HTTPS_PROXY) that answers for Optimizely's hosts "
+        "and refuses every other host (0 for any port)",
+    )
+    _ca_dir_option(serve)
+
+    ca = commands.add_parser(
+        "ca", help="make (once) the local CA for --tls and --proxy-port; show how to trust it"
+    )
+    _ca_dir_option(ca)
 
     check = commands.add_parser("validate", help="check payload files offline")
     check.add_argument("files", nargs="+", metavar="FILE", help="payload files, or - for stdin")
@@ -134,10 +161,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _ca_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help=f"the CA's folder (default ${HOME_ENV}, else ~/.logx-mock)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    runner = {"serve": _serve, "validate": _validate, "events": _events}[args.command]
+    runner = {"serve": _serve, "validate": _validate, "events": _events, "ca": _ca}[args.command]
     try:
         return runner(args)
     except KeyboardInterrupt:
@@ -156,8 +191,7 @@ def _open_journal(args: argparse.Namespace) -> Journal:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from ..web.app import create_app
-    from .server import _ReadyServer, bind_socket, uvicorn_config
+    from .server import bind_socket
 
     if args.max_requests is not None and args.max_requests < 1:
         print("logx-mock: --max-requests must be at least 1", file=sys.stderr)
@@ -191,30 +225,71 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace(rules)
+    try:
+        secure = _server_certificate(args)
+        socks = [bind_socket(args.host, args.port)]
+        if args.proxy_port is not None:
+            socks.append(bind_socket(args.host, args.proxy_port))
+    except (CAError, OSError) as exc:
+        journal.close()
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
+    try:
+        return _run(args, endpoint, rules, guard, socks, secure)
+    finally:
+        if secure is not None:
+            secure.close()
+
+
+def _server_certificate(args: argparse.Namespace) -> ServerCertificate | None:
+    """The CA and this run's leaf, when `--tls` or `--proxy-port` needs them."""
+    if not args.tls and args.proxy_port is None:
+        return None
+    if args.proxy_port is not None and args.workers > 1:
+        raise CAError("--proxy-port runs in one process: leave out --workers")
+    return ServerCertificate.open(_ca_dir(args))
+
+
+def _ca_dir(args: argparse.Namespace) -> Path:
+    return Path(args.ca_dir).expanduser() if args.ca_dir else default_ca_dir()
+
+
+def _run(
+    args: argparse.Namespace,
+    endpoint: Endpoint,
+    rules: list[FaultRule],
+    guard: GuardConfig,
+    socks: list[socket.socket],
+    secure: ServerCertificate | None,
+) -> int:
+    """Print the banner and serve until Ctrl-C."""
+    from ..web.app import create_app
+    from .server import _ReadyServer, uvicorn_config
+
+    journal, datafiles = endpoint.journal, endpoint.config.datafiles
     if args.datafile and args.workers == 1:
         from .watch import watch_datafiles
 
         watch_datafiles(endpoint, args.datafile)
-    try:
-        sock = bind_socket(args.host, args.port)
-    except OSError as exc:
-        journal.close()
-        print(f"logx-mock: {exc}", file=sys.stderr)
-        return 2
     log_to_stderr()
-    host, port = sock.getsockname()[:2]
-    shown = f"[{host}]" if ":" in host else host
+    base = _url("https" if args.tls else "http", socks[0])
     where = "memory" if args.memory else str(Path(args.db).resolve())
+    print(f"logx-mock listening on {base}{EVENTS_PATH} (journal: {where})", flush=True)
     print(
-        f"logx-mock listening on http://{shown}:{port}{EVENTS_PATH} (journal: {where})", flush=True
-    )
-    print(
-        f"inspector: http://{shown}:{port}/_mock/   admin API: http://{shown}:{port}/_mock/requests"
-        "   (Ctrl-C to stop)",
+        f"inspector: {base}/_mock/   admin API: {base}/_mock/requests   (Ctrl-C to stop)",
         flush=True,
     )
+    if secure is not None:
+        made = "made now; " if secure.made else ""
+        print(f"CA: {secure.ca.cert_path} ({made}`logx-mock ca` shows how to trust it)", flush=True)
+    if args.proxy_port is not None:
+        proxy = _url("http", socks[1])
+        print(f"proxy: {proxy} (HTTPS_PROXY={proxy}; answers only Optimizely's hosts)", flush=True)
     for datafile in datafiles.files:
         print(f"datafile: {datafile.describe()}", flush=True)
+    tls = {}
+    if args.tls and secure is not None:
+        tls = {"ssl_certfile": str(secure.leaf.certfile), "ssl_keyfile": str(secure.leaf.keyfile)}
     if args.workers > 1:
         journal.close()  # it made the file and its schema; each worker opens its own
         settings = {
@@ -226,16 +301,38 @@ def _serve(args: argparse.Namespace) -> int:
             "datafiles": [str(Path(p).resolve()) for p in args.datafile],
             "admin_token": args.admin_token,
             "allowed_hosts": sorted(guard.allowed_hosts),
+            "tls": tls,
         }
         from .workers import run_workers
 
         with contextlib.suppress(KeyboardInterrupt):
-            run_workers(sock, args.workers, settings)
+            run_workers(socks[0], args.workers, settings)
     else:
-        server = _ReadyServer(uvicorn_config(create_app(endpoint, close_journal=True, guard=guard)))
+        app = create_app(endpoint, close_journal=True, guard=guard)
+        side = []
+        if secure is not None and args.proxy_port is not None:
+            from .proxy import proxy_listener
+
+            side.append(proxy_listener(socks[1], app, secure.leaf))
+        server = _ReadyServer(uvicorn_config(app, **tls), side=side)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
-            server.run(sockets=[sock])
+            server.run(sockets=[socks[0]])
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
+    return 0
+
+
+def _url(scheme: str, sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}"
+
+
+def _ca(args: argparse.Namespace) -> int:
+    try:
+        ca, made = CertificateAuthority.ensure(_ca_dir(args))
+    except CAError as exc:
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
+    print(trust_instructions(ca, made))
     return 0
 
 

@@ -7,9 +7,12 @@ by uvicorn's own startup: never a sleep.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
+from collections.abc import Sequence
 from types import TracebackType
+from typing import Protocol
 
 import uvicorn
 
@@ -62,18 +65,36 @@ def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
     return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
 
 
-class _ReadyServer(uvicorn.Server):
-    """uvicorn.Server that reports the end of its startup through an event."""
+class SideListener(Protocol):
+    """Another port served by the same loop and app (the forward proxy)."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    async def start(self, server: uvicorn.Server) -> asyncio.Server: ...
+
+    def close(self) -> None: ...
+
+
+class _ReadyServer(uvicorn.Server):
+    """uvicorn.Server that reports the end of its startup through an event, and serves
+    `side` listeners beside its own socket (closed with it)."""
+
+    def __init__(self, config: uvicorn.Config, *, side: Sequence[SideListener] = ()) -> None:
         super().__init__(config)
         self.ready = threading.Event()
+        self.side = tuple(side)
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         try:
             await super().startup(sockets)
+            if self.started:
+                for listener in self.side:
+                    self.servers.append(await listener.start(self))
         finally:
             self.ready.set()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        for listener in self.side:
+            listener.close()
+        await super().shutdown(sockets)
 
 
 class ThreadedServer:

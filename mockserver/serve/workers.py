@@ -61,5 +61,6 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
         "mockserver.serve.workers:app_from_env",  # type: ignore[arg-type]
         factory=True,
         workers=workers,
+        **settings.get("tls", {}),
     )
     Multiprocess(config, sockets=[sock]).run()
