@@ -1,9 +1,11 @@
 """Every way into logx-mock, behind one small interface: send a request, read the journal.
 
 Doors: the respx routes (sync and async httpx), the non-patching transport, the
-Starlette app through `httpx.ASGITransport`, the threaded server, and
-`logx-mock serve` as a subprocess on a SQLite file. `UrlTarget` is any running
-endpoint (`--logx-url`); it has no journal.
+Starlette app through `httpx.ASGITransport`, the threaded server,
+`logx-mock serve` as a subprocess on a SQLite file, and that subprocess again
+over HTTPS (`--tls`, verified against its CA) and behind its forward proxy
+(`--proxy-port`: `CONNECT logx.optimizely.com:443`, TLS terminated by the mock).
+`UrlTarget` is any running endpoint (`--logx-url`); it has no journal.
 
 Every door is configured the same: 127.0.0.1/32 is a trusted proxy, so
 `X-Forwarded-For` cases resolve identically whether the peer is a real socket
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -41,7 +44,16 @@ __all__ = ["DOORS", "Response", "Target", "UrlTarget", "open_target"]
 
 LOGX = "https://logx.optimizely.com"
 TRUST = "127.0.0.1/32"
-DOORS = ["respx-sync", "respx-async", "transport", "asgi", "threaded-server", "serve-subprocess"]
+DOORS = [
+    "respx-sync",
+    "respx-async",
+    "transport",
+    "asgi",
+    "threaded-server",
+    "serve-subprocess",
+    "serve-tls",
+    "serve-proxy",
+]
 
 
 @dataclass
@@ -131,16 +143,18 @@ class InProcess(Target):
 class OverHttp(Target):
     """Doors on a real socket: requests and the journal go over HTTP (the admin API)."""
 
-    def __init__(self, name: str, url: str) -> None:
+    def __init__(self, name: str, url: str, client: httpx.Client | None = None) -> None:
         self.name = name
         self.url = url
-        self.client = httpx.Client(timeout=60)
+        self.client = client or httpx.Client(timeout=60)
+        self.sender, self.send_url = self.client, self.url
+        """Where the cases go (a proxied door sends them elsewhere than the admin calls)."""
 
     def send(self, request: Request) -> Response:
         return _response(
-            self.client.request(
+            self.sender.request(
                 request.method,
-                self.url + request.path,
+                self.send_url + request.path,
                 headers=request.headers,
                 content=request.body,
             )
@@ -175,38 +189,52 @@ class ThreadedTarget(OverHttp):
 
 
 class SubprocessTarget(OverHttp):
-    """`logx-mock serve` on a SQLite file, as a user runs it."""
+    """`logx-mock serve` on a SQLite file, as a user runs it.
 
-    def __init__(self) -> None:
+    `serve-tls` adds `--tls` (every request, the admin API's too, over HTTPS checked
+    against the CA it made); `serve-proxy` adds `--proxy-port` and sends the cases to
+    `https://logx.optimizely.com` through the proxy, reading the journal on the
+    server port.
+    """
+
+    def __init__(self, name: str = "serve-subprocess") -> None:
         self.tmp = tempfile.TemporaryDirectory()
-        self.log = open(Path(self.tmp.name) / "serve.log", "w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "mockserver",
-                "serve",
-                "--port",
-                "0",
-                "--trust-proxy",
-                TRUST,
-                "--db",
-                str(Path(self.tmp.name) / "journal.db"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            text=True,
-        )
+        folder = Path(self.tmp.name)
+        self.log = open(folder / "serve.log", "w+")  # noqa: SIM115
+        extra = {
+            "serve-subprocess": [],
+            "serve-tls": ["--tls"],
+            "serve-proxy": ["--proxy-port", "0"],
+        }[name]
+        if extra:
+            extra += ["--ca-dir", str(folder / "ca")]
+        command = [sys.executable, "-m", "mockserver", "serve", "--port", "0"]
+        command += ["--trust-proxy", TRUST, "--db", str(folder / "journal.db"), *extra]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
-        banner = self.proc.stdout.readline()
-        match = re.search(r"(http://\S+?)/v1/events", banner)
+        # the listening line, the inspector line, then "CA: ..." and "proxy: ..." as asked
+        lines = 2 + (name != "serve-subprocess") + (name == "serve-proxy")
+        banner = "".join(self.proc.stdout.readline() for _ in range(lines))
+        match = re.search(r"(https?://\S+?)/v1/events", banner)
         if match is None:
             self.proc.kill()
             raise RuntimeError(f"logx-mock serve did not start: {banner!r}")
-        super().__init__("serve-subprocess", match.group(1))
+        verify: ssl.SSLContext | bool = True
+        if extra:
+            verify = ssl.create_default_context(cafile=str(folder / "ca" / "ca.pem"))
+        super().__init__(
+            name, match.group(1), httpx.Client(timeout=60, verify=verify, trust_env=False)
+        )
+        proxy = re.search(r"^proxy: (http://\S+)", banner, re.MULTILINE)
+        if proxy is not None:
+            self.sender = httpx.Client(
+                timeout=60, verify=verify, proxy=proxy.group(1), trust_env=False
+            )
+            self.send_url = LOGX
 
     def close(self) -> None:
         super().close()
+        self.sender.close()
         self.proc.terminate()
         self.proc.wait(timeout=30)
         self.log.close()
@@ -234,6 +262,6 @@ class UrlTarget(OverHttp):
 def open_target(name: str) -> Target:
     if name == "threaded-server":
         return ThreadedTarget()
-    if name == "serve-subprocess":
-        return SubprocessTarget()
+    if name.startswith("serve-"):
+        return SubprocessTarget(name)
     return InProcess(name)
