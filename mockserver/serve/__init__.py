@@ -1,4 +1,5 @@
-"""Serving: the threaded and foreground server, `serve --workers`, datafile watching, the CLI.
+"""Serving: the threaded and foreground server, `serve --workers`, datafile watching, the local
+CA (`logx-mock ca`, `serve --tls`), the forward proxy (`serve --proxy-port`), the CLI.
 
 The top layer: may import every other part of `mockserver`.
 """
