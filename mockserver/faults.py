@@ -22,15 +22,31 @@ from contextlib import contextmanager
 from typing import Any
 
 from .timing import Delay, DurationError, Waiter, parse_duration
+from .violations import shown
 
-__all__ = ["FaultAction", "FaultError", "FaultPlan", "FaultRule", "parse_spec"]
+__all__ = [
+    "MAX_RULES",
+    "FaultAction",
+    "FaultError",
+    "FaultPlan",
+    "FaultPlanFull",
+    "FaultRule",
+    "parse_spec",
+]
 
 TERMINALS = ("reset", "close", "hang", "dribble")
 STATUSES = (400, 413, 429, 500, 502, 503, 504)
+MAX_RULES = 100
+"""The most rules a plan holds: every request is matched against each of them, so a plan
+of thousands would slow every batch (20,000 rules made one take 4.5 s)."""
 
 
 class FaultError(ValueError):
     """A fault rule or spec that cannot be understood; the message says how to write it."""
+
+
+class FaultPlanFull(FaultError):
+    """The plan already holds `MAX_RULES` rules."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -89,7 +105,7 @@ class FaultRule:
             ):
                 names = ", ".join(TERMINALS)
                 raise FaultError(
-                    f"sequence step {step!r}: use a 4xx/5xx status, normal, or {names}"
+                    f"sequence step {shown(step)}: use a 4xx/5xx status, normal, or {names}"
                 )
 
     @classmethod
@@ -99,9 +115,11 @@ class FaultRule:
         values: dict[str, Any] = {}
         for key, value in data.items():
             if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
+                close = difflib.get_close_matches(key, names, n=1) if len(key) < 40 else []
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise FaultError(f"unknown fault option {key!r}{hint}; options: {', '.join(names)}")
+                raise FaultError(
+                    f"unknown fault option {shown(key)}{hint}; options: {', '.join(names)}"
+                )
             values[key] = value
         try:
             if values.get("delay") is not None and not isinstance(values["delay"], Delay):
@@ -110,12 +128,10 @@ class FaultRule:
                 if key in values:
                     values[key] = parse_duration(values[key])
             if "sequence" in values:
-                values["sequence"] = tuple(
-                    int(s) if str(s).isdigit() else str(s) for s in values["sequence"]
-                )
+                values["sequence"] = tuple(_step(s) for s in values["sequence"])
             for key in ("status", "retry_after", "nth", "first", "every", "seed", "times"):
                 if values.get(key) is not None:
-                    values[key] = int(values[key])
+                    values[key] = _whole(key, values[key])
             if values.get("rate") is not None:
                 values["rate"] = float(values["rate"])
             for key in TERMINALS:
@@ -123,8 +139,8 @@ class FaultRule:
                     values[key] = values[key] in (True, "true", "1", 1, "")
         except DurationError as exc:
             raise FaultError(str(exc)) from exc
-        except (TypeError, ValueError) as exc:
-            raise FaultError(f"bad fault rule {data!r}: {exc}") from exc
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise FaultError(f"bad fault rule {shown(data)}: {exc}") from exc
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -152,6 +168,26 @@ class FaultRule:
         if not isinstance(visitors, list):
             return False
         return any(_visitor_matches(v, self.visitor_id, self.event_key) for v in visitors)
+
+
+def _whole(name: str, value: Any) -> int:
+    """A whole number below 2**63 from an int, an integral float or a digit string."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    elif isinstance(value, str) and value.strip().lstrip("-").isascii():
+        value = int(value.strip()) if value.strip().lstrip("-").isdigit() else value
+    if isinstance(value, bool) or not isinstance(value, int) or abs(value) >= 2**63:
+        raise FaultError(f"bad fault rule: {name}={shown(value)} is not a whole number, e.g. 2")
+    return value
+
+
+def _step(step: Any) -> int | str:
+    """A sequence step: a status (as a number or digits) or an action name."""
+    if isinstance(step, str) and step.isascii() and step.isdigit() and len(step) < 4:
+        return int(step)
+    if isinstance(step, int | str) and not isinstance(step, bool):
+        return step
+    raise FaultError(f"sequence step {shown(step)}: use a 4xx/5xx status, normal, or an action")
 
 
 def _visitor_matches(visitor: Any, visitor_id: str | None, event_key: str | None) -> bool:
@@ -228,6 +264,11 @@ class FaultPlan:
         rule = rule if rule is not None else FaultRule.from_dict(options)
         seed = rule.seed if rule.seed is not None else random.SystemRandom().randrange(2**32)
         with self._lock:
+            if len(self._slots) >= MAX_RULES:
+                raise FaultPlanFull(
+                    f"the fault plan already holds {MAX_RULES} rules, the most it takes; "
+                    "remove some (DELETE /_mock/faults clears the plan) or merge them"
+                )
             slot = _Slot(self._next_id, rule, random.Random(seed), seed)
             self._next_id += 1
             self._slots.append(slot)
@@ -239,6 +280,8 @@ class FaultPlan:
 
     def replace(self, rules: list[FaultRule]) -> list[int]:
         """Clear the plan (cancelling pending delays) and add `rules`."""
+        if len(rules) > MAX_RULES:
+            raise FaultError(f"{len(rules):,} fault rules: a plan takes at most {MAX_RULES}")
         self.clear()
         return [self.add(rule) for rule in rules]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Report", "Violation", "describe", "json_type"]
+__all__ = ["Report", "Violation", "describe", "json_type", "shown"]
 
 _MAX_SHOWN = 120
 
@@ -111,3 +111,12 @@ def describe(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 2**63:
         return f"<integer of {len(str(abs(value)))} digits>"
     return value
+
+
+def shown(value: Any, limit: int = 80) -> str:
+    """`repr(value)` cut to about `limit` characters, for error messages: a message must
+    name the bad value but never echo a megabyte of it back."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}...{text[-5:]} ({len(text):,} characters)"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import re
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -117,3 +119,62 @@ def run_user_tests(
     pytester.makeini(f"[pytest]\nasyncio_default_fixture_loop_scope = function\n{ini}")
     pytester.makepyfile(test_user=source)
     return pytester.runpytest("-p", "no:cacheprovider", *args)
+
+
+# Raw HTTP on a socket, for requests no client library would send --------------
+
+
+def raw_post(
+    body: bytes,
+    *,
+    strict: bool = True,
+    headers: dict[str, str] | None = None,
+    length: int | None = None,
+    path: str = "/v1/events",
+    method: str = "POST",
+) -> bytes:
+    fields = {
+        "Host": "127.0.0.1",
+        "Content-Type": "application/json",
+        "Content-Length": str(len(body) if length is None else length),
+    }
+    if strict:
+        fields["X-Optimizely-Strict"] = "true"
+    for name, value in (headers or {}).items():
+        if value is None:
+            fields.pop(name, None)
+        else:
+            fields[name] = value
+    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return f"{method} {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode("latin-1") + body
+
+
+def exchange(
+    port: int, raw: bytes, timeout: float = 20, *, half_close: bool = False
+) -> tuple[int, dict[str, str], bytes]:
+    """Send raw bytes; the status (0 when the server closed without answering), headers, body.
+    With `half_close` the client then shuts its sending side, as if it gave up mid-body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        try:
+            sock.sendall(raw)
+            if half_close:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server may answer and close before reading everything
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    if not data.startswith(b"HTTP/1.1 "):
+        return 0, {}, b""
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, body
+
+
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import impression
+from helpers import exchange, impression
 
 from mockserver import ThreadedServer
 from mockserver.web.guard import GuardConfig, is_loopback
@@ -208,3 +209,52 @@ def test_nothing_fetches_urls_from_payloads_or_headers(sqlite_server: ThreadedSe
 def test_is_loopback() -> None:
     assert all(map(is_loopback, ["127.0.0.1", "127.9.9.9", "::1", "[::1]", "localhost"]))
     assert not any(map(is_loopback, ["0.0.0.0", "::", "10.0.0.1", "example.com"]))
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \xe9t\xe9\r\n",
+        b"GET /_mock/?token=%C3%A9t%C3%A9 HTTP/1.1\r\nHost: 127.0.0.1\r\n",
+        b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: logx_admin=\xe9\xe9\r\n",
+    ],
+    ids=["bearer", "query", "cookie"],
+)
+def test_a_non_ascii_token_is_refused_not_a_500(guarded: ThreadedServer, raw: bytes) -> None:
+    """hmac.compare_digest raises TypeError on non-ASCII text: no valid token was needed to
+    make the guard answer 500 with a traceback."""
+    status, _headers, body = exchange(guarded.port, raw + b"Connection: close\r\n\r\n", timeout=10)
+    assert status == 401
+    assert "needs the admin token" in json.loads(body)["detail"]
+
+
+def test_a_cookie_header_of_backslashes_is_refused_in_time(guarded: ThreadedServer) -> None:
+    """http.cookies is quadratic in backslashes before Python 3.11.10 (CVE-2024-7592): a
+    60 KB Cookie header held the loop 11 s, without any token."""
+    cookie = b'logx_admin="' + b"\\\\" * 30_000 + b'"'
+    raw = b"GET /_mock/health HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: " + cookie
+    status, _, _ = exchange(guarded.port, raw + b"\r\nConnection: close\r\n\r\n", timeout=5)
+    assert status == 401
+
+
+@pytest.mark.parametrize("token", ["ünïcödé-token", "has space in it", "semi;colon-token"])
+def test_a_token_that_cannot_travel_in_a_header_is_refused_at_start(token: str) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mockserver",
+            "serve",
+            "--memory",
+            "--port",
+            "0",
+            "--admin-token",
+            token,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "--admin-token may hold only ASCII letters, digits" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -242,3 +242,33 @@ def test_events_follow_prints_new_events_as_they_arrive(sqlite_server: ThreadedS
     finally:
         proc.kill()
         proc.wait()
+
+
+def _damage(db: Path, pages: range) -> None:
+    """Overwrite whole pages of a SQLite file with garbage, as a bad disk or a crash of
+    another tool might."""
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    for number in pages:
+        data[number * page : (number + 1) * page] = b"A" * page
+    db.write_bytes(bytes(data))
+
+
+def test_serve_on_a_damaged_journal_says_so_without_a_traceback(serve: Any, tmp_path: Path) -> None:
+    db = tmp_path / "j.db"
+    server = serve("--db", str(db))
+    for i in range(300):
+        requests.post(server.events_url, json=impression(f"d{i}"), timeout=10)
+    server.stop()
+    _damage(db, range(3, 6))
+    done = subprocess.run(
+        [sys.executable, "-m", "mockserver", "serve", "--port", "0", "--db", str(db)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "database disk image is malformed" in done.stderr
+    assert "the file is damaged; move it away" in done.stderr
+    assert "--db NEW_PATH" in done.stderr
+    assert "Traceback" not in done.stderr

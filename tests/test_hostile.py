@@ -6,47 +6,20 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import socket
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from conftest import ServeProcess
-from helpers import DELETE, conversion, impression, mutate
+from helpers import DELETE, conversion, exchange, impression, mutate, raw_post, rss_mib
 
 IMP = impression()
 CONV = conversion(revenue=100, tags={"a": 1}, properties={"p": "q"})
 E = "visitors.0.snapshots.0.events.0"
 D = "visitors.0.snapshots.0.decisions.0"
-
-
-def raw_post(
-    body: bytes,
-    *,
-    strict: bool = True,
-    headers: dict[str, str] | None = None,
-    length: int | None = None,
-    path: str = "/v1/events",
-    method: str = "POST",
-) -> bytes:
-    fields = {
-        "Host": "127.0.0.1",
-        "Content-Type": "application/json",
-        "Content-Length": str(len(body) if length is None else length),
-    }
-    if strict:
-        fields["X-Optimizely-Strict"] = "true"
-    for name, value in (headers or {}).items():
-        if value is None:
-            fields.pop(name, None)
-        else:
-            fields[name] = value
-    head = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
-    return f"{method} {path} HTTP/1.1\r\n{head}Connection: close\r\n\r\n".encode("latin-1") + body
 
 
 def js(payload: Any) -> bytes:
@@ -70,6 +43,14 @@ CORPUS: list[tuple[str, bytes, set[int], bool]] = [
     ("Infinity", raw_post(b'{"account_id": "1", "x": Infinity}'), {400}, True),
     ("-Infinity", raw_post(b'{"account_id": "1", "x": -Infinity}'), {400}, True),
     ("400-digit timestamp", wrong(f"{E}.timestamp", 10**400), {400}, True),
+    ("1e400", raw_post(b'{"account_id": "1", "visitors": [], "x": 1e400}'), {400}, True),
+    (
+        "value 1e400",
+        raw_post(js(mutate(CONV, f"{E}.value", 1.5)).replace(b"1.5", b"1e400")),
+        {400},
+        True,
+    ),
+    ("-1e400 in a tag", raw_post(js(CONV).replace(b'"a": 1', b'"a": -1e400')), {400}, True),
     ("5000-digit integer", raw_post(b'{"account_id": ' + b"9" * 5000 + b"}"), {400}, True),
     ("arrays 100,000 deep", raw_post(b"[" * 100_000 + b"]" * 100_000), {400}, True),
     ("objects 100,000 deep", raw_post(b'{"a":' * 100_000 + b"1" + b"}" * 100_000), {400}, True),
@@ -195,37 +176,6 @@ CORPUS: list[tuple[str, bytes, set[int], bool]] = [
     ),
     ("latin-1 header value", raw_post(js(IMP), headers={"X-Name": "Ã¼ber"}), {204}, False),
 ]
-
-
-def exchange(
-    port: int, raw: bytes, timeout: float = 20, *, half_close: bool = False
-) -> tuple[int, dict[str, str], bytes]:
-    """Send raw bytes; the status (0 when the server closed without answering), headers, body.
-    With `half_close` the client then shuts its sending side, as if it gave up mid-body."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
-            sock.sendall(raw)
-            if half_close:
-                sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the server may answer and close before reading everything
-        data = b""
-        try:
-            while chunk := sock.recv(65536):
-                data += chunk
-        except ConnectionResetError:
-            pass
-    if not data.startswith(b"HTTP/1.1 "):
-        return 0, {}, b""
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, body
-
-
-def rss_mib(pid: int) -> float:
-    status = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
 
 
 @pytest.fixture(scope="module")

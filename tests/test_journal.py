@@ -19,6 +19,7 @@ from mockserver import (
     MemoryJournal,
     RequestRecord,
     SqliteJournal,
+    ThreadedServer,
 )
 
 
@@ -246,3 +247,17 @@ def test_listener_errors_do_not_stop_recording(make_journal: Callable[..., Journ
     first = _post(endpoint, impression()).id
     second = _post(endpoint, impression()).id
     assert calls == [first, second]
+
+
+def test_a_journal_that_cannot_be_read_answers_503_not_500(
+    sqlite_server: ThreadedServer, journal_path: Path
+) -> None:
+    import requests
+
+    requests.post(sqlite_server.events_url, json=impression(), timeout=10)
+    with sqlite3.connect(journal_path) as conn:  # another tool breaks the file under us
+        conn.execute("DROP TABLE events")
+    answer = requests.get(sqlite_server.url + "/_mock/events", timeout=10)
+    assert answer.status_code == 503
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert "cannot be read now: no such table: events" in answer.json()["detail"]

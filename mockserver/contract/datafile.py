@@ -10,12 +10,13 @@ with their layers and variations, the flags, the events and the attributes.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from .decoding import loads
 
 __all__ = ["Datafile", "DatafileError", "Datafiles", "Experiment"]
 
@@ -103,7 +104,7 @@ class Datafile:
     def from_json(cls, text: str | bytes, *, source: str = "<datafile>") -> Datafile:
         """Parse a datafile's JSON text."""
         try:
-            data = json.loads(text)
+            data = loads(text)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatafileError(f"{source} is not JSON ({exc}); {_HINT}") from None
         return cls.from_dict(data, source=source)

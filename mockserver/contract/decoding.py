@@ -9,11 +9,19 @@ the limit in memory.
 from __future__ import annotations
 
 import json
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAX_BODY_BYTES", "DecodeError", "Decoded", "decode_body", "inflate"]
+__all__ = [
+    "MAX_BODY_BYTES",
+    "DecodeError",
+    "Decoded",
+    "decode_body",
+    "inflate",
+    "loads",
+]
 
 MAX_BODY_BYTES = 3_500_000
 """3.5 MB, read as decimal megabytes: the stricter reading of Optimizely's limit."""
@@ -38,6 +46,21 @@ class Decoded:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON; send a number or null")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        shown = text if len(text) <= 40 else f"{text[:30]}... ({len(text):,} characters)"
+        raise ValueError(f"the number {shown} is beyond a 64-bit float; send a smaller number")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads` that refuses `NaN`, `Infinity` and numbers that overflow to infinity
+    (`1e400`): none of them has a JSON spelling to send back, so nothing that decodes can
+    break an answer later."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite)
 
 
 def inflate(body: bytes, limit: int) -> bytes:
@@ -84,7 +107,7 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY
     if not text.strip():
         raise DecodeError("the body is empty; send one JSON object")
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = loads(text)
     except RecursionError as exc:
         raise DecodeError("the body nests too deeply to parse; flatten it") from exc
     except ValueError as exc:

@@ -103,10 +103,17 @@ class SqliteJournal(Journal):
         self._writer = self._connect()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
-        self._prepare_schema()
-        row = self._writer.execute("SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests").fetchone()
-        self._last_id, self._count = int(row[0]), int(row[1])
-        self.generation = self._stored_generation()
+        try:
+            self._prepare_schema()
+            row = self._writer.execute(
+                "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests"
+            ).fetchone()
+            self._last_id, self._count = int(row[0]), int(row[1])
+            self.generation = self._stored_generation()
+        except sqlite3.Error as exc:
+            self._writer.close()
+            self._reader.close()
+            raise self._unreadable(exc) from exc
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._write_loop, name="logx-journal", daemon=True)
         self._thread.start()
@@ -127,7 +134,7 @@ class SqliteJournal(Journal):
                     "(SELECT value FROM meta WHERE key='generation') FROM requests",
                     (),
                 )
-            except sqlite3.Error:
+            except (sqlite3.Error, JournalError):
                 continue  # closing, or busy: look again
             newest, generation = int(rows[0][0]), int(rows[0][1] or 0)
             if generation != self.generation:
@@ -151,6 +158,14 @@ class SqliteJournal(Journal):
                 "pass --db with a writable path, or --memory"
             ) from exc
         return conn
+
+    def _unreadable(self, exc: sqlite3.Error) -> JournalError:
+        if type(exc) is not sqlite3.DatabaseError:  # busy, I/O: may pass
+            return JournalError(f"the journal {str(self.path)!r} cannot be read now: {exc}")
+        return JournalError(
+            f"the journal {str(self.path)!r} cannot be read ({exc}): the file is damaged; move "
+            "it away (`sqlite3 FILE .recover` may save what is in it) or pass --db NEW_PATH"
+        )
 
     def _prepare_schema(self) -> None:
         self._writer.executescript(_SCHEMA)
@@ -303,7 +318,10 @@ class SqliteJournal(Journal):
     # Reading.
     def _read(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
         with self._read_lock:
-            return self._reader.execute(sql, params).fetchall()
+            try:
+                return self._reader.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise self._unreadable(exc) from exc
 
     def _record(self, row: Any, duplicates: set[int] | None = None) -> RequestRecord:
         """A request from its row; its events are flattened again from the stored payload

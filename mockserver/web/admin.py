@@ -17,14 +17,16 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ..contract.datafile import Datafile, DatafileError, Datafiles
+from ..contract.decoding import loads
 from ..endpoint import Endpoint
-from ..faults import FaultError, FaultRule, parse_spec
-from ..journal.base import EVENT_FILTERS, MAX_LIMIT
+from ..faults import FaultError, FaultPlanFull, FaultRule, parse_spec
+from ..journal.base import EVENT_FILTERS, MAX_LIMIT, JournalError
 from ..problem import problem
+from ..violations import shown
 from .inspector import inspector_routes
 from .openapi import openapi_document
 
-__all__ = ["ADMIN_PREFIX", "admin_routes"]
+__all__ = ["ADMIN_PREFIX", "admin_exception_handlers", "admin_routes"]
 
 ADMIN_PREFIX = "/_mock"
 MAX_WAIT_SECONDS = 60.0
@@ -37,7 +39,7 @@ class JSONResponse(_StarletteJSON):
     escapes, `"\\ud800"`) that cannot be encoded as UTF-8 but can be sent back escaped."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":")).encode("ascii")
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode("ascii")
 
 
 class _BadQuery(ValueError):
@@ -51,7 +53,9 @@ def _problem(status: int, detail: str) -> Response:
 
 async def _json_body(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
+        return loads(await request.body())
+    except RecursionError:
+        raise ValueError("the body nests too deeply; send a JSON fault rule") from None
     except ValueError as exc:
         raise ValueError(f"the body is not JSON ({exc}); send a JSON fault rule") from exc
 
@@ -138,6 +142,15 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
+async def _journal_unreadable(request: Request, exc: Exception) -> Response:
+    return _problem(503, f"{exc}. Nothing was changed.")
+
+
+def admin_exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
+    """What the admin app answers for errors its handlers do not turn into a problem."""
+    return {JournalError: _journal_unreadable}
+
+
 def _methods(path: str, **handlers: Callable[[Request], Awaitable[Response]]) -> Route:
     """One route for several methods, so a 405 lists them all in `Allow`."""
 
@@ -174,10 +187,11 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
 
     async def get_request(request: Request) -> Response:
         raw = request.path_params["request_id"]
-        record = journal.request(int(raw)) if raw.isdigit() else None
+        is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below 2**62
+        record = journal.request(int(raw)) if is_id else None
         if record is None:
             return _problem(
-                404, f"no request with id {raw!r}; list them at {ADMIN_PREFIX}/requests"
+                404, f"no request with id {shown(raw)}; list them at {ADMIN_PREFIX}/requests"
             )
         return JSONResponse(record.to_dict())
 
@@ -213,7 +227,10 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
             rule = _rule(await _json_body(request))
         except (ValueError, FaultError) as exc:
             return _problem(400, str(exc))
-        rule_id = endpoint.faults.add(rule)
+        try:
+            rule_id = endpoint.faults.add(rule)
+        except FaultPlanFull as exc:
+            return _problem(409, str(exc))
         (described,) = [r for r in endpoint.faults.describe() if r["id"] == rule_id]
         return JSONResponse(described, status_code=201)
 
@@ -224,9 +241,9 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
             if not isinstance(items, list):
                 raise ValueError('send {"rules": [rule, ...]} or a JSON list of rules')
             rules = [_rule(item) for item in items]
+            endpoint.faults.replace(rules)
         except (ValueError, FaultError) as exc:
             return _problem(400, str(exc))
-        endpoint.faults.replace(rules)
         return JSONResponse({"rules": endpoint.faults.describe()})
 
     async def clear_faults(request: Request) -> Response:

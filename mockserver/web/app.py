@@ -22,7 +22,7 @@ from ..faults import FaultPlan
 from ..model import CoreRequest, Outcome
 from ..problem import problem
 from ..timing import Waiter
-from .admin import ADMIN_PREFIX, admin_routes
+from .admin import ADMIN_PREFIX, admin_exception_handlers, admin_routes
 from .guard import AdminGuard, GuardConfig
 from .wire import abort_connection, close_connection, send_outcome
 
@@ -199,5 +199,9 @@ def create_app(
         if close_journal:
             endpoint.journal.close()
 
-    admin = Starlette(routes=admin_routes(endpoint), lifespan=lifespan)
+    admin = Starlette(
+        routes=admin_routes(endpoint),
+        lifespan=lifespan,
+        exception_handlers=admin_exception_handlers(),
+    )
     return LogxApp(endpoint, AdminGuard(admin, guard or GuardConfig()))

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import re
 from dataclasses import dataclass, field
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +30,8 @@ from .wire import send_outcome
 __all__ = ["COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
 
 COOKIE = "logx_admin"
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
+"""What a token may hold: it travels in an `Authorization` header, a cookie and a URL."""
 
 
 def is_loopback(host: str) -> bool:
@@ -65,8 +67,15 @@ class GuardConfig:
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
-        if self.token is not None and len(self.token) < 8:
+        if self.token is None:
+            return
+        if len(self.token) < 8:
             raise ValueError("--admin-token must be at least 8 characters; use a random string")
+        if not _TOKEN_CHARS.fullmatch(self.token):
+            raise ValueError(
+                "--admin-token may hold only ASCII letters, digits and - . _ ~ + / = (it is sent "
+                "in a header, a cookie and a URL); use e.g. the output of `openssl rand -hex 16`"
+            )
 
     def host_allowed(self, host: str | None) -> bool:
         if not host:
@@ -101,7 +110,7 @@ class AdminGuard:
             await self.app(scope, receive, send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if query.get("token") and hmac.compare_digest(query["token"][0], token):
+        if query.get("token") and _same(query["token"][0], token):
             await _set_cookie_and_return(send, scope, token)
             return
         await _deny(
@@ -112,17 +121,30 @@ class AdminGuard:
         )
 
 
+def _same(presented: str, token: str) -> bool:
+    """A constant-time comparison that takes any text (hmac's refuses non-ASCII str)."""
+    return hmac.compare_digest(
+        presented.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+    )
+
+
 def _presented(headers: dict[str, str], token: str) -> bool:
     auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer ") and hmac.compare_digest(auth[7:].strip(), token):
+    if auth.lower().startswith("bearer ") and _same(auth[7:].strip(), token):
         return True
-    cookie = SimpleCookie()
-    try:
-        cookie.load(headers.get("cookie", ""))
-    except Exception:  # a malformed Cookie header is just no cookie
-        return False
-    morsel = cookie.get(COOKIE)
-    return morsel is not None and hmac.compare_digest(morsel.value, token)
+    cookie = _cookie(headers.get("cookie", ""), COOKIE)
+    return cookie is not None and _same(cookie, token)
+
+
+def _cookie(header: str, name: str) -> str | None:
+    """The value of cookie `name`, by one linear split. (`http.cookies` is not used: on
+    Python before 3.11.10 it is quadratic in backslashes, CVE-2024-7592, and a 64 KB Cookie
+    header held the loop 11 s.)"""
+    for part in header.split(";"):
+        key, sep, value = part.partition("=")
+        if sep and key.strip() == name:
+            return value.strip()
+    return None
 
 
 async def _deny(send: Send, status: int, detail: str) -> None:

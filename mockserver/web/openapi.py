@@ -450,6 +450,10 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "201": {"description": "Added.", "content": _json("FaultRule")},
                         "400": admin_problem,
+                        "409": {
+                            "description": "The plan already holds 100 rules.",
+                            "content": _PROBLEM,
+                        },
                     },
                 },
                 "delete": {

@@ -1,0 +1,137 @@
+"""The hostile corpus, admin side: attacks on `/_mock` against a real `logx-mock serve`.
+
+Each request is the attack itself, bounded in time (the socket gives up after
+`ANSWER_WITHIN` seconds, where the unfixed server took 19.6 s or never answered) and
+in size. Each gets a 4xx problem document that says what is wrong, never a 500, and
+the server stays up without a traceback in its log.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+import requests
+from conftest import ServeProcess
+from helpers import exchange, impression, raw_post
+
+from mockserver.faults import MAX_RULES
+
+ANSWER_WITHIN = 10.0
+REGEX_ATTACK = "1" + " " * 64_000 + "x"
+
+
+def admin(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:
+    """A raw admin request (JSON content type unless told otherwise)."""
+    return raw_post(body, strict=False, path=path, method=method, headers=headers)
+
+
+def fault(body: str | bytes) -> bytes:
+    return admin("POST", "/_mock/faults", body if isinstance(body, bytes) else body.encode())
+
+
+# (name, raw request, expected statuses)
+ADMIN_CORPUS: list[tuple[str, bytes, set[int]]] = [
+    (
+        "quadratic duration: 1 + 64,000 spaces + x",
+        fault(json.dumps({"delay": REGEX_ATTACK})),
+        {400},
+    ),
+    ("quadratic hang_max", fault(json.dumps({"hang": True, "hang_max": REGEX_ATTACK})), {400}),
+    ("quadratic spec string", fault(json.dumps("delay=" + REGEX_ATTACK)), {400}),
+    (
+        "uniform delay of spaces",
+        fault(json.dumps({"delay": REGEX_ATTACK + "-" + REGEX_ATTACK})),
+        {400},
+    ),
+    ("status 1e400", fault('{"status": 1e400}'), {400}),
+    ("seed 1e400", fault('{"seed": 1e400}'), {400}),
+    ("nth 1e400", fault('{"nth": 1e400}'), {400}),
+    ("retry_after 1e400", fault('{"status": 503, "retry_after": 1e400}'), {400}),
+    ("times as 400 digits", fault('{"times": ' + "9" * 400 + "}"), {400}),
+    ("seed as 5,000 digits", fault(json.dumps("status=503,seed=" + "9" * 5000)), {400}),
+    ("delay Infinity", fault('{"delay": Infinity}'), {400}),
+    ("delay 1e400", fault('{"delay": 1e400}'), {400}),
+    ("delay NaN", fault('{"delay": NaN}'), {400}),
+    ("rate NaN", fault('{"rate": NaN}'), {400}),
+    ("hang_max 1e300", fault('{"hang": true, "hang_max": 1e300}'), {400}),
+    ("a year-long delay", fault('{"delay": "31536000s"}'), {400}),
+    ("lognormal sigma inf", fault('{"delay": "lognormal:100ms:inf"}'), {400}),
+    ("sequence step superscript two", fault('{"sequence": ["\\u00b2"]}'), {400}),
+    ("fault body 100,000 deep", fault(b"[" * 100_000 + b"]" * 100_000), {400}),
+    ("a 1 MB unknown option", fault(json.dumps({"x" * 1_000_000: 1})), {400, 413}),
+    ("request id past 2**63", admin("GET", "/_mock/requests/99999999999999999999999"), {404}),
+    ("request id superscript two", admin("GET", "/_mock/requests/%C2%B2"), {404}),
+    ("request id of 10,000 digits", admin("GET", "/_mock/requests/" + "9" * 10_000), {404}),
+    ("events after superscript two", admin("GET", "/_mock/events?after=%C2%B2"), {400}),
+    ("events wait=nan", admin("GET", "/_mock/events?wait=nan"), {400}),
+    ("events wait=inf", admin("GET", "/_mock/events?wait=inf"), {400}),
+    ("events limit 1e400", admin("GET", "/_mock/events?limit=1e400"), {400}),
+]
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    db = tmp_path_factory.mktemp("hostile-admin") / "journal.db"
+    server = ServeProcess("--db", str(db), "--body-timeout", "2")
+    yield server
+    code, log = server.stop()
+    assert code == 0, log
+    assert "Traceback" not in log
+
+
+def port(server: ServeProcess) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "statuses"), ADMIN_CORPUS, ids=[c[0] for c in ADMIN_CORPUS]
+)
+def test_admin_attack_gets_a_clear_4xx_in_time(
+    target: ServeProcess, name: str, raw: bytes, statuses: set[int]
+) -> None:
+    requests.delete(target.url + "/_mock/faults", timeout=60)
+    status, headers, body = exchange(port(target), raw, timeout=ANSWER_WITHIN)
+    assert status in statuses, (status, body[:300])
+    assert headers["content-type"] == "application/problem+json"
+    detail = json.loads(body)["detail"]
+    assert 10 < len(detail) < 2_000, detail  # says what is wrong, without echoing the attack
+    faults = requests.get(target.url + "/_mock/faults", timeout=ANSWER_WITHIN).json()
+    assert faults == {"rules": []}, "a refused rule must not be in the plan"
+
+
+def test_non_finite_numbers_never_reach_the_admin_json(target: ServeProcess) -> None:
+    """`"value": 1e400` once made every admin answer carry `Infinity`, which no JSON parser
+    reads: the page showed no rows until the journal was cleared."""
+    batch = json.dumps(impression("after-infinity")).encode()
+    for body in (b'{"account_id": "1", "visitors": [], "value": 1e400}', batch):
+        exchange(port(target), raw_post(body, strict=False), timeout=ANSWER_WITHIN)
+
+    def strict(name: str) -> None:
+        raise AssertionError(f"{name} in an admin answer")
+
+    for path in ("/_mock/requests?events=true&limit=1000", "/_mock/events?limit=1000"):
+        text = requests.get(target.url + path, timeout=ANSWER_WITHIN).text
+        assert json.loads(text, parse_constant=strict)
+    listed = requests.get(target.url + "/_mock/requests?limit=1000", timeout=ANSWER_WITHIN)
+    verdicts = {r["verdict"] for r in listed.json()["requests"]}
+    assert {"malformed", "accepted"} <= verdicts
+
+
+def test_the_fault_plan_is_capped(target: ServeProcess) -> None:
+    """20,000 rules made every batch take 4.5 s: each request is matched against each rule."""
+    url = target.url + "/_mock/faults"
+    requests.delete(url, timeout=ANSWER_WITHIN)
+    many = [{"status": 503, "visitor_id": f"v{i}"} for i in range(20_000)]
+    refused = requests.put(url, json={"rules": many}, timeout=ANSWER_WITHIN)
+    assert refused.status_code == 400
+    assert refused.json()["detail"] == "20,000 fault rules: a plan takes at most 100"
+    for i in range(MAX_RULES):
+        added = requests.post(url, json={"status": 503, "visitor_id": f"v{i}"}, timeout=10)
+        assert added.status_code == 201
+    full = requests.post(url, json={"status": 503}, timeout=ANSWER_WITHIN)
+    assert full.status_code == 409
+    assert "already holds 100 rules, the most it takes" in full.json()["detail"]
+    assert len(requests.get(url, timeout=ANSWER_WITHIN).json()["rules"]) == MAX_RULES
+    requests.delete(url, timeout=ANSWER_WITHIN)
