@@ -7,10 +7,8 @@ none of them looks at a payload.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
@@ -62,10 +60,9 @@ class EndpointConfig:
 
 @dataclass
 class _Pending:
-    """A record handed to the journal, waiting for its commit."""
+    """A judged record, to be committed before it is answered."""
 
     record: RequestRecord
-    future: Future[RequestRecord]
     cors: list[tuple[str, str]]
     fault: FaultAction | None
 
@@ -92,7 +89,7 @@ class Endpoint:
         if isinstance(step, Outcome):
             return step
         try:
-            step.future.result()
+            self.journal.append(step.record).result()
         except Exception as exc:
             return self._unavailable(step, exc)
         return self._finish(step)
@@ -103,9 +100,7 @@ class Endpoint:
         if isinstance(step, Outcome):
             return step
         try:
-            if not step.future.done():  # a memory journal commits at once: no hop needed
-                await asyncio.wrap_future(step.future)
-            step.future.result()
+            await self.journal.commit(step.record)
         except Exception as exc:
             return self._unavailable(step, exc)
         return self._finish(step)
@@ -128,7 +123,7 @@ class Endpoint:
         fault = self.faults.decide(record.payload)
         if fault is not None:
             _apply_fault(record, fault)
-        return _Pending(record, self.journal.append(record), cors, fault)
+        return _Pending(record, cors, fault)
 
     def _judge(self, request: CoreRequest) -> RequestRecord:
         """Decode, validate and anonymize: the whole verdict, before anything is stored."""
@@ -206,7 +201,7 @@ class Endpoint:
 
     def _finish(self, step: _Pending) -> Outcome:
         record, fault = step.record, step.fault
-        log.info(_log_line(record))
+        log.info("%s", _LogLine(record))  # formatted only if a handler writes it
         if fault is not None and fault.faulted:
             return _fault_outcome(record, fault, step.cors)
         if record.status == 204:
@@ -311,6 +306,18 @@ def _preflight_headers(request: CoreRequest) -> list[tuple[str, str]]:
         ("access-control-allow-headers", asked or _CORS_ALLOW_HEADERS),
         ("access-control-max-age", "86400"),
     ]
+
+
+class _LogLine:
+    """A request's log line, built when (and where) a handler formats it."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record = record
+
+    def __str__(self) -> str:
+        return _log_line(self.record)
 
 
 def _log_line(record: RequestRecord) -> str:

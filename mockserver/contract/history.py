@@ -12,7 +12,7 @@ from typing import Any, Protocol
 from ..model import RequestRecord
 from ..violations import Violation
 
-__all__ = ["History", "apply_history", "dedupe_key"]
+__all__ = ["History", "RecentHistory", "accepted_keys", "apply_history", "dedupe_key"]
 
 DedupeKey = tuple[Any, Any, Any]
 
@@ -31,6 +31,50 @@ class History(Protocol):
 def dedupe_key(entity_id: Any, uuid: Any, timestamp: Any) -> DedupeKey:
     """The identity under which Optimizely stores an event once."""
     return (entity_id, uuid, timestamp)
+
+
+class RecentHistory:
+    """Accepted events held in memory: the whole history of a `MemoryJournal`, and the
+    requests of one group commit that a `SqliteJournal` has not inserted yet (layered over
+    what its table answers, `over`)."""
+
+    def __init__(self, over: History | None = None, *, known: set[DedupeKey] | None = None) -> None:
+        self._over = over
+        self._keys: set[DedupeKey] = set(known or ())
+        self._impressions: dict[Any, list[Any]] = {}
+
+    def remember(self, record: RequestRecord) -> None:
+        """Add an accepted record's events (others make no history)."""
+        if record.verdict != "accepted":
+            return
+        for event in record.events:
+            self._keys.add(dedupe_key(event.entity_id, event.uuid, event.timestamp))
+            if event.kind == "impression":
+                self._impressions.setdefault(event.visitor_id, []).append(event.timestamp)
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._impressions.clear()
+
+    def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
+        return {key for key in keys if key in self._keys}
+
+    def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
+        if isinstance(timestamp, int) and any(
+            isinstance(t, int) and t <= timestamp for t in self._impressions.get(visitor_id, ())
+        ):
+            return True
+        return self._over is not None and self._over.impression_before(visitor_id, timestamp)
+
+
+def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:
+    """The dedupe keys of every event of the accepted records, to ask a journal at once."""
+    return [
+        dedupe_key(e.entity_id, e.uuid, e.timestamp)
+        for record in records
+        if record.verdict == "accepted"
+        for e in record.events
+    ]
 
 
 def apply_history(record: RequestRecord, history: History) -> None:

@@ -7,14 +7,15 @@ in a file that survives restarts. Ids only grow, also across `clear()`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from ..contract.history import DedupeKey, apply_history, dedupe_key
+from ..contract.history import RecentHistory, apply_history
 from ..model import EventRecord, RequestRecord
 
 __all__ = ["EVENT_FILTERS", "Journal", "JournalError", "MemoryJournal", "as_text"]
@@ -80,6 +81,14 @@ class Journal(ABC):
     @abstractmethod
     def append(self, record: RequestRecord) -> Future[RequestRecord]:
         """Record a request; the future resolves once it is committed (id assigned)."""
+
+    async def commit(self, record: RequestRecord) -> RequestRecord:
+        """`append` for a coroutine: returns once the record is committed, without
+        blocking the event loop."""
+        future = self.append(record)
+        if not future.done():  # a memory journal commits at once: no hop needed
+            await asyncio.wrap_future(future)
+        return future.result()
 
     @abstractmethod
     def requests(
@@ -150,22 +159,11 @@ class MemoryJournal(Journal):
         super().__init__(max_requests=max_requests)
         self._lock = threading.RLock()
         self._records: list[RequestRecord] = []
-        self._seen: set[DedupeKey] = set()
-        self._impressions: dict[Any, list[Any]] = {}
+        self._history = RecentHistory()
         self._next_id = 1
 
     def __repr__(self) -> str:
         return f"<MemoryJournal requests={len(self._records)} last_id={self._last_id}>"
-
-    def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
-        return {key for key in keys if key in self._seen}
-
-    def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
-        if not isinstance(timestamp, int):
-            return False
-        return any(
-            isinstance(t, int) and t <= timestamp for t in self._impressions.get(visitor_id, ())
-        )
 
     def append(self, record: RequestRecord) -> Future[RequestRecord]:
         future: Future[RequestRecord] = Future()
@@ -174,21 +172,13 @@ class MemoryJournal(Journal):
             self._next_id += 1
             for event in record.events:
                 event.request_id = record.id
-            apply_history(record, self)
-            self._remember(record.events)
+            apply_history(record, self._history)
+            self._history.remember(record)
             self._records.append(record)
             self._evict()
         future.set_result(record)
         self._committed(record.id)
         return future
-
-    def _remember(self, events: Iterable[EventRecord]) -> None:
-        for event in events:
-            if event.verdict != "accepted":
-                continue
-            self._seen.add(dedupe_key(event.entity_id, event.uuid, event.timestamp))
-            if event.kind == "impression":
-                self._impressions.setdefault(event.visitor_id, []).append(event.timestamp)
 
     def _evict(self) -> None:
         if self.max_requests is None or len(self._records) <= self.max_requests:
@@ -233,6 +223,5 @@ class MemoryJournal(Journal):
     def clear(self) -> None:
         with self._lock:
             self._records.clear()
-            self._seen.clear()
-            self._impressions.clear()
+            self._history.clear()
         self._cleared()

@@ -36,6 +36,7 @@ from .ca import (
     default_ca_dir,
     trust_instructions,
 )
+from .logsink import BackgroundHandler
 
 __all__ = ["build_parser", "main"]
 
@@ -317,6 +318,8 @@ def _run(
         server = _ReadyServer(uvicorn_config(app, **tls), side=side)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
             server.run(sockets=[socks[0]])
+    for handler in logging.getLogger("logx_mock").handlers:
+        handler.flush()  # the request lines first, then the last word
     print("logx-mock stopped; every acknowledged request is in the journal", file=sys.stderr)
     return 0
 
@@ -355,8 +358,8 @@ def log_to_stderr() -> None:
     """One readable line per request on stderr (the worker processes call it too)."""
     logger = logging.getLogger("logx_mock")
     if not any(getattr(h, "_logx_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        handler = BackgroundHandler(sys.stderr, formatter)  # off the event loop
         handler._logx_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)

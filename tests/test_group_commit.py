@@ -1,0 +1,134 @@
+"""The SQLite journal's group commit from the event loop: the requests of one loop tick
+share one transaction, their waiters wake only after it is committed, history sees the
+earlier requests of the same tick, and a failed commit fails every request in it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import impression
+
+from mockserver import CoreRequest, Endpoint, JournalError, RequestRecord, SqliteJournal
+
+
+@pytest.fixture
+def journal(tmp_path: Path) -> Iterator[SqliteJournal]:
+    opened = SqliteJournal(tmp_path / "j.db")
+    yield opened
+    opened.close()
+
+
+def _request(payload: object) -> CoreRequest:
+    body = json.dumps(payload).encode()
+    return CoreRequest("POST", "/v1/events", body, headers=[("content-type", "application/json")])
+
+
+def _judged(endpoint: Endpoint, uuid: str) -> RequestRecord:
+    payload = impression()
+    event = payload["visitors"][0]["snapshots"][0]["events"][0]
+    event["uuid"], event["timestamp"] = uuid, 1_760_000_000_000  # same uuid = same event
+    return endpoint._judge(_request(payload))
+
+
+def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
+    journal: SqliteJournal, tmp_path: Path
+) -> None:
+    endpoint = Endpoint(journal)
+    commits: list[int] = []
+    journal.add_listener(commits.append)
+    records = [_judged(endpoint, f"u-{i}") for i in range(50)]
+
+    async def commit_one(record: RequestRecord) -> tuple[int, int]:
+        committed = await journal.commit(record)
+        with sqlite3.connect(tmp_path / "j.db") as other:  # another connection, as a reader
+            rows = other.execute("SELECT COUNT(*) FROM requests WHERE id = ?", (committed.id,))
+            return committed.id, rows.fetchone()[0]
+
+    async def main() -> list[tuple[int, int]]:
+        return await asyncio.gather(*(commit_one(r) for r in records))
+
+    results = asyncio.run(main())
+    assert [row for _, row in results] == [1] * 50  # committed before the waiter woke
+    assert [request_id for request_id, _ in results] == list(range(1, 51))
+    assert commits == [50]  # one transaction, one notification
+    assert [e.request_id for r in records for e in r.events] == list(range(1, 51))
+
+
+def test_duplicates_within_one_tick_are_flagged(journal: SqliteJournal) -> None:
+    endpoint = Endpoint(journal)
+    first, again, other = (_judged(endpoint, u) for u in ("same", "same", "other"))
+
+    async def main() -> None:
+        await asyncio.gather(*(journal.commit(r) for r in (first, again, other)))
+
+    asyncio.run(main())
+    assert [r.events[0].duplicate for r in (first, again, other)] == [False, True, False]
+    stored = journal.request(again.id)
+    assert stored is not None
+    assert [w.rule for w in stored.warnings] == ["duplicate_event"]
+    assert [e.duplicate for e in stored.events] == [True]
+
+
+def test_ids_keep_growing_after_clear(journal: SqliteJournal) -> None:
+    endpoint = Endpoint(journal)
+
+    async def commit(uuid: str) -> int:
+        return (await journal.commit(_judged(endpoint, uuid))).id
+
+    assert asyncio.run(commit("a")) == 1
+    journal.clear()
+    assert asyncio.run(commit("b")) == 2
+    assert [r.id for r in journal.requests()] == [2]
+
+
+def test_a_failed_commit_fails_every_request_of_the_tick(journal: SqliteJournal) -> None:
+    endpoint = Endpoint(journal)
+    good = _judged(endpoint, "good")
+    broken = _judged(endpoint, "broken")
+    broken.payload, broken.source = {"unserializable": {1, 2}}, None
+
+    async def main() -> list[object]:
+        return await asyncio.gather(
+            journal.commit(good), journal.commit(broken), return_exceptions=True
+        )
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, JournalError) for o in outcomes), outcomes
+    assert journal.requests() == []  # rolled back together: nothing half-recorded
+    assert asyncio.run(journal.commit(_judged(endpoint, "after"))).id >= 1
+
+
+def test_a_cancelled_waiter_does_not_stop_the_others(journal: SqliteJournal) -> None:
+    endpoint = Endpoint(journal)
+    records = [_judged(endpoint, f"c-{i}") for i in range(3)]
+
+    async def main() -> list[int]:
+        tasks = [asyncio.ensure_future(journal.commit(r)) for r in records]
+        await asyncio.sleep(0)  # all three have joined the tick
+        tasks[0].cancel()
+        done = await asyncio.gather(*tasks[1:])
+        return [r.id for r in done]
+
+    assert asyncio.run(main()) == [2, 3]
+    assert len(journal.requests()) == 3  # the cancelled request was committed all the same
+
+
+def test_endpoint_answers_503_when_the_tick_cannot_be_committed(journal: SqliteJournal) -> None:
+    endpoint = Endpoint(journal)
+    journal._writer.execute(
+        "CREATE TRIGGER nope BEFORE INSERT ON requests BEGIN "
+        "SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+
+    async def main() -> list[int]:
+        outcomes = await asyncio.gather(
+            *(endpoint.handle_async(_request(impression())) for _ in range(3))
+        )
+        return [o.status for o in outcomes]
+
+    assert asyncio.run(main()) == [503, 503, 503]
