@@ -132,6 +132,38 @@ def test_a_foreign_host_gets_403_and_nothing_leaves_the_machine(proxied: Any) ->
     assert "never forwards; exempt other hosts with NO_PROXY" in log
 
 
+def tunnel(proxied: Any) -> ssl.SSLSocket:
+    """A TLS connection to logx.optimizely.com through the proxy, checked against the CA."""
+    sock = socket.create_connection(("127.0.0.1", proxied.proxy_port), timeout=10)
+    sock.sendall(b"CONNECT logx.optimizely.com:443 HTTP/1.1\r\n\r\n")
+    assert sock.recv(1024) == b"HTTP/1.1 200 Connection established\r\n\r\n"
+    context = ssl.create_default_context(cafile=proxied.cafile)
+    return context.wrap_socket(sock, server_hostname="logx.optimizely.com")
+
+
+def test_inside_the_tunnel_heads_are_bounded_as_on_the_server_port(proxied: Any) -> None:
+    with tunnel(proxied) as tls:
+        tls.sendall(b"POST /v1/events HTTP/1.1\r\nHost: logx.optimizely.com\r\n")
+        tls.sendall(b"x-flood: " + b"a" * (70 * 1024) + b"\r\n\r\n")
+        answer = tls.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert journal(proxied) == []
+
+
+def test_a_reset_fault_resets_the_tunnel(proxied: Any) -> None:
+    requests.post(proxied.url + "/_mock/faults", json={"reset": True}, timeout=10)
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.post(
+            "https://logx.optimizely.com/v1/events",
+            json=impression(),
+            proxies=proxied.proxies,
+            verify=proxied.cafile,
+            timeout=10,
+        )
+    (record,) = journal(proxied)
+    assert record["verdict"] == "faulted"
+
+
 def test_the_admin_api_is_not_reachable_through_the_proxy(proxied: Any) -> None:
     response = requests.get(
         "https://logx.optimizely.com/_mock/requests",

@@ -3,7 +3,7 @@
 An app run with `HTTPS_PROXY=http://127.0.0.1:PORT` (and trusting the logx-mock
 CA) sends `CONNECT logx.optimizely.com:443`. The proxy answers 200, terminates
 TLS with the server's leaf certificate, and hands the decrypted stream to
-uvicorn's own HTTP/1.1 protocol running the same app as the server port: the
+uvicorn's HTTP/1.1 protocol (the server port's) running the same app: the
 same core, the same journal, and the app's real address as the client (the
 TLS transport reports the TCP peer). Absolute-form `http://` requests to those
 hosts are served the same way, without TLS.
@@ -28,7 +28,6 @@ from urllib.parse import urlsplit
 
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ..model import Outcome
 from ..problem import problem
@@ -243,9 +242,13 @@ class _ProxyConnection(asyncio.Protocol):
         self._hand_off(secure, self.listener.inner, bytes(held.data))
 
     def _hand_off(self, transport: asyncio.Transport, config: uvicorn.Config, data: bytes) -> None:
-        """Let uvicorn's HTTP/1.1 protocol serve the rest of the connection."""
-        protocol = H11Protocol(
-            config, self.listener.server_state, self.listener.app_state, _loop=self.loop
+        """Let uvicorn's HTTP/1.1 protocol (the one `config` names) serve the rest of the
+        connection."""
+        protocol = config.http_protocol_class(  # type: ignore[call-arg]
+            config=config,
+            server_state=self.listener.server_state,
+            app_state=self.listener.app_state,
+            _loop=self.loop,
         )
         protocol.connection_made(transport)
         transport.set_protocol(protocol)
@@ -307,11 +310,20 @@ class ProxyListener:
 def proxy_listener(
     sock: socket.socket, app: ASGIApp, leaf: LeafFiles, *, head_timeout: float = HEAD_TIMEOUT
 ) -> ProxyListener:
-    """The proxy for `app` on `sock`, terminating TLS with `leaf`."""
+    """The proxy for `app` on `sock`, terminating TLS with `leaf`.
+
+    A decrypted CONNECT stream is parsed exactly as the server port parses requests. Plain
+    proxy requests go to h11 instead: it keeps the absolute-form target whole, which the
+    gate needs to see the host (httptools keeps only its path).
+    """
     return ProxyListener(
         sock,
         uvicorn_config(app),  # type: ignore[arg-type]
-        uvicorn_config(ProxyGate(app)),  # type: ignore[arg-type]
+        uvicorn_config(
+            ProxyGate(app),  # type: ignore[arg-type]
+            http="h11",
+            h11_max_incomplete_event_size=MAX_HEAD,
+        ),
         leaf.server_context(),
         head_timeout=head_timeout,
     )
