@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import ssl
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -144,3 +146,15 @@ def test_tls_with_workers_serves_https_from_every_worker(serve: Any, tmp_path: P
         assert response.status_code == 204
     code, _ = server.stop()
     assert code == 0
+
+
+def test_the_events_command_reads_a_tls_server_trusting_the_ca_by_ssl_cert_file(
+    tls_server: Any,
+) -> None:
+    batch = json.dumps(impression("tls-events")).encode()
+    assert https_post(tls_server.port, "localhost", tls_server.cafile, batch)[0] == 204
+    command = [sys.executable, "-m", "mockserver", "events", "--url", tls_server.url, "--json"]
+    env = {**os.environ, "SSL_CERT_FILE": str(tls_server.cafile)}
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["visitor_id"] == "tls-events"
