@@ -41,6 +41,23 @@ def journal(server: Any) -> list[dict[str, Any]]:
     return requests.get(server.url + "/_mock/requests", timeout=10).json()["requests"]
 
 
+def post_through(
+    proxied: Any,
+    batch: dict[str, Any] | None = None,
+    *,
+    host: str = "logx.optimizely.com",
+    trust: bool = True,
+) -> requests.Response:
+    """POST a batch to https://HOST/v1/events through the proxy, trusting its CA (or not)."""
+    return requests.post(
+        f"https://{host}/v1/events",
+        json=batch or impression(),
+        proxies=proxied.proxies,
+        verify=proxied.cafile if trust else True,
+        timeout=10,
+    )
+
+
 def raw_exchange(port: int, data: bytes) -> bytes:
     """Send `data` to the proxy port, read until it closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -56,13 +73,7 @@ def test_connect_to_both_logx_hosts_is_served_with_the_real_client_address(proxi
     for host in ("logx.optimizely.com", "eu.logx.optimizely.com"):
         batch = impression(f"via-{host}")
         batch["anonymize_ip"] = False  # keep the address whole, to show whose it is
-        response = requests.post(
-            f"https://{host}/v1/events",
-            json=batch,
-            proxies=proxied.proxies,
-            verify=proxied.cafile,
-            timeout=10,
-        )
+        response = post_through(proxied, batch, host=host)
         assert response.status_code == 204, response.text
     records = journal(proxied)
     assert [(r["host"], r["client_ip"], r["verdict"]) for r in records] == [
@@ -70,13 +81,7 @@ def test_connect_to_both_logx_hosts_is_served_with_the_real_client_address(proxi
         ("eu.logx.optimizely.com", "127.0.0.1", "accepted"),
     ]
     # anonymize_ip as the SDKs send it: the stored address is truncated, as on the server port
-    requests.post(
-        "https://logx.optimizely.com/v1/events",
-        json=impression(),
-        proxies=proxied.proxies,
-        verify=proxied.cafile,
-        timeout=10,
-    )
+    post_through(proxied)
     assert journal(proxied)[-1]["client_ip"] == "127.0.0.0"
 
 
@@ -153,13 +158,7 @@ def test_inside_the_tunnel_heads_are_bounded_as_on_the_server_port(proxied: Any)
 def test_a_reset_fault_resets_the_tunnel(proxied: Any) -> None:
     requests.post(proxied.url + "/_mock/faults", json={"reset": True}, timeout=10)
     with pytest.raises(requests.exceptions.ConnectionError):
-        requests.post(
-            "https://logx.optimizely.com/v1/events",
-            json=impression(),
-            proxies=proxied.proxies,
-            verify=proxied.cafile,
-            timeout=10,
-        )
+        post_through(proxied)
     (record,) = journal(proxied)
     assert record["verdict"] == "faulted"
 
@@ -177,12 +176,7 @@ def test_the_admin_api_is_not_reachable_through_the_proxy(proxied: Any) -> None:
 
 def test_an_app_that_does_not_trust_the_ca_fails_and_the_console_says_why(proxied: Any) -> None:
     with pytest.raises(requests.exceptions.SSLError, match="certificate verify failed"):
-        requests.post(
-            "https://logx.optimizely.com/v1/events",
-            json=impression(),
-            proxies=proxied.proxies,
-            timeout=10,
-        )
+        post_through(proxied, trust=False)
     _, log = proxied.stop()
     assert "proxy: TLS for logx.optimizely.com failed" in log
     assert "the app must trust the logx-mock CA (`logx-mock ca` shows how)" in log
@@ -208,13 +202,7 @@ def test_garbage_gets_a_4xx_never_a_500_and_the_proxy_keeps_serving(proxied: Any
         assert sock.recv(1024) == b"HTTP/1.1 200 Connection established\r\n\r\n"
         sock.sendall(b"POST /v1/events HTTP/1.1\r\nHost: logx.optimizely.com\r\n\r\n")
         assert sock.recv(1024) == b""
-    response = requests.post(
-        "https://logx.optimizely.com/v1/events",
-        json=impression(),
-        proxies=proxied.proxies,
-        verify=proxied.cafile,
-        timeout=10,
-    )
+    response = post_through(proxied)
     assert response.status_code == 204
     code, log = proxied.stop()
     assert code == 0
