@@ -12,9 +12,9 @@ from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .contract.flatten import flatten
 from .contract.validation import validate
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig, is_strict
-from .journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from .journal.base import EVENT_FILTERS, MAX_LIMIT, Journal, JournalError, MemoryJournal
 from .journal.sqlite import SqliteJournal
-from .model import CoreRequest, EventRecord, Outcome, RequestRecord
+from .model import VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
 from .serve.server import ThreadedServer
 from .violations import Report, Violation
 from .web.app import LogxApp, create_app
@@ -26,6 +26,8 @@ __all__ = [
     "EVENTS_PATH",
     "EVENT_FILTERS",
     "MAX_BODY_BYTES",
+    "MAX_LIMIT",
+    "VERDICTS",
     "ClientAddress",
     "CoreRequest",
     "Datafile",
@@ -45,6 +47,7 @@ __all__ = [
     "SqliteJournal",
     "ThreadedServer",
     "TrustedProxies",
+    "Verdict",
     "Violation",
     "__version__",
     "anonymize_ip",

@@ -17,9 +17,9 @@ from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .contract.flatten import flatten
 from .contract.validation import validate
-from .faults import FaultAction, FaultPlan
+from .faults import NO_ANSWER, FaultAction, FaultPlan
 from .journal.base import Journal
-from .model import CoreRequest, Outcome, RequestRecord
+from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
 from .problem import problem
 from .violations import Report, Violation
 
@@ -177,7 +177,7 @@ class Endpoint:
             report.notes,
         )
         self._anonymize(request, record)
-        if record.verdict in ("accepted", "rejected"):
+        if record.verdict in WITH_EVENTS:  # not yet faulted: accepted or rejected
             record.events = flatten(
                 record.payload,
                 verdict=record.verdict,
@@ -246,7 +246,7 @@ def _apply_fault(record: RequestRecord, fault: FaultAction) -> None:
 def _fault_outcome(
     record: RequestRecord, fault: FaultAction, cors: list[tuple[str, str]]
 ) -> Outcome:
-    if fault.kind not in ("status", "dribble"):
+    if fault.kind in NO_ANSWER:
         return Outcome(0, [], b"", record, fault)  # reset, close, hang: no HTTP answer
     status = fault.status or 500
     seed = "" if fault.seed is None else f", seed {fault.seed}"

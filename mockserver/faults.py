@@ -19,22 +19,33 @@ import random
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Literal, get_args
 
 from .timing import Delay, DurationError, Waiter, parse_duration
 from .violations import shown
 
 __all__ = [
+    "FAULT_KINDS",
     "MAX_RULES",
+    "TERMINALS",
     "FaultAction",
     "FaultError",
+    "FaultKind",
     "FaultPlan",
     "FaultPlanFull",
     "FaultRule",
     "parse_spec",
 ]
 
-TERMINALS = ("reset", "close", "hang", "dribble")
+FaultKind = Literal["status", "reset", "close", "hang", "dribble"]
+"""What a faulted request gets instead of the normal answer; each door renders every kind."""
+FAULT_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
+TERMINALS: tuple[FaultKind, ...] = ("reset", "close", "hang", "dribble")
+"""The kinds a rule names by a flag (`reset=True`); `status` is given by its number."""
+NO_ANSWER: tuple[FaultKind, ...] = ("reset", "close", "hang")
+"""The kinds that end without any HTTP answer."""
+_STEP_KINDS: dict[str, FaultKind | None] = {"normal": None, **{k: k for k in TERMINALS}}
+"""A `sequence` step by name: `normal` (the normal answer) or a terminal kind."""
 STATUSES = (400, 413, 429, 500, 502, 503, 504)
 MAX_RULES = 100
 """The most rules a plan holds: every request is matched against each of them, so a plan
@@ -99,10 +110,7 @@ class FaultRule:
         if self.rate is not None and not 0 <= self.rate <= 1:
             raise FaultError(f"rate={self.rate}: a probability between 0 and 1, e.g. 0.1")
         for step in self.sequence:
-            if not (isinstance(step, int) and 400 <= step <= 599) and step not in (
-                *TERMINALS,
-                "normal",
-            ):
+            if not (isinstance(step, int) and 400 <= step <= 599) and step not in _STEP_KINDS:
                 names = ", ".join(TERMINALS)
                 raise FaultError(
                     f"sequence step {shown(step)}: use a 4xx/5xx status, normal, or {names}"
@@ -213,7 +221,7 @@ class FaultAction:
     rule_id: int
     seed: int | None
     delay: float = 0.0
-    kind: str | None = None  # "status" or one of TERMINALS; None: the normal answer
+    kind: FaultKind | None = None  # None: the normal answer (maybe late)
     status: int | None = None
     retry_after: int | None = None
     hang_max: float = 30.0
@@ -356,13 +364,12 @@ class FaultPlan:
     def _action(slot: _Slot, step: int | str | None) -> FaultAction:
         rule = slot.rule
         delay = rule.delay.sample(slot.rng) if rule.delay is not None else 0.0
-        kind: str | None
+        kind: FaultKind | None
         status = rule.status
-        if step is not None:
-            kind = "status" if isinstance(step, int) else step
-            status = step if isinstance(step, int) else None
-            if kind == "normal":
-                kind = None
+        if isinstance(step, int):
+            kind, status = "status", step
+        elif step is not None:
+            kind, status = _STEP_KINDS[step], None
         else:
             kind = next((name for name in TERMINALS if getattr(rule, name)), None)
             if kind is None and (status is not None or rule.delay is None):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from .violations import Violation
 
@@ -19,15 +19,27 @@ if TYPE_CHECKING:
     from .faults import FaultAction
 
 __all__ = [
+    "EVENT_KINDS",
     "VERDICTS",
+    "WITH_EVENTS",
     "CoreRequest",
+    "EventKind",
     "EventRecord",
     "Outcome",
     "RequestRecord",
+    "Verdict",
     "header",
 ]
 
-VERDICTS = ("accepted", "rejected", "malformed", "too_large", "faulted")
+Verdict = Literal["accepted", "rejected", "malformed", "too_large", "faulted"]
+"""What became of a request. Plain strings (JSON, SQLite and the admin API carry them as
+they are); mypy checks every literal written against this type."""
+VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
+WITH_EVENTS: tuple[Verdict, ...] = ("accepted", "rejected", "faulted")
+"""The verdicts of requests whose payload was read, so they have events."""
+
+EventKind = Literal["impression", "conversion"]
+EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
 
 
 def header(headers: Sequence[tuple[str, str]] | Mapping[str, str], name: str) -> str | None:
@@ -80,8 +92,8 @@ class EventRecord:
     request_id: int
     index: int
     path: str
-    verdict: str
-    kind: str
+    verdict: Verdict
+    kind: EventKind
     account_id: Any = None
     project_id: Any = None
     client_name: Any = None
@@ -136,7 +148,7 @@ class RequestRecord:
     strict: bool
     strict_header: str | None
     status: int
-    verdict: str
+    verdict: Verdict
     errors: list[Violation] = field(default_factory=list)
     warnings: list[Violation] = field(default_factory=list)
     unknown_fields: list[Violation] = field(default_factory=list)

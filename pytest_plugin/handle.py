@@ -11,7 +11,16 @@ import dataclasses
 import time
 from typing import Any
 
-from mockserver import DATAFILE_RULES, EVENTS_PATH, Endpoint, EventRecord, Journal, RequestRecord
+from mockserver import (
+    DATAFILE_RULES,
+    EVENTS_PATH,
+    MAX_LIMIT,
+    Endpoint,
+    EventRecord,
+    Journal,
+    RequestRecord,
+    Verdict,
+)
 from mockserver.faults import FaultPlan
 
 from .matching import check_filters, describe_event, difference, near_misses
@@ -28,7 +37,7 @@ class DatafileWarning(UserWarning):
     """
 
 
-_ALL = 100_000
+_REFUSED: tuple[Verdict, ...] = ("rejected", "malformed", "too_large")
 _UNSET: Any = object()
 
 
@@ -81,7 +90,7 @@ class Attempt:
 
     request_id: int
     received_at: float
-    verdict: str
+    verdict: Verdict
     status: int | None
     fault: dict[str, Any] | None
 
@@ -107,12 +116,12 @@ class LogxHandle:
     @property
     def requests(self) -> list[RequestRecord]:
         """Every journaled request, oldest first."""
-        return self.journal.requests(limit=_ALL)
+        return self.journal.requests(limit=MAX_LIMIT)
 
     @property
     def events(self) -> list[EventRecord]:
         """Every journaled event, in arrival order (all verdicts)."""
-        return self.journal.events(limit=_ALL)
+        return self.journal.events(limit=MAX_LIMIT)
 
     def get_events(self, **filters: Any) -> list[EventRecord]:
         """Delivered events matching every filter: any event field (`tags` and
@@ -261,7 +270,7 @@ class LogxHandle:
     def assert_no_rejections(self) -> None:
         """Fail listing every request the real endpoint would have dropped or refused."""
         __tracebackhide__ = True
-        bad = [r for r in self.requests if r.verdict in ("rejected", "malformed", "too_large")]
+        bad = [r for r in self.requests if r.verdict in _REFUSED]
         if not bad:
             return
         lines = [
@@ -302,7 +311,7 @@ class LogxHandle:
         """Every arrival of the event with this uuid, oldest first, with its outcome."""
         records = {r.id: r for r in self.requests}
         result = []
-        for event in self.journal.events(uuid=uuid, limit=_ALL):
+        for event in self.journal.events(uuid=uuid, limit=MAX_LIMIT):
             record = records.get(event.request_id)
             result.append(
                 Attempt(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..model import EventRecord
+from ..model import EventRecord, Verdict
 from .validation import is_impression
 
 __all__ = ["flatten"]
@@ -60,7 +60,7 @@ def _decision_keys(keys: dict[str, str], path: str) -> dict[str, str]:
 
 
 def flatten(
-    payload: Any, *, verdict: str, received_at: float = 0.0, keys: dict[str, str] | None = None
+    payload: Any, *, verdict: Verdict, received_at: float = 0.0, keys: dict[str, str] | None = None
 ) -> list[EventRecord]:
     """Every event of the batch, in payload order, with its batch and visitor context
     (and the datafile's keys for its ids, when `keys` from a datafile check is given)."""

@@ -18,7 +18,7 @@ from typing import Any
 from ..contract.history import RecentHistory, apply_history
 from ..model import EventRecord, RequestRecord
 
-__all__ = ["EVENT_FILTERS", "Journal", "JournalError", "MemoryJournal", "as_text"]
+__all__ = ["EVENT_FILTERS", "MAX_LIMIT", "Journal", "JournalError", "MemoryJournal", "as_text"]
 
 log = logging.getLogger("logx_mock")
 
@@ -34,6 +34,7 @@ EVENT_FILTERS = (
     "verdict",
 )
 MAX_LIMIT = 100_000
+"""The most requests or events one read returns (`limit`)."""
 
 
 class JournalError(Exception):

@@ -29,9 +29,9 @@ from typing import Any
 
 from ..contract.flatten import flatten
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
-from ..model import EventRecord, RequestRecord
+from ..model import WITH_EVENTS, EventRecord, RequestRecord
 from ..violations import Violation
-from .base import Journal, JournalError, _limit, as_text, check_filters
+from .base import EVENT_FILTERS, Journal, JournalError, _limit, as_text, check_filters
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]
 
@@ -59,17 +59,7 @@ CREATE INDEX IF NOT EXISTS events_visitor ON events (visitor_id);
 CREATE INDEX IF NOT EXISTS events_key ON events (key);
 CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp);
 """
-_COLUMNS = (
-    "visitor_id",
-    "key",
-    "kind",
-    "entity_id",
-    "uuid",
-    "account_id",
-    "project_id",
-    "client_name",
-    "verdict",
-)
+_COLUMNS = EVENT_FILTERS  # each filter is a column of `events` (a new one: a new SCHEMA_VERSION)
 _INSERT_EVENT = (
     f"INSERT INTO events (request_id, idx, {', '.join(_COLUMNS)}, timestamp, duplicate) "
     f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})"
@@ -90,7 +80,6 @@ _STOP = object()
 _REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
 _INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 Tick = list[tuple[RequestRecord, "asyncio.Future[RequestRecord]"]]
-_WITH_EVENTS = ("accepted", "rejected", "faulted")
 
 
 def _wake(tick: Tick, error: Exception | None) -> None:
@@ -421,7 +410,7 @@ class SqliteJournal(Journal):
             record.payload = json.loads(body)
         elif body is not None:
             record.raw = bytes(body)
-        if verdict in _WITH_EVENTS:
+        if verdict in WITH_EVENTS:
             record.events = flatten(
                 record.payload, verdict=verdict, received_at=record.received_at, keys=record.keys
             )

@@ -27,7 +27,7 @@ from ..endpoint import EVENTS_PATH, Endpoint, EndpointConfig
 from ..faults import FaultError, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
 from ..violations import Report
-from ..web.guard import GuardConfig, is_loopback
+from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
 from .ca import (
     HOME_ENV,
     CAError,
@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--admin-token",
         metavar="TOKEN",
-        help="require this token for /_mock (Authorization: Bearer, or open /_mock/?token=TOKEN)",
+        help=f"require this token for {ADMIN_PREFIX} (Authorization: Bearer, or open "
+        f"{ADMIN_PREFIX}/?token=TOKEN)",
     )
     serve.add_argument(
         "--insecure-admin",
@@ -205,8 +206,9 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     if not is_loopback(args.host) and not (args.admin_token or args.insecure_admin):
         print(
-            f"logx-mock: --host {args.host} exposes the admin API (/_mock) beyond this machine; "
-            "pass --admin-token TOKEN, or --insecure-admin if that is really what you want",
+            f"logx-mock: --host {args.host} exposes the admin API ({ADMIN_PREFIX}) beyond this "
+            "machine; pass --admin-token TOKEN, or --insecure-admin if that is really what you "
+            "want",
             file=sys.stderr,
         )
         return 2
@@ -277,7 +279,8 @@ def _run(
     where = "memory" if args.memory else str(Path(args.db).resolve())
     print(f"logx-mock listening on {base}{EVENTS_PATH} (journal: {where})", flush=True)
     print(
-        f"inspector: {base}/_mock/   admin API: {base}/_mock/requests   (Ctrl-C to stop)",
+        f"inspector: {base}{ADMIN_PREFIX}/   admin API: {base}{ADMIN_PREFIX}/requests   "
+        "(Ctrl-C to stop)",
         flush=True,
     )
     if secure is not None:
@@ -447,7 +450,7 @@ def _events(args: argparse.Namespace) -> int:
             if not first:
                 params["wait"] = 30
             try:
-                response = client.get(f"{base}/_mock/events", params=params)
+                response = client.get(f"{base}{ADMIN_PREFIX}/events", params=params)
             except httpx.HTTPError as exc:
                 print(
                     f"logx-mock: cannot reach {base} ({exc}); is `logx-mock serve` running?",

@@ -23,12 +23,12 @@ from ..faults import FaultError, FaultPlanFull, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, MAX_LIMIT, JournalError
 from ..problem import problem
 from ..violations import shown
+from .guard import ADMIN_PREFIX
 from .inspector import inspector_routes
 from .openapi import openapi_document
 
 __all__ = ["ADMIN_PREFIX", "admin_exception_handlers", "admin_routes"]
 
-ADMIN_PREFIX = "/_mock"
 MAX_WAIT_SECONDS = 60.0
 MAX_DATAFILE_BYTES = 32 * 1024 * 1024
 """The largest datafile `POST /_mock/datafiles` reads (real ones are rarely over 1 MB)."""
@@ -258,7 +258,7 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         if body is None:
             return _problem(413, f"a datafile over {MAX_DATAFILE_BYTES:,} bytes is not read")
         try:
-            datafile = Datafile.from_json(body, source="POST /_mock/datafiles")
+            datafile = Datafile.from_json(body, source=f"POST {ADMIN_PREFIX}/datafiles")
         except DatafileError as exc:
             return _problem(400, str(exc))
         endpoint.use_datafiles(endpoint.config.datafiles.added(datafile))

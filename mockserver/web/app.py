@@ -18,12 +18,12 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..endpoint import Endpoint
-from ..faults import FaultPlan
+from ..faults import NO_ANSWER, FaultPlan
 from ..model import CoreRequest, Outcome
 from ..problem import problem
 from ..timing import Waiter
-from .admin import ADMIN_PREFIX, admin_exception_handlers, admin_routes
-from .guard import AdminGuard, GuardConfig
+from .admin import admin_exception_handlers, admin_routes
+from .guard import ADMIN_PREFIX, AdminGuard, GuardConfig
 from .wire import abort_connection, close_connection, send_outcome
 
 __all__ = ["LogxApp", "create_app"]
@@ -94,7 +94,7 @@ async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send
             await waiter.wait_async(fault.delay)
         if fault.kind is None or fault.kind == "status":
             await send_outcome(send, outcome)
-        elif fault.kind in ("reset", "close", "hang"):
+        elif fault.kind in NO_ANSWER:
             if fault.kind == "hang":
                 await _hang(waiter, fault.hang_max, receive)
             (abort_connection if fault.kind == "reset" else close_connection)(send)

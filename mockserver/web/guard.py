@@ -27,8 +27,10 @@ from ..model import Outcome
 from ..problem import problem
 from .wire import send_outcome
 
-__all__ = ["COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
+__all__ = ["ADMIN_PREFIX", "COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
 
+ADMIN_PREFIX = "/_mock"
+"""Where the admin surface lives: the admin API, the page and its assets."""
 COOKIE = "logx_admin"
 _TOKEN_CHARS = re.compile(r"[A-Za-z0-9._~+/=-]+")
 """What a token may hold: it travels in an `Authorization` header, a cookie and a URL."""
@@ -117,7 +119,7 @@ class AdminGuard:
             send,
             401,
             "the admin API needs the admin token: send "
-            "'Authorization: Bearer TOKEN', or open /_mock/?token=TOKEN once",
+            f"'Authorization: Bearer TOKEN', or open {ADMIN_PREFIX}/?token=TOKEN once",
         )
 
 
@@ -155,7 +157,7 @@ async def _deny(send: Send, status: int, detail: str) -> None:
 
 
 async def _set_cookie_and_return(send: Send, scope: Scope, token: str) -> None:
-    cookie = f"{COOKIE}={token}; Path=/_mock; HttpOnly; SameSite=Strict"
+    cookie = f"{COOKIE}={token}; Path={ADMIN_PREFIX}; HttpOnly; SameSite=Strict"
     location = scope.get("root_path", "") + scope["path"]
     await send(
         {

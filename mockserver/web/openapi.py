@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..journal.base import EVENT_FILTERS, MAX_LIMIT
+from ..model import EVENT_KINDS, VERDICTS
+from .guard import ADMIN_PREFIX
+
 __all__ = ["openapi_document"]
 
 _STR = {"type": "string"}
@@ -212,7 +216,7 @@ _SCHEMAS: dict[str, Any] = {
             "index": {"type": "integer"},
             "path": _STR,
             "verdict": _STR,
-            "kind": {"enum": ["impression", "conversion"]},
+            "kind": {"enum": list(EVENT_KINDS)},
             "visitor_id": _JSON,
             "key": _JSON,
             "entity_id": _JSON,
@@ -246,7 +250,7 @@ _SCHEMAS: dict[str, Any] = {
             "strict": {"type": "boolean"},
             "strict_header": _NULLABLE_STR,
             "status": {"type": "integer"},
-            "verdict": {"enum": ["accepted", "rejected", "malformed", "too_large", "faulted"]},
+            "verdict": {"enum": list(VERDICTS)},
             "errors": _array("Violation"),
             "warnings": _array("Violation"),
             "unknown_fields": _array("Violation"),
@@ -275,27 +279,14 @@ def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any
     }
 
 
-_FILTERS = [
-    _query(name, _STR, f"only events whose {name} equals this")
-    for name in (
-        "visitor_id",
-        "key",
-        "kind",
-        "entity_id",
-        "uuid",
-        "account_id",
-        "project_id",
-        "client_name",
-        "verdict",
-    )
-]
+_FILTERS = [_query(name, _STR, f"only events whose {name} equals this") for name in EVENT_FILTERS]
 _PAGING = [
     _query(
         "after",
         {"type": "integer", "minimum": 0, "maximum": 2**62},
         "only entries of requests with a greater id",
     ),
-    _query("limit", {"type": "integer", "minimum": 1, "maximum": 100000}, "at most this many"),
+    _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "at most this many"),
 ]
 
 
@@ -348,7 +339,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"204": {"description": "Preflight allowed."}},
                 },
             },
-            "/_mock/health": {
+            f"{ADMIN_PREFIX}/health": {
                 "get": {
                     "summary": "Health",
                     "responses": {
@@ -369,7 +360,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/_mock/requests": {
+            f"{ADMIN_PREFIX}/requests": {
                 "get": {
                     "summary": "Journaled requests, oldest first",
                     "parameters": [
@@ -387,7 +378,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"204": {"description": "Cleared."}},
                 },
             },
-            "/_mock/requests/{request_id}": {
+            f"{ADMIN_PREFIX}/requests/{{request_id}}": {
                 "get": {
                     "summary": "One request with its events",
                     "parameters": [
@@ -404,7 +395,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/_mock/events": {
+            f"{ADMIN_PREFIX}/events": {
                 "get": {
                     "summary": "Flattened events, in arrival order",
                     "parameters": [
@@ -419,7 +410,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": _list_of("events", "EventRecord"), "400": admin_problem},
                 }
             },
-            "/_mock/faults": {
+            f"{ADMIN_PREFIX}/faults": {
                 "get": {
                     "summary": "The fault plan in force",
                     "responses": {"200": _wrapped("rules", "FaultRule", "The rules.")},
@@ -461,7 +452,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"204": {"description": "Cleared."}},
                 },
             },
-            "/_mock/datafiles": {
+            f"{ADMIN_PREFIX}/datafiles": {
                 "get": {
                     "summary": "The datafiles batches are checked against",
                     "responses": {"200": _wrapped("datafiles", "Datafile", "The datafiles.")},
@@ -481,7 +472,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"204": {"description": "Cleared."}},
                 },
             },
-            "/_mock/": {
+            f"{ADMIN_PREFIX}/": {
                 "get": {
                     "summary": "The web inspector page",
                     "responses": {
@@ -489,7 +480,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/_mock/stream": {
+            f"{ADMIN_PREFIX}/stream": {
                 "get": {
                     "summary": "Server-sent events: one `journal` event per commit or clear",
                     "responses": {
@@ -500,7 +491,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
-            "/_mock/openapi.json": {
+            f"{ADMIN_PREFIX}/openapi.json": {
                 "get": {
                     "summary": "This document",
                     "responses": {
