@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
-    "FORWARDING_HEADERS",
+    "ADDRESS_HEADERS",
     "ClientAddress",
     "TrustedProxies",
     "anonymize_ip",
@@ -23,18 +23,56 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-FORWARDING_HEADERS = ("x-forwarded-for", "x-real-ip", "forwarded")
+ADDRESS_HEADERS = frozenset(
+    {
+        # The de-facto and standard forwarding headers.
+        "x-forwarded-for",
+        "x-original-forwarded-for",
+        "forwarded",
+        "forwarded-for",
+        "x-forwarded",
+        "x-real-ip",
+        "via",
+        # One client address each, set by CDNs, load balancers and proxies.
+        "cf-connecting-ip",
+        "cf-connecting-ipv6",
+        "true-client-ip",
+        "x-client-ip",
+        "x-cluster-client-ip",
+        "fastly-client-ip",
+        "client-ip",
+        "x-envoy-external-address",
+        "x-azure-clientip",
+        "x-azure-socketip",
+        "x-appengine-user-ip",
+        "proxy-client-ip",
+        "wl-proxy-client-ip",
+        "x-proxyuser-ip",
+        "x-originating-ip",
+        "x-remote-ip",
+        "x-remote-addr",
+    }
+)
+"""Every header known to carry a client's address: with anonymization on, each is journaled
+with its addresses truncated (and anything else in it that could name a client redacted)."""
 _REDACTED = "[redacted]"
+_MAX_HOPS = 64
+"""How many `X-Forwarded-For` hops are looked at from the right: past that many trusted
+proxies, the chain is not believed."""
 
 
 def parse_ip(text: str | None) -> IPAddress | None:
     """Parse an address, treating IPv4-mapped IPv6 (`::ffff:a.b.c.d`) as IPv4."""
-    if not text:
+    if not text or len(text) > 100:  # no address is that long: do not parse garbage
         return None
-    candidate = text.strip()
+    candidate = text.strip().strip('"')
     if candidate.startswith("[") and "]" in candidate:
-        candidate = candidate[1 : candidate.index("]")]
+        candidate = candidate[1 : candidate.index("]")]  # [v6] or [v6]:port
+    elif candidate.count(":") == 1:
+        candidate = candidate.split(":", 1)[0]  # v4:port
     candidate = candidate.split("%", 1)[0]
+    if not candidate or candidate.strip("0123456789abcdefABCDEF.:"):
+        return None  # not made of an address's characters: skip ipaddress's slow refusal
     try:
         address = ipaddress.ip_address(candidate)
     except ValueError:
@@ -83,7 +121,6 @@ class ClientAddress:
     anonymized: bool
 
     @classmethod
-    @functools.lru_cache(maxsize=4096)  # peers repeat, and the cache is bounded
     def resolve(
         cls,
         peer: str | None,
@@ -94,39 +131,80 @@ class ClientAddress:
     ) -> ClientAddress:
         """The TCP peer, or the client named in `X-Forwarded-For` when the peer is trusted.
 
-        The right-most untrusted hop of `X-Forwarded-For` is the client: the
-        hops to its right were added by proxies we trust.
+        The right-most untrusted hop is the client: the hops to its right were added by
+        proxies we trust. With several `X-Forwarded-For` lines, pass them joined with commas
+        in arrival order (the last line is the one the nearest proxy wrote).
         """
-        address = parse_ip(peer)
+        address = _peer(peer)
         if forwarded_for and trusted.trusts(address):
-            for hop in reversed([h for h in forwarded_for.split(",") if h.strip()]):
-                hop_address = parse_ip(hop)
-                if hop_address is None:
-                    break
-                address = hop_address
-                if not trusted.trusts(hop_address):
-                    break
-        if address is None:
-            return cls(None, None, anonymize)
-        stored = anonymize_ip(address) if anonymize else str(address)
-        return cls(address, stored, anonymize)
+            address = _forwarded_client(address, forwarded_for, trusted)
+        return _stored(address, anonymize)
 
 
-def _scrub_value(value: str) -> str:
-    parts = []
-    for part in value.split(","):
-        token = part.strip()
-        if "=" in token:  # RFC 7239 `Forwarded: for=1.2.3.4;proto=https`
-            parts.append(_REDACTED)
-            continue
-        address = parse_ip(token)
-        parts.append(anonymize_ip(address) if address is not None else _REDACTED)
-    return ", ".join(parts)
+@functools.lru_cache(maxsize=4096)  # peers repeat; a peer is a short string from the socket
+def _peer(peer: str | None) -> IPAddress | None:
+    return parse_ip(peer)
+
+
+def _forwarded_client(
+    address: IPAddress | None, forwarded_for: str, trusted: TrustedProxies
+) -> IPAddress | None:
+    """Walk the hops from the right while they are trusted proxies (at most `_MAX_HOPS`)."""
+    end = len(forwarded_for)
+    for _ in range(_MAX_HOPS):
+        start = forwarded_for.rfind(",", 0, end) + 1
+        hop = forwarded_for[start:end].strip()
+        end = start - 1
+        if hop:
+            hop_address = parse_ip(hop)
+            if hop_address is None:
+                break
+            address = hop_address
+            if not trusted.trusts(hop_address):
+                break
+        if end < 0:
+            break
+    return address
+
+
+@functools.lru_cache(maxsize=4096)  # keyed on the parsed address: bounded, whatever was sent
+def _stored(address: IPAddress | None, anonymize: bool) -> ClientAddress:
+    if address is None:
+        return ClientAddress(None, None, anonymize)
+    stored = anonymize_ip(address) if anonymize else str(address)
+    return ClientAddress(address, stored, anonymize)
+
+
+def _scrub_address(token: str) -> str:
+    address = parse_ip(token)
+    return anonymize_ip(address) if address is not None else _REDACTED
+
+
+def _scrub_forwarded(element: str) -> str:
+    """RFC 7239 `for=1.2.3.4;proto=https;by=...`: the node parameters lose their addresses."""
+    pairs = []
+    for pair in element.split(";"):
+        name, sep, value = pair.strip().partition("=")
+        if sep and name.strip().lower() in ("for", "by"):
+            value = _scrub_address(value)
+        pairs.append(f"{name.strip()}{sep}{value}")
+    return ";".join(pairs)
+
+
+def _scrub_via(element: str) -> str:
+    """`1.1 10.0.0.1:3128 (squid)`: an address among the words is truncated, the rest kept."""
+    words = element.split(" ")
+    return " ".join(_scrub_address(w) if parse_ip(w) is not None else w for w in words)
+
+
+def _scrub_value(name: str, value: str) -> str:
+    scrub = {"forwarded": _scrub_forwarded, "via": _scrub_via}.get(name, _scrub_address)
+    return ", ".join(scrub(part.strip()) for part in value.split(","))
 
 
 def scrub_headers(headers: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Anonymize every address in the forwarding headers, for journaling."""
+    """Truncate every address in the headers known to carry one (`ADDRESS_HEADERS`)."""
     return [
-        (name, _scrub_value(value) if name.lower() in FORWARDING_HEADERS else value)
+        (name, _scrub_value(name.lower(), value) if name.lower() in ADDRESS_HEADERS else value)
         for name, value in headers
     ]

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 
-from .anonymize import FORWARDING_HEADERS, ClientAddress, TrustedProxies, scrub_headers
+from .anonymize import ADDRESS_HEADERS, ClientAddress, TrustedProxies, scrub_headers
 from .contract.crosscheck import crosscheck
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
@@ -189,14 +189,16 @@ class Endpoint:
     def _anonymize(self, request: CoreRequest, record: RequestRecord) -> None:
         payload = record.payload
         anonymize = not (isinstance(payload, dict) and payload.get("anonymize_ip") is False)
+        # Every X-Forwarded-For line, in order: the last one is the nearest proxy's.
+        forwarded = [value for name, value in request.headers if name.lower() == "x-forwarded-for"]
         client = ClientAddress.resolve(
             request.peer,
-            request.header("x-forwarded-for"),
+            ",".join(forwarded) if forwarded else None,
             self.config.trusted_proxies,
             anonymize=anonymize,
         )
         record.client_ip = client.stored
-        if anonymize and any(name.lower() in FORWARDING_HEADERS for name, _ in record.headers):
+        if anonymize and any(name.lower() in ADDRESS_HEADERS for name, _ in record.headers):
             record.headers = scrub_headers(record.headers)
 
     def _finish(self, step: _Pending) -> Outcome:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from helpers import impression
+from helpers import exchange, impression, raw_post
 
 from mockserver import Endpoint, EndpointConfig, SqliteJournal, ThreadedServer, TrustedProxies
+from mockserver.anonymize import ADDRESS_HEADERS
 
 CLIENT = "203.0.113.77"
 
@@ -96,7 +97,8 @@ def test_full_address_appears_nowhere(
     proxied: ThreadedServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("DEBUG")
-    headers = {"X-Forwarded-For": CLIENT, "X-Real-IP": CLIENT, "Forwarded": f"for={CLIENT}"}
+    headers = {name: CLIENT for name in ADDRESS_HEADERS}
+    headers.update({"Forwarded": f'for="{CLIENT}:4711"', "Via": f"1.1 {CLIENT} (proxy)"})
     requests.post(proxied.events_url, json=impression(), headers=headers, timeout=10)
     bad = impression()
     del bad["account_id"]
@@ -127,3 +129,16 @@ def test_full_address_is_not_in_the_events_export(
     out = capsys.readouterr().out
     assert "python-sdk" in out or "campaign_activated" in out
     assert CLIENT not in out
+
+
+def test_a_forged_forwarded_for_line_does_not_name_the_client(proxied: ThreadedServer) -> None:
+    """The client sends its own X-Forwarded-For line; the trusted proxy adds a second line.
+    The client is the right-most hop of the last line, not of the first."""
+    body = json.dumps(impression()).encode()
+    head = raw_post(body, strict=False).split(b"\r\n", 1)
+    forged = b"X-Forwarded-For: 198.51.100.66\r\nX-Forwarded-For: " + CLIENT.encode()
+    status, _, _ = exchange(proxied.port, head[0] + b"\r\n" + forged + b"\r\n" + head[1])
+    assert status == 204
+    record = only_record(proxied)
+    assert record["client_ip"] == "203.0.113.0"
+    assert ["x-forwarded-for", "198.51.100.0"] in record["headers"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mockserver import ClientAddress, TrustedProxies, anonymize_ip
-from mockserver.anonymize import parse_ip, scrub_headers
+from mockserver.anonymize import ADDRESS_HEADERS, parse_ip, scrub_headers
 
 NONE = TrustedProxies()
 
@@ -71,15 +71,43 @@ def test_bad_cidr_names_itself() -> None:
 
 def test_forwarding_headers_are_scrubbed_of_full_addresses() -> None:
     headers = [
-        ("x-forwarded-for", "203.0.113.5, 2001:db8::7"),
-        ("Forwarded", "for=203.0.113.5;proto=https"),
+        ("x-forwarded-for", "203.0.113.5, 2001:db8::7, unknown"),
+        ("Forwarded", 'for=203.0.113.5;proto=https;by="[2001:db8::9]:443", for=_hidden'),
         ("x-real-ip", "203.0.113.5"),
+        ("Via", "1.1 203.0.113.9:3128 (squid/6.1), 1.0 fred"),
         ("user-agent", "python-requests"),
     ]
     scrubbed = scrub_headers(headers)
     assert scrubbed == [
-        ("x-forwarded-for", "203.0.113.0, 2001:db8::"),
-        ("Forwarded", "[redacted]"),
+        ("x-forwarded-for", "203.0.113.0, 2001:db8::, [redacted]"),
+        ("Forwarded", "for=203.0.113.0;proto=https;by=2001:db8::, for=[redacted]"),
         ("x-real-ip", "203.0.113.0"),
+        ("Via", "1.1 203.0.113.0 (squid/6.1), 1.0 fred"),
         ("user-agent", "python-requests"),
     ]
+
+
+@pytest.mark.parametrize("name", sorted(ADDRESS_HEADERS))
+def test_every_header_known_to_carry_an_address_is_scrubbed(name: str) -> None:
+    value = "for=203.0.113.5" if name == "forwarded" else "1.1 203.0.113.5:80"
+    if name not in ("forwarded", "via"):
+        value = "203.0.113.5:4711, [2001:db8::7]:80"
+    ((_, scrubbed),) = scrub_headers([(name.upper(), value)])
+    assert "203.0.113.5" not in scrubbed and "2001:db8::7" not in scrubbed
+    assert "203.0.113.0" in scrubbed
+
+
+def test_the_last_forwarded_for_line_is_the_nearest_proxys() -> None:
+    """A client can send its own X-Forwarded-For; a proxy that adds a line rather than
+    appending to it writes the last one. Joined in order, the walk starts there."""
+    trusted = TrustedProxies.parse(["127.0.0.1/32"])
+    joined = "198.51.100.66,203.0.113.77"  # the forged line, then the proxy's
+    client = ClientAddress.resolve("127.0.0.1", joined, trusted, anonymize=False)
+    assert client.stored == "203.0.113.77"
+
+
+def test_a_chain_of_trusted_hops_is_walked_at_most_64_deep() -> None:
+    trusted = TrustedProxies.parse(["10.0.0.0/8", "127.0.0.1/32"])
+    chain = "203.0.113.77, " + ", ".join(f"10.0.{i // 250}.{i % 250 + 1}" for i in range(100))
+    client = ClientAddress.resolve("127.0.0.1", chain, trusted, anonymize=False)
+    assert client.stored == "10.0.0.37"  # the 64th hop from the right; the client is not reached

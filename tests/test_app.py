@@ -288,7 +288,12 @@ def test_admin_events_filters(sqlite_server: ThreadedServer) -> None:
 def test_admin_reset_health_and_missing_request(sqlite_server: ThreadedServer) -> None:
     post(sqlite_server, impression())
     health = requests.get(sqlite_server.url + "/_mock/health", timeout=10).json()
-    assert health == {"status": "ok", "last_id": 1, "journal": "SqliteJournal"}
+    assert health == {
+        "status": "ok",
+        "last_id": 1,
+        "journal": "SqliteJournal",
+        "max_requests": None,
+    }
     assert requests.delete(sqlite_server.url + "/_mock/requests", timeout=10).status_code == 204
     assert journal(sqlite_server) == []
     missing = requests.get(sqlite_server.url + "/_mock/requests/1", timeout=10)

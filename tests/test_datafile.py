@@ -11,6 +11,7 @@ import pytest
 from helpers import DATAFILE
 
 from mockserver import Datafile, DatafileError, Datafiles
+from mockserver.contract.datafile import MAX_DATAFILES
 
 
 def data(**changes: Any) -> dict[str, Any]:
@@ -144,3 +145,14 @@ def test_added_replaces_the_same_project_and_revision() -> None:
     assert len(files) == 2 and files and not Datafiles()
     with pytest.raises(TypeError, match="Datafile objects"):
         Datafiles(("datafile.json",))  # type: ignore[arg-type]
+
+
+def test_added_keeps_the_newest_revisions_and_datafiles() -> None:
+    files = Datafiles()
+    for revision in range(1, 7):
+        files = files.added(Datafile.from_dict(data(revision=str(revision))))
+    assert [f.revision for f in files.files] == ["3", "4", "5", "6"]  # MAX_REVISIONS
+    for project in range(20):
+        files = files.added(Datafile.from_dict({**data(), "projectId": f"p{project}"}))
+    assert len(files) == MAX_DATAFILES
+    assert [f.project_id for f in files.files] == [f"p{n}" for n in range(4, 20)]

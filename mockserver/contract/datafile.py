@@ -18,7 +18,12 @@ from typing import Any
 
 from .decoding import loads
 
-__all__ = ["Datafile", "DatafileError", "Datafiles", "Experiment"]
+__all__ = ["MAX_DATAFILES", "MAX_REVISIONS", "Datafile", "DatafileError", "Datafiles", "Experiment"]
+
+MAX_REVISIONS = 4
+"""Revisions of one project kept at once (enough to tell an SDK on an old revision)."""
+MAX_DATAFILES = 16
+"""Datafiles kept at once, all projects together."""
 
 VERSIONS = ("2", "3", "4")
 HOLDOUTS = ("holdouts", "localHoldouts")
@@ -179,12 +184,18 @@ class Datafiles:
 
     def added(self, datafile: Datafile) -> Datafiles:
         """These datafiles plus `datafile`, which replaces one of the same project and
-        revision."""
+        revision. At most `MAX_REVISIONS` of one project and `MAX_DATAFILES` in all are
+        kept: the oldest go first (each indexed datafile holds memory; a loop uploading new
+        revisions must not grow the server without end)."""
         kept = [
             f
             for f in self.files
             if (f.project_id, f.revision) != (datafile.project_id, datafile.revision)
         ]
+        same = [f for f in kept if f.project_id == datafile.project_id]
+        dropped = {id(f) for f in same[: max(0, len(same) + 1 - MAX_REVISIONS)]}
+        kept = [f for f in kept if id(f) not in dropped]
+        kept = kept[max(0, len(kept) + 1 - MAX_DATAFILES) :]
         return Datafiles((*kept, datafile))
 
 

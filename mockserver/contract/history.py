@@ -7,6 +7,7 @@ while it holds its write lock, so the check and the insert are atomic.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Protocol
 
 from ..model import RequestRecord
@@ -36,35 +37,56 @@ def dedupe_key(entity_id: Any, uuid: Any, timestamp: Any) -> DedupeKey:
 class RecentHistory:
     """Accepted events held in memory: the whole history of a `MemoryJournal`, and the
     requests of one group commit that a `SqliteJournal` has not inserted yet (layered over
-    what its table answers, `over`)."""
+    what its table answers, `over`).
+
+    Keys and impressions are counted, so `forget` removes exactly what a record brought
+    (the same key may come from several records): a `MemoryJournal` with a cap forgets what
+    it evicts, as the SQLite journal's rows go, and both flag the same duplicates."""
 
     def __init__(self, over: History | None = None, *, known: set[DedupeKey] | None = None) -> None:
         self._over = over
-        self._keys: set[DedupeKey] = set(known or ())
-        self._impressions: dict[Any, list[Any]] = {}
+        self._keys: Counter[DedupeKey] = Counter(known or ())
+        self._impressions: dict[Any, Counter[int]] = {}
 
-    def remember(self, record: RequestRecord) -> None:
+    def remember(self, record: RequestRecord, count: int = 1) -> None:
         """Add an accepted record's events (others make no history)."""
         if record.verdict != "accepted":
             return
         for event in record.events:
-            self._keys.add(dedupe_key(event.entity_id, event.uuid, event.timestamp))
-            if event.kind == "impression":
-                self._impressions.setdefault(event.visitor_id, []).append(event.timestamp)
+            _add(self._keys, dedupe_key(event.entity_id, event.uuid, event.timestamp), count)
+            if event.kind == "impression" and _is_stamp(event.timestamp):
+                stamps = self._impressions.setdefault(event.visitor_id, Counter())
+                _add(stamps, event.timestamp, count)
+                if not stamps:
+                    del self._impressions[event.visitor_id]
+
+    def forget(self, record: RequestRecord) -> None:
+        """Take back what `remember(record)` added (the record was evicted)."""
+        self.remember(record, -1)
 
     def clear(self) -> None:
         self._keys.clear()
         self._impressions.clear()
 
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
-        return {key for key in keys if key in self._keys}
+        return {key for key in keys if self._keys[key] > 0}
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
-        if isinstance(timestamp, int) and any(
-            isinstance(t, int) and t <= timestamp for t in self._impressions.get(visitor_id, ())
+        if _is_stamp(timestamp) and any(
+            t <= timestamp for t in self._impressions.get(visitor_id, ())
         ):
             return True
         return self._over is not None and self._over.impression_before(visitor_id, timestamp)
+
+
+def _is_stamp(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _add(counter: Counter[Any], key: Any, count: int) -> None:
+    counter[key] += count
+    if counter[key] <= 0:
+        del counter[key]
 
 
 def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:

@@ -185,6 +185,8 @@ class MemoryJournal(Journal):
         if self.max_requests is None or len(self._records) <= self.max_requests:
             return
         excess = len(self._records) - self.max_requests
+        for record in self._records[:excess]:
+            self._history.forget(record)
         del self._records[:excess]
         log.info(
             "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -116,23 +118,41 @@ class SqliteJournal(Journal):
         self, path: str | Path, *, max_requests: int | None = None, shared: bool = False
     ) -> None:
         """`shared`: other processes write the same file (`serve --workers`); a watcher
-        thread then notices their commits and clears, for long-polls and the page."""
+        thread then notices their commits and clears, for long-polls and the page.
+
+        Otherwise the journal takes the file for itself (an exclusive `flock`, held until
+        `close()`): a second server on the same file is refused with a message, rather than
+        silently sharing it (one's `DELETE` would wipe the other's view, long-polls would
+        miss the other's commits). `serve --workers` holds that lock in its parent process
+        and opens the workers' journals `shared`."""
         super().__init__(max_requests=max_requests)
         self.path = Path(path)
         self.shared = shared
         self._writer = self._connect()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        self._lock_fd: int | None = None
         try:
+            if not shared:
+                self._lock_fd = self._take_file()
             self._prepare_schema()
             row = self._writer.execute(
                 "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests"
             ).fetchone()
             self._last_id, self._count = int(row[0]), int(row[1])
             self.generation = self._stored_generation()
-        except sqlite3.Error as exc:
+            if not shared:
+                self._writer.execute(
+                    "INSERT INTO meta (key, value) VALUES ('writer_pid', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(os.getpid()),),
+                )
+        except (sqlite3.Error, JournalError) as exc:
             self._writer.close()
             self._reader.close()
+            self._release_file()
+            if isinstance(exc, JournalError):
+                raise
             raise self._unreadable(exc) from exc
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._ticks: dict[asyncio.AbstractEventLoop, Tick] = {}
@@ -141,6 +161,33 @@ class SqliteJournal(Journal):
         self._closing = threading.Event()
         if shared:
             threading.Thread(target=self._watch, name="logx-journal-watch", daemon=True).start()
+
+    def _take_file(self) -> int:
+        """An exclusive, non-blocking `flock` on the journal file, or a JournalError."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            row = None
+            if self._has_meta():
+                holder = "SELECT value FROM meta WHERE key='writer_pid'"
+                row = self._writer.execute(holder).fetchone()
+            pid = f" (pid {row[0]})" if row else ""
+            raise JournalError(
+                f"the journal {str(self.path)!r} is in use by another logx-mock serve{pid}; "
+                "stop that one, or give this one its own file: --db OTHER.db (or --memory)"
+            ) from None
+        return fd
+
+    def _has_meta(self) -> bool:
+        found = "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        return self._writer.execute(found).fetchone() is not None
+
+    def _release_file(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
 
     def _stored_generation(self) -> int:
         row = self._writer.execute("SELECT value FROM meta WHERE key='generation'").fetchone()
@@ -260,6 +307,7 @@ class SqliteJournal(Journal):
             self._thread.join()
         self._writer.close()
         self._reader.close()
+        self._release_file()
 
     def _write_loop(self) -> None:
         while True:
@@ -370,7 +418,11 @@ class SqliteJournal(Journal):
         if self.max_requests is None:
             return
         if self.shared:  # other processes insert too: count what is there
-            self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+            # Ids are contiguous (AUTOINCREMENT never reuses one, a rolled-back insert takes
+            # none, evictions and clears remove from the oldest end): two index look-ups
+            # count the table, where COUNT(*) would read all of it on every commit.
+            low, high = self._writer.execute("SELECT MIN(id), MAX(id) FROM requests").fetchone()
+            self._count = 0 if low is None else high - low + 1
         if self._count <= self.max_requests:
             return
         excess = self._count - self.max_requests

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from ..faults import FaultError, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
+from .admin_token import TOKEN_ENV, admin_token
 from .ca import (
     HOME_ENV,
     CAError,
@@ -41,6 +43,11 @@ from .logsink import BackgroundHandler
 __all__ = ["build_parser", "main"]
 
 DEFAULT_DB = "logx-mock.db"
+RETENTION = {"sqlite": 100_000, "memory": 10_000}
+"""How many requests `serve` keeps unless told (`--max-requests`; 0 keeps all): enough for a
+long load test (tests/test_load.py journals 16,000) and days of an app's traffic, while the
+file (about 3 KB per SDK request: ~300 MB) or the memory (about 10 KB per request in Python
+objects: ~100 MB) stays bounded when a server is left running."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.add_argument("--memory", action="store_true", help="keep the journal in memory only")
     serve.add_argument(
-        "--max-requests", type=int, metavar="N", help="keep at most N requests, evicting the oldest"
+        "--max-requests",
+        type=int,
+        metavar="N",
+        help=f"keep the newest N requests (default {RETENTION['sqlite']:,} with --db, "
+        f"{RETENTION['memory']:,} with --memory; 0 keeps all)",
     )
     serve.add_argument(
         "--trust-proxy",
@@ -94,7 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--admin-token",
         metavar="TOKEN",
         help=f"require this token for {ADMIN_PREFIX} (Authorization: Bearer, or open "
-        f"{ADMIN_PREFIX}/?token=TOKEN)",
+        f"{ADMIN_PREFIX}/?token=TOKEN); visible in `ps`: prefer --admin-token-file or {TOKEN_ENV}",
+    )
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="read the admin token from FILE (chmod 600 it)",
     )
     serve.add_argument(
         "--insecure-admin",
@@ -157,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name in EVENT_FILTERS:
         events.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
     events.add_argument("--limit", type=int, default=100)
-    events.add_argument("--token", metavar="TOKEN", help="the server's --admin-token")
+    events.add_argument(
+        "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
+    )
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     return parser
@@ -184,27 +202,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 # serve ---------------------------------------------------------------------
 
 
+def _retention(args: argparse.Namespace) -> int | None:
+    """The journal's cap: `--max-requests`, or the default; None keeps everything."""
+    if args.max_requests is None:
+        return RETENTION["memory" if args.memory else "sqlite"]
+    return args.max_requests or None
+
+
 def _open_journal(args: argparse.Namespace) -> Journal:
     if args.memory:
-        return MemoryJournal(max_requests=args.max_requests)
+        return MemoryJournal(max_requests=_retention(args))
     from ..journal.sqlite import SqliteJournal
 
-    return SqliteJournal(args.db, max_requests=args.max_requests)
+    return SqliteJournal(args.db, max_requests=_retention(args))
 
 
 def _serve(args: argparse.Namespace) -> int:
     from .server import bind_socket
 
-    if args.max_requests is not None and args.max_requests < 1:
-        print("logx-mock: --max-requests must be at least 1", file=sys.stderr)
+    if args.max_requests is not None and args.max_requests < 0:
+        print("logx-mock: --max-requests must be 0 (keep all) or more", file=sys.stderr)
         return 2
+    try:
+        token, notes = admin_token(args.admin_token, args.admin_token_file, os.environ)
+    except ValueError as exc:
+        print(f"logx-mock: {exc}", file=sys.stderr)
+        return 2
+    for note in notes:
+        print(f"logx-mock: note: {note}", file=sys.stderr)
     if args.workers < 1 or (args.workers > 1 and args.memory):
         print(
             "logx-mock: --workers N needs N >= 1, and a SQLite journal (--db) to share when N > 1",
             file=sys.stderr,
         )
         return 2
-    if not is_loopback(args.host) and not (args.admin_token or args.insecure_admin):
+    if not is_loopback(args.host) and not (token or args.insecure_admin):
         print(
             f"logx-mock: --host {args.host} exposes the admin API ({ADMIN_PREFIX}) beyond this "
             "machine; pass --admin-token TOKEN, or --insecure-admin if that is really what you "
@@ -216,7 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
         trusted = TrustedProxies.parse(args.trust_proxy)
         rules = _fault_rules(args)
         guard = GuardConfig(
-            token=args.admin_token, allowed_hosts=frozenset(h.lower() for h in args.allow_host)
+            token=token, allowed_hosts=frozenset(h.lower() for h in args.allow_host)
         )
         datafiles = Datafiles.load(args.datafile)
         config = EndpointConfig(
@@ -291,19 +323,24 @@ def _run(
         print(f"proxy: {proxy} (HTTPS_PROXY={proxy}; answers only Optimizely's hosts)", flush=True)
     for datafile in datafiles.files:
         print(f"datafile: {datafile.describe()}", flush=True)
+    kept = (
+        "all requests" if journal.max_requests is None else f"the newest {journal.max_requests:,}"
+    )
+    print(f"journal keeps {kept} (--max-requests N; 0 keeps all)", flush=True)
     tls = {}
     if args.tls and secure is not None:
         tls = {"ssl_certfile": str(secure.leaf.certfile), "ssl_keyfile": str(secure.leaf.keyfile)}
     if args.workers > 1:
-        journal.close()  # it made the file and its schema; each worker opens its own
+        # The parent's journal made the file and its schema, and holds the file's lock while
+        # the workers (each opening its own, shared) run: no other server can take it.
         settings = {
             "db": str(Path(args.db).resolve()),
-            "max_requests": args.max_requests,
+            "max_requests": _retention(args),
             "trust_proxy": args.trust_proxy,
             "body_timeout": args.body_timeout,
             "faults": [rule.to_dict() for rule in rules],
             "datafiles": [str(Path(p).resolve()) for p in args.datafile],
-            "admin_token": args.admin_token,
+            "admin_token_sha256": guard.token_sha256,
             "allowed_hosts": sorted(guard.allowed_hosts),
             "tls": tls,
         }
@@ -311,6 +348,7 @@ def _run(
 
         with contextlib.suppress(KeyboardInterrupt):
             run_workers(socks[0], args.workers, settings)
+        journal.close()
     else:
         app = create_app(endpoint, close_journal=True, guard=guard)
         side = []
@@ -443,7 +481,8 @@ def _events(args: argparse.Namespace) -> int:
     after, first = 0, True
     if not args.json:
         print("  ".join(f"{c:<12}" for c in _COLUMNS), flush=True)
-    auth = {"authorization": f"Bearer {args.token}"} if args.token else {}
+    token = args.token or os.environ.get(TOKEN_ENV)
+    auth = {"authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(timeout=70.0, headers=auth) as client:
         while first or args.follow:
             params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}

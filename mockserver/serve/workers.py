@@ -25,6 +25,7 @@ from ..faults import FaultRule
 from ..journal.sqlite import SqliteJournal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
+from .admin_token import TOKEN_ENV
 from .cli import log_to_stderr
 from .server import uvicorn_config
 from .watch import watch_datafiles
@@ -49,18 +50,27 @@ def app_from_env() -> LogxApp:
     if settings.get("datafiles"):
         watch_datafiles(endpoint, settings["datafiles"])
     guard = GuardConfig(
-        token=settings["admin_token"], allowed_hosts=frozenset(settings["allowed_hosts"])
+        token_sha256=settings["admin_token_sha256"],
+        allowed_hosts=frozenset(settings["allowed_hosts"]),
     )
     return create_app(endpoint, close_journal=True, guard=guard)
 
 
 def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> None:
-    """Serve `sock` with `workers` processes until interrupted."""
+    """Serve `sock` with `workers` processes until interrupted.
+
+    The workers get the settings in their environment, with the admin token only as its
+    SHA-256; `LOGX_MOCK_ADMIN_TOKEN` is left out of what they inherit."""
     os.environ[ENV] = json.dumps(settings)
+    inherited = os.environ.pop(TOKEN_ENV, None)
     config = uvicorn_config(
         "mockserver.serve.workers:app_from_env",  # type: ignore[arg-type]
         factory=True,
         workers=workers,
         **settings.get("tls", {}),
     )
-    Multiprocess(config, sockets=[sock]).run()
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        if inherited is not None:
+            os.environ[TOKEN_ENV] = inherited

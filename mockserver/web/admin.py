@@ -166,7 +166,12 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
 
     async def health(request: Request) -> Response:
         return JSONResponse(
-            {"status": "ok", "last_id": journal.last_id, "journal": type(journal).__name__}
+            {
+                "status": "ok",
+                "last_id": journal.last_id,
+                "journal": type(journal).__name__,
+                "max_requests": journal.max_requests,
+            }
         )
 
     async def list_requests(request: Request) -> Response:

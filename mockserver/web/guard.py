@@ -15,6 +15,7 @@ Two checks, in pure ASGI in front of the admin routes:
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import re
@@ -27,7 +28,7 @@ from ..model import Outcome
 from ..problem import problem
 from .wire import send_outcome
 
-__all__ = ["ADMIN_PREFIX", "COOKIE", "AdminGuard", "GuardConfig", "is_loopback"]
+__all__ = ["ADMIN_PREFIX", "COOKIE", "AdminGuard", "GuardConfig", "is_loopback", "token_digest"]
 
 ADMIN_PREFIX = "/_mock"
 """Where the admin surface lives: the admin API, the page and its assets."""
@@ -63,10 +64,16 @@ def _is_ip(name: str) -> bool:
 
 @dataclass(frozen=True, kw_only=True)
 class GuardConfig:
-    """The admin surface's protection; keyword-only, checked on construction."""
+    """The admin surface's protection; keyword-only, checked on construction.
 
-    token: str | None = None
+    `token` is checked and kept only as its SHA-256 (`token_sha256`), which is also what
+    `serve --workers` hands its workers: the token itself travels in no environment, and a
+    digest read from one opens nothing (a token is needed to match it).
+    """
+
+    token: str | None = field(default=None, repr=False)
     allowed_hosts: frozenset[str] = field(default_factory=frozenset)
+    token_sha256: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.token is None:
@@ -78,6 +85,7 @@ class GuardConfig:
                 "--admin-token may hold only ASCII letters, digits and - . _ ~ + / = (it is sent "
                 "in a header, a cookie and a URL); use e.g. the output of `openssl rand -hex 16`"
             )
+        object.__setattr__(self, "token_sha256", token_digest(self.token))
 
     def host_allowed(self, host: str | None) -> bool:
         if not host:
@@ -107,13 +115,14 @@ class AdminGuard:
                 "127.0.0.1 or localhost, or start it with --allow-host NAME",
             )
             return
-        token = self.config.token
-        if token is None or _presented(headers, token):
+        digest = self.config.token_sha256
+        if digest is None or _presented(headers, digest):
             await self.app(scope, receive, send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        if query.get("token") and _same(query["token"][0], token):
-            await _set_cookie_and_return(send, scope, token)
+        presented = query.get("token", [""])[0]
+        if presented and _same(presented, digest):
+            await _set_cookie_and_return(send, scope, presented)
             return
         await _deny(
             send,
@@ -123,19 +132,22 @@ class AdminGuard:
         )
 
 
-def _same(presented: str, token: str) -> bool:
-    """A constant-time comparison that takes any text (hmac's refuses non-ASCII str)."""
-    return hmac.compare_digest(
-        presented.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
-    )
+def token_digest(token: str) -> str:
+    """The SHA-256 of a token (any text: a presented one may hold anything), in hex."""
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _presented(headers: dict[str, str], token: str) -> bool:
+def _same(presented: str, digest: str) -> bool:
+    """Whether `presented` is the token of `digest`, compared in constant time."""
+    return hmac.compare_digest(token_digest(presented), digest)
+
+
+def _presented(headers: dict[str, str], digest: str) -> bool:
     auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer ") and _same(auth[7:].strip(), token):
+    if auth.lower().startswith("bearer ") and _same(auth[7:].strip(), digest):
         return True
     cookie = _cookie(headers.get("cookie", ""), COOKIE)
-    return cookie is not None and _same(cookie, token)
+    return cookie is not None and _same(cookie, digest)
 
 
 def _cookie(header: str, name: str) -> str | None:

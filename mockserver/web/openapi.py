@@ -352,6 +352,7 @@ def openapi_document() -> dict[str, Any]:
                                             "status": _STR,
                                             "last_id": {"type": "integer"},
                                             "journal": _STR,
+                                            "max_requests": {"type": ["integer", "null"]},
                                         }
                                     )
                                 }
