@@ -64,6 +64,7 @@ def test_a_short_token_is_refused() -> None:
     [
         "/_mock/requests",
         "/_mock/events",
+        "/_mock/results",
         "/_mock/faults",
         "/_mock/datafiles",
         "/_mock/health",
@@ -161,6 +162,7 @@ def test_cors_is_open_on_the_endpoint_only(sqlite_server: ThreadedServer) -> Non
     for path in (
         "/_mock/requests",
         "/_mock/events",
+        "/_mock/results",
         "/_mock/",
         "/_mock/faults",
         "/_mock/datafiles",

@@ -58,6 +58,7 @@ def test_every_operation_matches_the_document(live: ThreadedServer) -> None:
     assert {
         ("POST", "/v1/events"),
         ("GET", "/_mock/events"),
+        ("GET", "/_mock/results"),
         ("DELETE", "/_mock/requests"),
         ("GET", "/_mock/faults"),
     } <= covered

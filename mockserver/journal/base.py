@@ -11,14 +11,22 @@ import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
 from ..contract.history import RecentHistory, apply_history
 from ..model import EventRecord, RequestRecord
 
-__all__ = ["EVENT_FILTERS", "MAX_LIMIT", "Journal", "JournalError", "MemoryJournal", "as_text"]
+__all__ = [
+    "EVENT_FILTERS",
+    "MAX_LIMIT",
+    "Journal",
+    "JournalError",
+    "MemoryJournal",
+    "as_text",
+    "event_matches",
+]
 
 log = logging.getLogger("logx_mock")
 
@@ -35,6 +43,7 @@ EVENT_FILTERS = (
 )
 MAX_LIMIT = 100_000
 """The most requests or events one read returns (`limit`)."""
+_SCAN_CHUNK = 500
 
 
 class JournalError(Exception):
@@ -60,6 +69,11 @@ def check_filters(filters: dict[str, str]) -> None:
         raise ValueError(
             f"unknown event filter(s) {', '.join(unknown)}; use {', '.join(EVENT_FILTERS)}"
         )
+
+
+def event_matches(event: EventRecord, filters: dict[str, str]) -> bool:
+    """Whether `event` passes every event filter (exact match on the text form)."""
+    return all(as_text(getattr(event, k)) == as_text(v) for k, v in filters.items())
 
 
 class Journal(ABC):
@@ -108,6 +122,24 @@ class Journal(ABC):
     @abstractmethod
     def clear(self) -> None:
         """Forget every request (ids keep growing)."""
+
+    def scan(self, *, after: int = 0, until: int | None = None) -> Iterator[RequestRecord]:
+        """Every request with `after < id <= until`, oldest first, with its events, read a
+        few hundred at a time: memory holds one chunk, whatever the journal's size."""
+        while True:
+            found = self.requests(after=after, limit=_SCAN_CHUNK)
+            for record in found:
+                if until is not None and record.id > until:
+                    return
+                yield record
+            if len(found) < _SCAN_CHUNK:
+                return
+            after = found[-1].id
+
+    def repeated_uuids(self, *, after: int = 0) -> set[str] | None:
+        """The uuids more than one accepted event carries (a superset will do), so a reader
+        looking for duplicates remembers only those; None: not known, remember all."""
+        return None
 
     def close(self) -> None:  # noqa: B027  (nothing to release by default)
         """Release files and threads; the journal is unusable after."""
@@ -204,6 +236,13 @@ class MemoryJournal(Journal):
             ]
         return found[:limit]
 
+    def scan(self, *, after: int = 0, until: int | None = None) -> Iterator[RequestRecord]:
+        with self._lock:
+            records = list(self._records)  # the references only: appends go on meanwhile
+        for record in records:
+            if record.id > after and (until is None or record.id <= until):
+                yield record
+
     def request(self, request_id: int) -> RequestRecord | None:
         with self._lock:
             return next((r for r in self._records if r.id == request_id), None)
@@ -217,7 +256,7 @@ class MemoryJournal(Journal):
                 if record.id <= after:
                     continue
                 for event in record.events:
-                    if all(as_text(getattr(event, k)) == as_text(v) for k, v in filters.items()):
+                    if event_matches(event, filters):
                         found.append(event)
                         if len(found) >= limit:
                             return found

@@ -25,6 +25,7 @@ import os
 import queue
 import sqlite3
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from ..contract.flatten import flatten
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
 from ..model import WITH_EVENTS, EventRecord, RequestRecord
 from ..violations import Violation
-from .base import EVENT_FILTERS, Journal, JournalError, _limit, as_text, check_filters
+from .base import _SCAN_CHUNK, EVENT_FILTERS, Journal, JournalError, _limit, as_text, check_filters
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]
 
@@ -488,6 +489,37 @@ class SqliteJournal(Journal):
             sql, params = sql + " AND verdict = ?", (*params, verdict)
         rows = self._read(sql + " ORDER BY id LIMIT ?", (*params, _limit(limit)))
         return [self._record(row) for row in rows]
+
+    def scan(self, *, after: int = 0, until: int | None = None) -> Iterator[RequestRecord]:
+        """Chunk by chunk, with one duplicate-flag query per chunk (not one per request)."""
+        top = 2**63 - 1 if until is None else until
+        while True:
+            rows = self._read(
+                f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id > ? AND id <= ? "
+                "ORDER BY id LIMIT ?",
+                (after, top, _SCAN_CHUNK),
+            )
+            if not rows:
+                return
+            flagged = self._read(
+                "SELECT request_id, idx FROM events WHERE request_id > ? AND request_id <= ? "
+                "AND duplicate = 1",
+                (after, rows[-1][0]),
+            )
+            duplicates: dict[int, set[int]] = {}
+            for request_id, idx in flagged:
+                duplicates.setdefault(request_id, set()).add(idx)
+            for row in rows:
+                yield self._record(row, duplicates.get(row[0], set()))
+            after = rows[-1][0]
+
+    def repeated_uuids(self, *, after: int = 0) -> set[str] | None:
+        """One pass over the (uuid, ...) index alone, whatever the verdict or `after`
+        (a superset is allowed): only uuids that repeat need remembering."""
+        rows = self._read(
+            "SELECT uuid FROM events WHERE uuid IS NOT NULL GROUP BY uuid HAVING COUNT(*) > 1", ()
+        )
+        return {row[0] for row in rows}
 
     def request(self, request_id: int) -> RequestRecord | None:
         rows = self._read(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))

@@ -11,6 +11,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.responses import Response
@@ -21,6 +22,7 @@ from ..contract.decoding import loads
 from ..endpoint import Endpoint
 from ..faults import FaultError, FaultPlanFull, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, MAX_LIMIT, JournalError
+from ..journal.results import DEFAULT_LIMIT, journal_results
 from ..problem import problem
 from ..violations import shown
 from .guard import ADMIN_PREFIX
@@ -224,6 +226,25 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         # `checked` was read before the query: a client resuming from it misses nothing.
         return JSONResponse({"events": [e.to_dict() for e in found], "last_id": checked})
 
+    async def get_results(request: Request) -> Response:
+        try:
+            _check_params(request, {"after", "limit", *EVENT_FILTERS})
+            after = _int(request, "after", 0, 0, 2**62)
+            limit = _int(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        except _BadQuery as exc:
+            return _problem(400, str(exc))
+        filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+        # Two reads of the whole journal: never on the event loop.
+        result, until = await run_in_threadpool(
+            journal_results,
+            journal,
+            datafiles=endpoint.config.datafiles,
+            after=after,
+            filters=filters,
+            limit=limit,
+        )
+        return JSONResponse({**result.to_dict(), "last_id": until})
+
     async def get_faults(request: Request) -> Response:
         return JSONResponse({"rules": endpoint.faults.describe()})
 
@@ -281,6 +302,7 @@ def admin_routes(endpoint: Endpoint) -> list[BaseRoute]:
         _methods(f"{ADMIN_PREFIX}/requests", GET=list_requests, DELETE=reset),
         Route(f"{ADMIN_PREFIX}/requests/{{request_id}}", get_request, methods=["GET"]),
         Route(f"{ADMIN_PREFIX}/events", list_events, methods=["GET"]),
+        Route(f"{ADMIN_PREFIX}/results", get_results, methods=["GET"]),
         _methods(
             f"{ADMIN_PREFIX}/faults",
             GET=get_faults,

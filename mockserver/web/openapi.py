@@ -210,6 +210,86 @@ _SCHEMAS: dict[str, Any] = {
         },
         ["source", "account_id", "project_id", "revision"],
     ),
+    "Results": _obj(
+        {
+            "experiments": _array("ResultsExperiment"),
+            "uncounted": {
+                "type": "array",
+                "items": _obj(
+                    {"visitor_id": _JSON, "events": _array("Uncounted")}, ["visitor_id", "events"]
+                ),
+                "description": "the events that do not count, by visitor (at most `limit`)",
+            },
+            "reasons": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "how many events each reason kept from counting (all of them)",
+            },
+            "counted": _obj(
+                {"impressions": {"type": "integer"}, "conversions": {"type": "integer"}}
+            ),
+            "left_off": {"type": "integer", "description": "uncounted events not listed"},
+            "last_id": {"type": "integer", "description": "the newest request counted"},
+        },
+        ["experiments", "uncounted", "reasons", "counted", "left_off", "last_id"],
+    ),
+    "ResultsExperiment": _obj(
+        {
+            "experiment_id": _STR,
+            "experiment_key": _NULLABLE_STR,
+            "rule_type": _NULLABLE_STR,
+            "flag_key": _NULLABLE_STR,
+            "variations": {
+                "type": "array",
+                "items": _obj(
+                    {
+                        "variation_id": _STR,
+                        "variation_key": _NULLABLE_STR,
+                        "visitors": {"type": "integer"},
+                        "events": {
+                            "type": "array",
+                            "items": _obj(
+                                {
+                                    "key": _STR,
+                                    "unique_conversions": {"type": "integer"},
+                                    "conversions": {"type": "integer"},
+                                    "revenue": {"type": "integer"},
+                                },
+                                ["key", "unique_conversions", "conversions", "revenue"],
+                            ),
+                        },
+                    },
+                    ["variation_id", "variation_key", "visitors", "events"],
+                ),
+            },
+        },
+        ["experiment_id", "experiment_key", "rule_type", "flag_key", "variations"],
+    ),
+    "Uncounted": _obj(
+        {
+            "reason": {
+                "enum": [
+                    "before_impression",
+                    "no_experiment",
+                    "duplicate",
+                    "revenue_not_integer",
+                    "revenue_only_in_tags",
+                    "other_variation",
+                    "rejected",
+                    "faulted",
+                ]
+            },
+            "message": _STR,
+            "request_id": {"type": "integer"},
+            "path": _STR,
+            "kind": _STR,
+            "key": _JSON,
+            "uuid": _JSON,
+            "timestamp": _JSON,
+            "experiment_ids": {"type": "array", "items": _STR},
+        },
+        ["reason", "message", "request_id", "path"],
+    ),
     "EventRecord": _obj(
         {
             "request_id": {"type": "integer"},
@@ -409,6 +489,24 @@ def openapi_document() -> dict[str, Any]:
                         ),
                     ],
                     "responses": {"200": _list_of("events", "EventRecord"), "400": admin_problem},
+                }
+            },
+            f"{ADMIN_PREFIX}/results": {
+                "get": {
+                    "summary": "The results an experiment would show, and why events do not count",
+                    "parameters": [
+                        _PAGING[0],
+                        _query(
+                            "limit",
+                            {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                            "list at most this many uncounted events (default 100)",
+                        ),
+                        *_FILTERS,
+                    ],
+                    "responses": {
+                        "200": {"description": "The table.", "content": _json("Results")},
+                        "400": admin_problem,
+                    },
                 }
             },
             f"{ADMIN_PREFIX}/faults": {

@@ -1,0 +1,53 @@
+"""GET /_mock/results on a real server over a SQLite file, and `logx-mock results`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+from test_results import BASE, PURCHASE, cells, conv, reasons
+
+from mockserver import ThreadedServer
+
+
+def post(server: ThreadedServer, *batches: Any) -> None:
+    for batch in batches:
+        assert requests.post(server.events_url, json=batch, timeout=5).status_code == 204
+
+
+def get(server: ThreadedServer, **params: Any) -> requests.Response:
+    return requests.get(server.url + "/_mock/results", params=params, timeout=10)
+
+
+def test_results_over_http(sqlite_server: ThreadedServer) -> None:
+    post(sqlite_server, *BASE, PURCHASE, conv("user-9"))
+    answer = get(sqlite_server)
+    assert answer.status_code == 200
+    result = answer.json()
+    assert cells(result)[("checkout_ab", "treatment", "purchase", "revenue")] == 4200
+    assert reasons(result) == [("user-9", "no_experiment", "purchase")]
+    assert (result["last_id"], result["left_off"]) == (4, 0)
+    assert result["uncounted"][0]["events"][0]["request_id"] == 4
+
+
+def test_after_and_filters_narrow_what_counts(sqlite_server: ThreadedServer) -> None:
+    post(sqlite_server, *BASE, PURCHASE)
+    later = get(sqlite_server, after=2).json()  # only the purchase: user-1 has no impression
+    assert (later["experiments"], reasons(later)) == ([], [("user-1", "no_experiment", "purchase")])
+    only_user_2 = get(sqlite_server, visitor_id="user-2").json()
+    assert [v["visitors"] for v in only_user_2["experiments"][0]["variations"]] == [1]
+    assert get(sqlite_server, client_name="go-sdk").json()["experiments"] == []
+    bounded = get(sqlite_server, limit=1, after=2).json()
+    assert (len(bounded["uncounted"]), bounded["reasons"]) == (1, {"no_experiment": 1})
+
+
+def test_a_bad_query_says_what_to_send(sqlite_server: ThreadedServer) -> None:
+    for params, message in (
+        ({"limit": 0}, "limit=0 is out of range; use 1 to 100,000"),
+        ({"after": "x"}, "after='x' is not an integer"),
+        ({"client": "python-sdk"}, "unknown query parameter(s) client; use account_id"),
+    ):
+        answer = get(sqlite_server, **params)
+        assert answer.status_code == 400
+        assert answer.headers["content-type"] == "application/problem+json"
+        assert message in answer.json()["detail"]
