@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import pytest
 import requests
 from test_results import BASE, PURCHASE, cells, conv, reasons
 
 from mockserver import ThreadedServer
+from mockserver.serve.cli import main
 
 
 def post(server: ThreadedServer, *batches: Any) -> None:
@@ -51,3 +54,39 @@ def test_a_bad_query_says_what_to_send(sqlite_server: ThreadedServer) -> None:
         assert answer.status_code == 400
         assert answer.headers["content-type"] == "application/problem+json"
         assert message in answer.json()["detail"]
+
+
+def test_results_command_prints_the_table(
+    sqlite_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    post(sqlite_server, *BASE, PURCHASE, conv("user-9"))
+    assert main(["results", "--url", sqlite_server.url]) == 0
+    assert capsys.readouterr().out == (
+        "checkout_ab (experiment 111127, flag checkout_flow, feature-test)\n"
+        "  variation           visitors  event     unique  conversions  revenue\n"
+        "  control (111128)           1  purchase       0            0        0\n"
+        "  treatment (111129)         1  purchase       1            1     4200\n"
+        "\n"
+        "Did not count: 1 event(s) (no_experiment 1):\n"
+        "  visitor 'user-9'\n"
+        "    request #4 visitors[0].snapshots[0].events[0] 'purchase': no_experiment: visitor "
+        "'user-9' has no impression in any experiment: results attribute conversions to "
+        "bucketed visitors only; decide (or activate) for this visitor before tracking\n"
+    )
+    assert main(["results", "--url", sqlite_server.url, "--json", "--visitor-id", "user-9"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert (body["experiments"], body["reasons"]) == ([], {"no_experiment": 1})
+    assert main(["results", "--url", sqlite_server.url, "--limit", "0"]) == 2
+    assert "answered 400" in capsys.readouterr().err
+    assert main(["results", "--url", "http://127.0.0.1:9"]) == 2
+    assert "is `logx-mock serve` running?" in capsys.readouterr().err
+
+
+def test_results_command_on_an_empty_journal(
+    sqlite_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["results", "--url", sqlite_server.url]) == 0
+    assert capsys.readouterr().out == (
+        "No experiment has a visitor yet (no accepted impression with ids).\n\n"
+        "Every accepted event counted.\n"
+    )

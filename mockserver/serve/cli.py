@@ -1,4 +1,4 @@
-"""The `logx-mock` command: `serve`, `validate` and `events`.
+"""The `logx-mock` command: `serve`, `validate`, `events` and `results`.
 
 `main(argv)` returns an exit code and changes no global state beyond the
 logging handler `serve` installs for its own run.
@@ -39,6 +39,7 @@ from .ca import (
     trust_instructions,
 )
 from .logsink import BackgroundHandler
+from .results_cli import add_results_command, admin_get, run_results
 
 __all__ = ["build_parser", "main"]
 
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_results_command(commands)
     return parser
 
 
@@ -192,7 +194,13 @@ def _ca_dir_option(parser: argparse.ArgumentParser) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     args = build_parser().parse_args(argv)
-    runner = {"serve": _serve, "validate": _validate, "events": _events, "ca": _ca}[args.command]
+    runner = {
+        "serve": _serve,
+        "validate": _validate,
+        "events": _events,
+        "results": run_results,
+        "ca": _ca,
+    }[args.command]
     try:
         return runner(args)
     except KeyboardInterrupt:
@@ -488,21 +496,9 @@ def _events(args: argparse.Namespace) -> int:
             params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}
             if not first:
                 params["wait"] = 30
-            try:
-                response = client.get(f"{base}{ADMIN_PREFIX}/events", params=params)
-            except httpx.HTTPError as exc:
-                print(
-                    f"logx-mock: cannot reach {base} ({exc}); is `logx-mock serve` running?",
-                    file=sys.stderr,
-                )
+            body = admin_get(client, base, f"{ADMIN_PREFIX}/events", params)
+            if body is None:
                 return 2
-            if response.status_code != 200:
-                print(
-                    f"logx-mock: {base} answered {response.status_code}: {response.text}",
-                    file=sys.stderr,
-                )
-                return 2
-            body = response.json()
             for event in body["events"]:
                 print(json.dumps(event) if args.json else _row(event), flush=True)
             after = body["events"][-1]["request_id"] if body["events"] else body["last_id"]
