@@ -22,9 +22,10 @@ from pytest_plugin import ServerHandle
 
 
 def _next_millisecond() -> None:
-    """Let the SDK's clock move on, so the next event gets a later timestamp."""
+    """Let the SDK's clock move on, so the next event gets a later timestamp (the SDK rounds
+    to the nearest millisecond, so the floor must move by two)."""
     start = time.time_ns() // 1_000_000
-    while time.time_ns() // 1_000_000 == start:
+    while time.time_ns() // 1_000_000 < start + 2:
         pass
 
 
