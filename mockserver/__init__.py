@@ -7,12 +7,24 @@ from __future__ import annotations
 
 from .anonymize import ClientAddress, TrustedProxies, anonymize_ip
 from .contract.crosscheck import DATAFILE_RULES, crosscheck
-from .contract.datafile import Datafile, DatafileError, Datafiles
-from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
+from .contract.datafile import Datafile, Datafiles
+from .contract.decoding import MAX_BODY_BYTES, decode_body
 from .contract.flatten import flatten
 from .contract.validation import validate
 from .endpoint import EVENTS_PATH, Endpoint, EndpointConfig, is_strict
-from .journal.base import EVENT_FILTERS, MAX_LIMIT, Journal, JournalError, MemoryJournal
+from .errors import (
+    CAError,
+    ConfigError,
+    DatafileError,
+    DecodeError,
+    DurationError,
+    FaultError,
+    FaultPlanFull,
+    JournalError,
+    LogxMockError,
+    NoTransportError,
+)
+from .journal.base import EVENT_FILTERS, MAX_LIMIT, Journal, MemoryJournal
 from .journal.sqlite import SqliteJournal
 from .model import VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
 from .serve.server import ThreadedServer
@@ -28,19 +40,26 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_LIMIT",
     "VERDICTS",
+    "CAError",
     "ClientAddress",
+    "ConfigError",
     "CoreRequest",
     "Datafile",
     "DatafileError",
     "Datafiles",
     "DecodeError",
+    "DurationError",
     "Endpoint",
     "EndpointConfig",
     "EventRecord",
+    "FaultError",
+    "FaultPlanFull",
     "Journal",
     "JournalError",
     "LogxApp",
+    "LogxMockError",
     "MemoryJournal",
+    "NoTransportError",
     "Outcome",
     "Report",
     "RequestRecord",

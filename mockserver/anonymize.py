@@ -12,6 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .errors import ConfigError
+
 __all__ = [
     "ADDRESS_HEADERS",
     "ClientAddress",
@@ -97,14 +99,15 @@ class TrustedProxies:
 
     @classmethod
     def parse(cls, cidrs: Iterable[str]) -> TrustedProxies:
-        """Build from CIDR strings; raises ValueError naming the bad one."""
+        """Build from CIDR strings; raises ConfigError naming the bad one."""
         networks = []
         for cidr in cidrs:
             try:
                 networks.append(ipaddress.ip_network(cidr.strip(), strict=False))
             except ValueError as exc:
-                raise ValueError(
-                    f"--trust-proxy {cidr!r} is not a CIDR; use e.g. 10.0.0.0/8 or 127.0.0.1/32"
+                raise ConfigError(
+                    f"{cidr!r} is not a CIDR; use e.g. 10.0.0.0/8 or 127.0.0.1/32",
+                    setting="trusted proxy",
                 ) from exc
         return cls(tuple(networks))
 

@@ -17,6 +17,7 @@ from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .contract.flatten import flatten
 from .contract.validation import validate
+from .errors import ConfigError
 from .faults import NO_ANSWER, FaultAction, FaultPlan
 from .journal.base import Journal
 from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
@@ -53,9 +54,11 @@ class EndpointConfig:
         if not isinstance(self.datafiles, Datafiles):
             raise TypeError(f"datafiles must be a Datafiles, got {self.datafiles!r}")
         if self.max_body_bytes < 1:
-            raise ValueError(f"max_body_bytes must be positive, got {self.max_body_bytes}")
+            raise ConfigError(
+                f"must be positive, got {self.max_body_bytes}", setting="max_body_bytes"
+            )
         if self.body_timeout <= 0:
-            raise ValueError(f"body_timeout must be positive, got {self.body_timeout}")
+            raise ConfigError(f"must be positive, got {self.body_timeout}", setting="body_timeout")
 
 
 @dataclass

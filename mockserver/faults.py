@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
-from .timing import Delay, DurationError, Waiter, parse_duration
+from .errors import DurationError, FaultError, FaultPlanFull
+from .timing import Delay, Waiter, parse_duration
 from .violations import shown
 
 __all__ = [
@@ -50,14 +51,6 @@ STATUSES = (400, 413, 429, 500, 502, 503, 504)
 MAX_RULES = 100
 """The most rules a plan holds: every request is matched against each of them, so a plan
 of thousands would slow every batch (20,000 rules made one take 4.5 s)."""
-
-
-class FaultError(ValueError):
-    """A fault rule or spec that cannot be understood; the message says how to write it."""
-
-
-class FaultPlanFull(FaultError):
-    """The plan already holds `MAX_RULES` rules."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -10,6 +10,7 @@ import re
 import threading
 from typing import Any
 
+from .errors import DurationError
 from .violations import shown
 
 __all__ = ["Delay", "DurationError", "Waiter", "parse_duration"]
@@ -22,10 +23,6 @@ MAX_DURATION = 3600.0
 """The longest delay, hang or interval a fault may ask for (an hour: every client gives up
 long before)."""
 MAX_SIGMA = 10.0
-
-
-class DurationError(ValueError):
-    """A duration that cannot be read; the message shows how to write one."""
 
 
 def parse_duration(text: str | float | int) -> float:

@@ -65,7 +65,7 @@ def test_ipv4_mapped_peer_is_stored_as_ipv4() -> None:
 
 
 def test_bad_cidr_names_itself() -> None:
-    with pytest.raises(ValueError, match=r"--trust-proxy 'nope' is not a CIDR"):
+    with pytest.raises(ValueError, match=r"trusted proxy 'nope' is not a CIDR"):
         TrustedProxies.parse(["nope"])
 
 

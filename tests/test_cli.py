@@ -142,6 +142,22 @@ def test_serve_refuses_a_busy_port(serve: Any) -> None:
     )
     assert done.returncode == 2
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "pick another --port, or --port 0 for any" in done.stderr
+
+
+def test_serve_names_the_flag_for_a_journal_it_cannot_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["serve", "--port", "0", "--db", str(tmp_path / "no-dir" / "j.db")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the journal" in err
+    assert "pass --db with a writable path, or --memory" in err
+    assert "SqliteJournal" not in err
+
+
+def test_serve_names_flags_for_bad_settings(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "--memory", "--body-timeout", "0"]) == 2
+    assert "logx-mock: --body-timeout must be positive, got 0.0" in capsys.readouterr().err
 
 
 def test_acknowledged_requests_survive_kill_9_and_restart(serve: Any, tmp_path: Path) -> None:

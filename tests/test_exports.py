@@ -9,6 +9,13 @@ import pytest_plugin
 def test_mockserver_exports() -> None:
     assert sorted(mockserver.__all__) == sorted(
         [
+            "ConfigError",
+            "DurationError",
+            "FaultError",
+            "FaultPlanFull",
+            "LogxMockError",
+            "NoTransportError",
+            "CAError",
             "DATAFILE_RULES",
             "EVENTS_PATH",
             "EVENT_FILTERS",

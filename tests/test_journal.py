@@ -205,7 +205,9 @@ def test_sqlite_schema_version_is_checked(tmp_path: Path) -> None:
 
 
 def test_sqlite_unopenable_path_says_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(JournalError, match="pass --db with a writable path, or --memory"):
+    with pytest.raises(
+        JournalError, match="give SqliteJournal a writable path, or use a MemoryJournal"
+    ):
         SqliteJournal(tmp_path / "missing-dir" / "j.db")
 
 

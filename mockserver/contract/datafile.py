@@ -16,6 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from ..errors import DatafileError
 from .decoding import loads
 
 __all__ = ["MAX_DATAFILES", "MAX_REVISIONS", "Datafile", "DatafileError", "Datafiles", "Experiment"]
@@ -28,10 +29,6 @@ MAX_DATAFILES = 16
 VERSIONS = ("2", "3", "4")
 HOLDOUTS = ("holdouts", "localHoldouts")
 _HINT = "download it from https://cdn.optimizely.com/datafiles/<SDK_KEY>.json"
-
-
-class DatafileError(ValueError):
-    """A datafile that cannot be read; the message names the file and the bad part."""
 
 
 @dataclass(frozen=True)

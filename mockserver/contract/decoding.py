@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import DecodeError
+
 __all__ = [
     "MAX_BODY_BYTES",
     "DecodeError",
@@ -25,15 +27,6 @@ __all__ = [
 
 MAX_BODY_BYTES = 3_500_000
 """3.5 MB, read as decimal megabytes: the stricter reading of Optimizely's limit."""
-
-
-class DecodeError(Exception):
-    """The body cannot be read as one JSON value; `too_large` means past the limit."""
-
-    def __init__(self, message: str, *, too_large: bool = False) -> None:
-        super().__init__(message)
-        self.message = message
-        self.too_large = too_large
 
 
 @dataclass

@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..contract.history import RecentHistory, apply_history
+from ..errors import ConfigError, JournalError
 from ..model import EventRecord, RequestRecord
 
 __all__ = [
@@ -46,10 +47,6 @@ MAX_LIMIT = 100_000
 _SCAN_CHUNK = 500
 
 
-class JournalError(Exception):
-    """The journal cannot record or read; the message says what to do."""
-
-
 def as_text(value: Any) -> str | None:
     """The text form filters compare against (JSON spelling for booleans)."""
     if value is None:
@@ -66,7 +63,7 @@ def as_text(value: Any) -> str | None:
 def check_filters(filters: dict[str, str]) -> None:
     unknown = sorted(set(filters) - set(EVENT_FILTERS))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown event filter(s) {', '.join(unknown)}; use {', '.join(EVENT_FILTERS)}"
         )
 
@@ -85,7 +82,7 @@ class Journal(ABC):
 
     def __init__(self, *, max_requests: int | None = None) -> None:
         if max_requests is not None and max_requests < 1:
-            raise ValueError(f"max_requests must be at least 1, got {max_requests}")
+            raise ConfigError(f"must be at least 1, got {max_requests}", setting="max_requests")
         self.max_requests = max_requests
         self._listeners: list[Callable[[int], None]] = []
         self._changed = threading.Condition()
@@ -181,7 +178,7 @@ class Journal(ABC):
 
 def _limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
-        raise ValueError(f"limit must be between 1 and {MAX_LIMIT:,}, got {limit}")
+        raise ConfigError(f"must be between 1 and {MAX_LIMIT:,}, got {limit}", setting="limit")
     return limit
 
 

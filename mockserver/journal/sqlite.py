@@ -223,17 +223,21 @@ class SqliteJournal(Journal):
             conn.execute("PRAGMA busy_timeout=5000")
         except sqlite3.Error as exc:
             raise JournalError(
-                f"cannot open the journal {str(self.path)!r}: {exc}; "
-                "pass --db with a writable path, or --memory"
+                f"cannot open the journal {str(self.path)!r}: {exc}",
+                cause="open",
+                fix="give SqliteJournal a writable path, or use a MemoryJournal",
             ) from exc
         return conn
 
     def _unreadable(self, exc: sqlite3.Error) -> JournalError:
         if type(exc) is not sqlite3.DatabaseError:  # busy, I/O: may pass
-            return JournalError(f"the journal {str(self.path)!r} cannot be read now: {exc}")
+            return JournalError(
+                f"the journal {str(self.path)!r} cannot be read now: {exc}", cause="busy"
+            )
         return JournalError(
-            f"the journal {str(self.path)!r} cannot be read ({exc}): the file is damaged; move "
-            "it away (`sqlite3 FILE .recover` may save what is in it) or pass --db NEW_PATH"
+            f"the journal {str(self.path)!r} cannot be read ({exc}): the file is damaged",
+            cause="damaged",
+            fix="move it away (`sqlite3 FILE .recover` may save what is in it) or open a new path",
         )
 
     def _prepare_schema(self) -> None:
@@ -246,7 +250,9 @@ class SqliteJournal(Journal):
         elif int(row[0]) != SCHEMA_VERSION:
             raise JournalError(
                 f"the journal {str(self.path)!r} has schema version {row[0]}, but this logx-mock "
-                f"writes version {SCHEMA_VERSION}; move the file away or pass --db NEW_PATH"
+                f"writes version {SCHEMA_VERSION}",
+                cause="version",
+                fix="move the file away or open a new path",
             )
 
     # History, asked by apply_history from the writer thread only.

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..errors import CAError
+
 __all__ = [
     "CA_CERT",
     "CA_KEY",
@@ -58,10 +60,6 @@ _CA_DAYS = 3650
 _LEAF_DAYS = 397  # the longest lifetime every TLS client accepts
 _SKEW = datetime.timedelta(hours=1)  # a client whose clock runs a little behind still accepts
 _COMMON_NAME = "logx-mock local CA"
-
-
-class CAError(Exception):
-    """The CA cannot be made or used; the message says what to do."""
 
 
 def default_ca_dir(environ: Mapping[str, str] | None = None) -> Path:

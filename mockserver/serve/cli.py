@@ -25,8 +25,9 @@ from ..contract.datafile import DatafileError, Datafiles
 from ..contract.decoding import DecodeError, decode_body
 from ..contract.validation import validate
 from ..endpoint import EVENTS_PATH, Endpoint, EndpointConfig
+from ..errors import ConfigError, JournalCause, JournalError
 from ..faults import FaultError, FaultRule, parse_spec
-from ..journal.base import EVENT_FILTERS, Journal, JournalError, MemoryJournal
+from ..journal.base import EVENT_FILTERS, Journal, MemoryJournal
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
 from .admin_token import TOKEN_ENV, admin_token
@@ -49,6 +50,29 @@ RETENTION = {"sqlite": 100_000, "memory": 10_000}
 long load test (tests/test_load.py journals 16,000) and days of an app's traffic, while the
 file (about 3 KB per SDK request: ~300 MB) or the memory (about 10 KB per request in Python
 objects: ~100 MB) stays bounded when a server is left running."""
+
+_FLAGS = {
+    "trusted proxy": "--trust-proxy",
+    "admin token": "--admin-token",
+    "body_timeout": "--body-timeout",
+    "max_requests": "--max-requests",
+}
+"""The flag that sets each library setting a `ConfigError` can name."""
+_JOURNAL_FIXES: dict[JournalCause, str] = {
+    "open": "pass --db with a writable path, or --memory",
+    "damaged": "move it away (`sqlite3 FILE .recover` may save what is in it) or pass "
+    "--db NEW_PATH",
+    "version": "move the file away or pass --db NEW_PATH",
+}
+
+
+def _in_flags(exc: Exception) -> str:
+    """A library error in the command line's terms: the flag to change, not the setting."""
+    if isinstance(exc, ConfigError) and exc.setting in _FLAGS:
+        return f"{_FLAGS[exc.setting]} {exc.problem}"
+    if isinstance(exc, JournalError) and exc.cause in _JOURNAL_FIXES:
+        return f"{exc.message}; {_JOURNAL_FIXES[exc.cause]}"
+    return str(exc)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,8 +250,6 @@ def _open_journal(args: argparse.Namespace) -> Journal:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from .server import bind_socket
-
     if args.max_requests is not None and args.max_requests < 0:
         print("logx-mock: --max-requests must be 0 (keep all) or more", file=sys.stderr)
         return 2
@@ -264,15 +286,15 @@ def _serve(args: argparse.Namespace) -> int:
         )
         journal = _open_journal(args)
     except (ValueError, OSError, JournalError) as exc:
-        print(f"logx-mock: {exc}", file=sys.stderr)
+        print(f"logx-mock: {_in_flags(exc)}", file=sys.stderr)
         return 2
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace(rules)
     try:
         secure = _server_certificate(args)
-        socks = [bind_socket(args.host, args.port)]
+        socks = [_bind(args.host, args.port, "--port")]
         if args.proxy_port is not None:
-            socks.append(bind_socket(args.host, args.proxy_port))
+            socks.append(_bind(args.host, args.proxy_port, "--proxy-port"))
     except (CAError, OSError) as exc:
         journal.close()
         print(f"logx-mock: {exc}", file=sys.stderr)
@@ -282,6 +304,18 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         if secure is not None:
             secure.close()
+
+
+def _bind(host: str, port: int, flag: str) -> socket.socket:
+    from .server import bind_socket
+
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        reason = exc.__cause__.strerror if isinstance(exc.__cause__, OSError) else exc
+        raise OSError(
+            f"cannot listen on {host}:{port} ({reason}); pick another {flag}, or {flag} 0 for any"
+        ) from exc
 
 
 def _server_certificate(args: argparse.Namespace) -> ServerCertificate | None:

@@ -35,7 +35,7 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise OSError(
-            f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port, or 0 for any"
+            f"cannot listen on {host}:{port} ({exc.strerror}); pick another port, or 0 for any"
         ) from exc
     sock.listen(2048)
     sock.set_inheritable(True)

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
 from .wire import send_outcome
@@ -79,11 +80,14 @@ class GuardConfig:
         if self.token is None:
             return
         if len(self.token) < 8:
-            raise ValueError("--admin-token must be at least 8 characters; use a random string")
+            raise ConfigError(
+                "must be at least 8 characters; use a random string", setting="admin token"
+            )
         if not _TOKEN_CHARS.fullmatch(self.token):
-            raise ValueError(
-                "--admin-token may hold only ASCII letters, digits and - . _ ~ + / = (it is sent "
-                "in a header, a cookie and a URL); use e.g. the output of `openssl rand -hex 16`"
+            raise ConfigError(
+                "may hold only ASCII letters, digits and - . _ ~ + / = (it is sent in a header, a "
+                "cookie and a URL); use e.g. the output of `openssl rand -hex 16`",
+                setting="admin token",
             )
         object.__setattr__(self, "token_sha256", token_digest(self.token))
 

@@ -17,13 +17,10 @@ from typing import Any, cast
 
 from starlette.types import Send
 
+from ..errors import NoTransportError
 from ..model import Outcome
 
 __all__ = ["abort_connection", "close_connection", "send_outcome"]
-
-
-class NoTransportError(RuntimeError):
-    """The ASGI server does not expose its transport; the fault cannot be rendered exactly."""
 
 
 def _transport(send: Any) -> asyncio.Transport:
