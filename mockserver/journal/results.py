@@ -21,9 +21,10 @@ experiment, the uuids that repeat, and the listed uncounted events, never the ev
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..contract.datafile import Datafile, Datafiles
 from ..model import EventRecord, RequestRecord
@@ -51,13 +52,13 @@ Read = Callable[[], Iterable[RequestRecord]]
 _Position = tuple[int, int]  # (request id, event index): arrival order
 
 
-@dataclass(frozen=True, slots=True)
-class _First:
-    """A visitor's first impression in one experiment."""
+class _First(NamedTuple):
+    """A visitor's first impression in one experiment (a tuple: there is one per visitor
+    and experiment, so it is kept small)."""
 
+    experiment_id: str
     timestamp: int
     variation_id: str
-    position: _Position
 
 
 @dataclass
@@ -205,6 +206,12 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def _visitor(event: EventRecord) -> str | None:
+    """The visitor id as text, one shared copy per visitor (a journal holds many)."""
+    text = as_text(event.visitor_id)
+    return None if text is None else sys.intern(text)
+
+
 def _stamp(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -216,7 +223,9 @@ class _Tally:
         self.datafiles = datafiles
         self.repeated = repeated
         self.limit = limit
-        self.visitors: dict[Any, dict[str, _First]] = {}
+        self.visitors: dict[str | None, tuple[_First, ...]] = {}
+        self.ids: dict[str, str] = {}
+        """One copy of each experiment and variation id, however many visitors name it."""
         self.experiments: dict[str, _Experiment] = {}
         self.first_uuid: dict[str, _Position] = {}
         self.cells: dict[tuple[str, str, str], _Cell] = {}
@@ -237,12 +246,21 @@ class _Tally:
         timestamp = _stamp(event.timestamp)
         if timestamp is None or not event.decisions:
             return
-        visitor = self.visitors.setdefault(as_text(event.visitor_id), {})
+        visitor = _visitor(event)
+        firsts = self._where(visitor)
         for index, experiment_id, variation_id in self._decisions(event):
-            first = visitor.get(experiment_id)
+            first = firsts.get(experiment_id)
             if first is None or timestamp < first.timestamp:
-                visitor[experiment_id] = _First(timestamp, variation_id, position)
+                experiment_id = self.ids.setdefault(experiment_id, experiment_id)
+                variation_id = self.ids.setdefault(variation_id, variation_id)
+                firsts[experiment_id] = _First(experiment_id, timestamp, variation_id)
             self._name(event, index, experiment_id, variation_id)
+        if firsts:
+            self.visitors[visitor] = tuple(firsts.values())
+
+    def _where(self, visitor: str | None) -> dict[str, _First]:
+        """The visitor's first impression in each experiment they are in."""
+        return {first.experiment_id: first for first in self.visitors.get(visitor, ())}
 
     def _decisions(self, event: EventRecord) -> Iterator[tuple[int, str, str]]:
         """(index, experiment_id, variation_id) of each decision that can count."""
@@ -312,7 +330,7 @@ class _Tally:
         return first
 
     def _impression(self, event: EventRecord) -> None:
-        visitor = self.visitors.get(as_text(event.visitor_id), {})
+        visitor = self._where(_visitor(event))
         decisions = list(self._decisions(event))
         if not decisions:
             self._not_counted(
@@ -342,7 +360,8 @@ class _Tally:
         self.counted["impressions"] += 1
 
     def _conversion(self, event: EventRecord) -> None:
-        visitor = self.visitors.get(as_text(event.visitor_id), {})
+        visitor_id = _visitor(event)
+        visitor = self._where(visitor_id)
         timestamp = _stamp(event.timestamp)
         if not visitor:
             self._not_counted(
@@ -375,7 +394,7 @@ class _Tally:
         revenue = self._revenue(event)
         for experiment_id, first in after.items():
             cell = self.cells.setdefault((experiment_id, first.variation_id, key), _Cell())
-            cell.visitors.add(as_text(event.visitor_id))
+            cell.visitors.add(visitor_id)
             cell.conversions += 1
             cell.revenue += revenue
 
@@ -436,9 +455,9 @@ class _Tally:
 
     def _table(self) -> list[dict[str, Any]]:
         visitors: dict[tuple[str, str], int] = {}
-        for experiments in self.visitors.values():
-            for experiment_id, first in experiments.items():
-                slot = (experiment_id, first.variation_id)
+        for firsts in self.visitors.values():
+            for first in firsts:
+                slot = (first.experiment_id, first.variation_id)
                 visitors[slot] = visitors.get(slot, 0) + 1
         keys = self.keys
         table = []
