@@ -28,6 +28,7 @@ CSP = (
 )
 _ASSETS = {
     "inspector.js": "text/javascript; charset=utf-8",
+    "results.js": "text/javascript; charset=utf-8",
     "inspector.css": "text/css; charset=utf-8",
 }
 _KEEPALIVE_SECONDS = 15.0

@@ -97,6 +97,7 @@ function listen() {
     load();
     loadFaults();
     loadDatafiles();
+    document.dispatchEvent(new Event("logx:journal")); // the Results view follows too
   });
 }
 
