@@ -15,7 +15,7 @@ import pytest
 from helpers import DATAFILE, conversion, impression
 
 from mockserver import CoreRequest, Datafile, Datafiles, Endpoint, MemoryJournal, SqliteJournal
-from mockserver.journal.results import count_results
+from mockserver.journal.results import REASONS, count_results
 
 T = 1_767_225_600_000  # a fixed clock: 2026-01-01, in epoch milliseconds
 CONTROL = ("111128", "control")
@@ -372,3 +372,10 @@ def test_the_sqlite_journal_gives_the_same_answer(tmp_path: Path, base: dict[str
         ("user-1", "duplicate", "purchase"),
         ("user-9", "no_experiment", "purchase"),
     ]
+
+
+def test_the_readme_explains_every_reason() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("## Would it count? Results", 1)[1].split("\n## ", 1)[0]
+    for reason in REASONS:
+        assert f"`{reason}`" in section, reason

@@ -1,0 +1,102 @@
+"""`assert_results`: find one cell of the results table, or say what came close.
+
+The lookup computes the difference once (which of experiment, variation, event and numbers
+did not match, and what is there instead), and both the verdict and the message come from it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+__all__ = ["NUMBERS", "check_cell"]
+
+NUMBERS = ("visitors", "unique_conversions", "conversions", "revenue")
+_SHOWN_UNCOUNTED = 5
+
+
+def _named(key: Any, ident: Any) -> str:
+    return f"{key!r} ({ident})" if key and key != ident else repr(ident)
+
+
+def _pick(items: list[dict[str, Any]], wanted: str, kind: str) -> tuple[dict[str, Any] | None, str]:
+    """The item whose `<kind>_key` or `<kind>_id` is `wanted`, or why none is."""
+    for item in items:
+        if wanted in (item[f"{kind}_key"], item[f"{kind}_id"]):
+            return item, ""
+    names = [_named(i[f"{kind}_key"], i[f"{kind}_id"]) for i in items]
+    keys = [str(i[f"{kind}_key"] or i[f"{kind}_id"]) for i in items]
+    close = difflib.get_close_matches(wanted, keys, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    there = ", ".join(names) if names else "none"
+    return None, f"no {kind} {wanted!r} in the results{hint}; {kind}s: {there}"
+
+
+def _row(experiment: dict[str, Any], variation: dict[str, Any]) -> str:
+    cells = "; ".join(
+        f"{c['key']}: {c['unique_conversions']} unique, {c['conversions']} conversion(s), "
+        f"revenue {c['revenue']}"
+        for c in variation["events"]
+    )
+    name = experiment["experiment_key"] or experiment["experiment_id"]
+    variation_name = variation["variation_key"] or variation["variation_id"]
+    return f"  {name} / {variation_name}: {variation['visitors']} visitor(s)" + (
+        f"; {cells}" if cells else ""
+    )
+
+
+def _uncounted(results: dict[str, Any], event: str | None) -> list[str]:
+    """The uncounted events that may explain the miss: of that event key, or impressions."""
+    found = [
+        f"    - visitor {group['visitor_id']!r} {item['key']!r} (request #{item['request_id']}): "
+        f"{item['reason']}: {item['message']}"
+        for group in results["uncounted"]
+        for item in group["events"]
+        if (item["key"] == event if event else item["kind"] == "impression")
+    ]
+    if not found:
+        return []
+    more = len(found) - _SHOWN_UNCOUNTED
+    tail = [f"    ... and {more} more"] if more > 0 else []
+    return ["  did not count:", *found[:_SHOWN_UNCOUNTED], *tail]
+
+
+def check_cell(
+    results: dict[str, Any],
+    experiment: str,
+    variation: str,
+    event: str | None,
+    expected: dict[str, int],
+) -> str | None:
+    """None when the cell holds every `expected` number; else the failure message."""
+    where = f"experiment {experiment!r}, variation {variation!r}" + (
+        f", event {event!r}" if event else ""
+    )
+    found, why = _pick(results["experiments"], experiment, "experiment")
+    if found is None:
+        return f"Results for {where}: {why}."
+    chosen, why = _pick(found["variations"], variation, "variation")
+    if chosen is None:
+        return f"Results for {where}: {why}."
+    actual: dict[str, Any] = {"visitors": chosen["visitors"]}
+    if event is not None:
+        cell = next((c for c in chosen["events"] if c["key"] == event), None)
+        if cell is None:
+            keys = ", ".join(repr(c["key"]) for c in chosen["events"]) or "none"
+            return (
+                f"Results for {where}: no conversion {event!r} from this experiment's "
+                f"visitors; events: {keys}\n"
+                + "\n".join([_row(found, chosen), *_uncounted(results, event)])
+            )
+        actual.update({name: cell[name] for name in NUMBERS[1:]})
+    wrong = {k: v for k, v in expected.items() if actual.get(k) != v}
+    if not wrong:
+        return None
+    misses = ", ".join(f"{k}={v} (got {actual.get(k)})" for k, v in wrong.items())
+    return "\n".join(
+        [
+            f"Results for {where}: expected {misses}.",
+            _row(found, chosen),
+            *_uncounted(results, event),
+        ]
+    )
