@@ -25,6 +25,8 @@ PROBLEM_TYPES = {
     "unavailable": "Journal unavailable",
     "fault": "Injected fault",
     "timeout": "Body not received in time",
+    "head_timeout": "Request head not received in time",
+    "over_capacity": "Too many connections",
     "admin": "Bad admin request",
     "denied": "Admin access denied",
     "refused": "Host not served by this proxy",

@@ -30,6 +30,7 @@ from ..faults import FaultError, FaultRule, parse_spec
 from ..journal.base import EVENT_FILTERS, Journal, MemoryJournal
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
+from ..web.protocol import ServerLimits
 from .admin_token import TOKEN_ENV, admin_token
 from .ca import (
     HOME_ENV,
@@ -157,6 +158,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="N worker processes sharing the SQLite journal (default 1; needs --db)",
     )
     serve.add_argument(
+        "--head-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="close a connection whose request head takes longer to arrive (default 10)",
+    )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="close a kept-alive connection idle this long (default 5)",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        help="serve at most N open connections, answer 503 past them "
+        "(default: half the file-descriptor limit, at most 1024)",
+    )
+    serve.add_argument(
         "--body-timeout",
         type=float,
         default=30.0,
@@ -281,6 +303,7 @@ def _serve(args: argparse.Namespace) -> int:
             token=token, allowed_hosts=frozenset(h.lower() for h in args.allow_host)
         )
         datafiles = Datafiles.load(args.datafile)
+        limits = _limits(args)
         config = EndpointConfig(
             trusted_proxies=trusted, body_timeout=args.body_timeout, datafiles=datafiles
         )
@@ -300,7 +323,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"logx-mock: {exc}", file=sys.stderr)
         return 2
     try:
-        return _run(args, endpoint, rules, guard, socks, secure)
+        return _run(args, endpoint, rules, guard, socks, secure, limits)
     finally:
         if secure is not None:
             secure.close()
@@ -316,6 +339,14 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
         raise OSError(
             f"cannot listen on {host}:{port} ({reason}); pick another {flag}, or {flag} 0 for any"
         ) from exc
+
+
+def _limits(args: argparse.Namespace) -> ServerLimits:
+    """`--head-timeout`, `--idle-timeout`, `--max-connections` (ValueError names a bad one)."""
+    bounds: dict[str, Any] = {"head_timeout": args.head_timeout, "idle_timeout": args.idle_timeout}
+    if args.max_connections is not None:
+        bounds["max_connections"] = args.max_connections
+    return ServerLimits(**bounds)
 
 
 def _server_certificate(args: argparse.Namespace) -> ServerCertificate | None:
@@ -338,6 +369,7 @@ def _run(
     guard: GuardConfig,
     socks: list[socket.socket],
     secure: ServerCertificate | None,
+    limits: ServerLimits,
 ) -> int:
     """Print the banner and serve until Ctrl-C."""
     from ..web.app import create_app
@@ -389,7 +421,7 @@ def _run(
         from .workers import run_workers
 
         with contextlib.suppress(KeyboardInterrupt):
-            run_workers(socks[0], args.workers, settings)
+            run_workers(socks[0], args.workers, settings, limits)
         journal.close()
     else:
         app = create_app(endpoint, close_journal=True, guard=guard)
@@ -398,7 +430,7 @@ def _run(
             from .proxy import proxy_listener
 
             side.append(proxy_listener(socks[1], app, secure.leaf))
-        server = _ReadyServer(uvicorn_config(app, **tls), side=side)
+        server = _ReadyServer(uvicorn_config(app, limits=limits, **tls), side=side)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
             server.run(sockets=[socks[0]])
     for handler in logging.getLogger("logx_mock").handlers:

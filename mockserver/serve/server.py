@@ -20,7 +20,7 @@ from ..endpoint import EVENTS_PATH, Endpoint
 from ..journal.base import MemoryJournal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
-from ..web.protocol import BoundedHttpToolsProtocol
+from ..web.protocol import BoundedHttpToolsProtocol, LimitedConfig, ServerLimits
 
 __all__ = ["ThreadedServer", "bind_socket", "uvicorn_config"]
 
@@ -42,7 +42,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
+def uvicorn_config(
+    app: LogxApp, *, limits: ServerLimits | None = None, **overrides: object
+) -> uvicorn.Config:
     """The uvicorn settings every logx-mock server uses.
 
     uvicorn's access log is off: it would print full client addresses, which
@@ -50,7 +52,9 @@ def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
     uvicorn's proxy headers are off too: by default it would believe
     `X-Forwarded-For` from 127.0.0.1, and only `--trust-proxy` may decide that.
     HTTP is parsed by httptools on uvloop (`uvicorn[standard]`), in our subclass that
-    bounds a request's head: a header flood gets a 431, never unbounded memory.
+    bounds a request's head: a header flood gets a 431, never unbounded memory; and
+    `limits` bound how long a head and an idle connection may take, and how many
+    connections are served (slowloris).
     """
     settings: dict[str, object] = {
         "http": BoundedHttpToolsProtocol,
@@ -62,7 +66,7 @@ def uvicorn_config(app: LogxApp, **overrides: object) -> uvicorn.Config:
         "timeout_graceful_shutdown": 5,
     }
     settings.update(overrides)
-    return uvicorn.Config(app, **settings)  # type: ignore[arg-type]
+    return LimitedConfig(app, limits=limits or ServerLimits(), **settings)
 
 
 class SideListener(Protocol):
@@ -111,9 +115,11 @@ class ThreadedServer:
         host: str = "127.0.0.1",
         port: int = 0,
         guard: GuardConfig | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.endpoint = endpoint or Endpoint(MemoryJournal())
         self.guard = guard
+        self.limits = limits
         self.host = host
         self._requested_port = port
         self.port = 0
@@ -141,7 +147,8 @@ class ThreadedServer:
             raise RuntimeError("this ThreadedServer is already running; call stop() first")
         sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
-        self._server = _ReadyServer(uvicorn_config(create_app(self.endpoint, guard=self.guard)))
+        app = create_app(self.endpoint, guard=self.guard)
+        self._server = _ReadyServer(uvicorn_config(app, limits=self.limits))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="logx-server", daemon=True
         )

@@ -25,6 +25,7 @@ from ..faults import FaultRule
 from ..journal.sqlite import SqliteJournal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
+from ..web.protocol import ServerLimits
 from .admin_token import TOKEN_ENV
 from .cli import log_to_stderr
 from .server import uvicorn_config
@@ -56,7 +57,9 @@ def app_from_env() -> LogxApp:
     return create_app(endpoint, close_journal=True, guard=guard)
 
 
-def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> None:
+def run_workers(
+    sock: socket.socket, workers: int, settings: dict[str, Any], limits: ServerLimits
+) -> None:
     """Serve `sock` with `workers` processes until interrupted.
 
     The workers get the settings in their environment, with the admin token only as its
@@ -67,6 +70,7 @@ def run_workers(sock: socket.socket, workers: int, settings: dict[str, Any]) -> 
         "mockserver.serve.workers:app_from_env",  # type: ignore[arg-type]
         factory=True,
         workers=workers,
+        limits=limits,
         **settings.get("tls", {}),
     )
     try:

@@ -10,19 +10,84 @@ Counting is exact where the parser tells us (the URL fragments and each complete
 header). A head still open at the end of a read counts every byte of that read
 (unless a pipelined message ended in it: then the rest is counted by the next
 read), so at most `MAX_HEAD_BYTES` plus one read is ever held for one head.
+
+It also bounds time and connections (`ServerLimits`), against slowloris: a head
+must arrive whole within `head_timeout` of the connection opening (or of the last
+answer on a kept-alive one), else the connection is closed (with a 408 when part
+of a head came); idle kept-alive connections close after uvicorn's keep-alive
+timeout (`idle_timeout`); and past `max_connections` open connections, a new one
+gets a 503 problem to its request, and only `shed_timeout` to send its head, so
+held-open connections cannot take every file descriptor.
 """
 
 from __future__ import annotations
 
+import asyncio
+import resource
+from dataclasses import dataclass, field
+from typing import Any
+
 import httptools
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import uvicorn
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from ..model import Outcome
 from ..problem import problem
+from .wire import send_outcome
 
-__all__ = ["MAX_HEAD_BYTES", "BoundedHttpToolsProtocol"]
+__all__ = [
+    "MAX_HEAD_BYTES",
+    "BoundedHttpToolsProtocol",
+    "LimitedConfig",
+    "ServerLimits",
+    "default_max_connections",
+]
 
 MAX_HEAD_BYTES = 64 * 1024
 """The request line plus all headers; a real SDK's head is well under 2 KiB."""
+
+
+def default_max_connections() -> int:
+    """Half the process's file-descriptor limit (at most 1,024): the other half is left for
+    the journal, logs, and connections accepted while the server sheds load."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(8, min(1024, soft // 2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerLimits:
+    """How long a connection may take to send a head or stay idle, and how many are served."""
+
+    head_timeout: float = 10.0
+    """Seconds for a whole request head to arrive (nginx's client_header_timeout, shorter)."""
+    idle_timeout: float = 5.0
+    """Seconds a kept-alive connection may wait for its next request (uvicorn's keep-alive)."""
+    max_connections: int = field(default_factory=default_max_connections)
+    """Open connections served; past that, a 503 problem (`Retry-After: 1`)."""
+    shed_timeout: float = 1.0
+    """Seconds a connection over `max_connections` gets to send the head its 503 answers."""
+
+    @property
+    def hard_limit(self) -> int:
+        """Past this many open connections, a new one is closed at once, unanswered."""
+        return self.max_connections + max(16, self.max_connections // 4)
+
+    def __post_init__(self) -> None:
+        for name in ("head_timeout", "idle_timeout", "shed_timeout"):
+            if not 0 < getattr(self, name) <= 3600:
+                raise ValueError(f"--{name.replace('_', '-')} must be from 0 to 3600 seconds")
+        if self.max_connections < 1:
+            raise ValueError("--max-connections must be at least 1")
+
+
+class LimitedConfig(uvicorn.Config):
+    """uvicorn's Config with `ServerLimits` for our protocol (a module-level class: the
+    workers of `serve --workers` receive it pickled)."""
+
+    def __init__(self, app: Any, *, limits: ServerLimits, **settings: Any) -> None:
+        super().__init__(app, timeout_keep_alive=limits.idle_timeout, **settings)  # type: ignore[arg-type]
+        self.limits = limits
 
 
 class _HeadTooLarge(Exception):
@@ -30,13 +95,90 @@ class _HeadTooLarge(Exception):
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
-    """`HttpToolsProtocol` that answers 431 to a head over `MAX_HEAD_BYTES`."""
+    """`HttpToolsProtocol` that answers 431 to a head over `MAX_HEAD_BYTES`, and applies
+    `ServerLimits` (from a `LimitedConfig`; the defaults otherwise)."""
 
     head_limit = MAX_HEAD_BYTES
     _head_bytes = 0
     _in_head = False
     _began = False
     _ended = False
+    _head_timer: asyncio.TimerHandle | None = None
+    _over_capacity = False
+
+    @property
+    def limits(self) -> ServerLimits:
+        found = getattr(self.config, "limits", None)
+        return found if isinstance(found, ServerLimits) else _DEFAULT_LIMITS
+
+    @property
+    def _waiting(self) -> dict[BoundedHttpToolsProtocol, None]:
+        """This server's connections waiting for a head, oldest first (kept on its state)."""
+        state = self.server_state
+        waiting = getattr(state, "logx_waiting", None)
+        if waiting is None:
+            waiting = {}
+            state.logx_waiting = waiting  # type: ignore[attr-defined]
+        return waiting
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        limits = self.limits
+        if len(self.connections) > limits.max_connections and not self._evict_oldest_waiting():
+            if len(self.connections) > limits.hard_limit:
+                self.transport.close()  # not even a 503: keep descriptors for the served
+                return
+            self._over_capacity = True
+        self._await_head(limits.shed_timeout if self._over_capacity else limits.head_timeout)
+
+    def _evict_oldest_waiting(self) -> bool:
+        """Make room by closing the connection that has waited longest for a head (a slow
+        one, most likely an attacker's): a client that sends its request at once is served."""
+        for other in self._waiting:
+            if other is not self:
+                other._head_timed_out()
+                return True
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():  # kept alive: the next head gets the same time
+            self._await_head(self.limits.head_timeout)
+
+    def _await_head(self, seconds: float) -> None:
+        self._stop_head_timer()
+        self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+        self._waiting[self] = None
+
+    def _stop_head_timer(self) -> None:
+        self._waiting.pop(self, None)
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._stop_head_timer()
+        busy = self.cycle is not None and not self.cycle.response_complete
+        if busy or self.transport.is_closing():
+            return  # a request is being answered (its body has its own timeout)
+        if self._in_head:
+            self._send_problem(
+                408,
+                "Request Timeout",
+                "head_timeout",
+                f"the request head did not arrive within {self.limits.head_timeout:g}s",
+            )
+        else:
+            self.transport.close()
+
+    def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
+        if self._over_capacity:
+            app = _OverCapacity(self.limits.max_connections)
+        super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
         self._head_bytes, self._in_head, self._began = 0, True, True
@@ -52,6 +194,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        self._stop_head_timer()
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -99,15 +242,40 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.send_400_response(msg)
 
     def _send_431(self) -> None:
-        headers, body = problem(
-            "head_too_large",
+        self._send_problem(
             431,
+            "Request Header Fields Too Large",
+            "head_too_large",
             f"the request head (request line and headers) is over {self.head_limit:,} bytes; "
             "send fewer or shorter headers",
         )
-        lines = [b"HTTP/1.1 431 Request Header Fields Too Large\r\n"]
+
+    def _send_problem(self, status: int, reason: str, kind: str, detail: str) -> None:
+        """Answer before any request reached the app, and close."""
+        headers, body = problem(kind, status, detail)
+        lines = [f"HTTP/1.1 {status} {reason}\r\n".encode()]
         for name, value in [*headers, ("content-length", str(len(body))), ("connection", "close")]:
             lines.append(f"{name}: {value}\r\n".encode("latin-1"))
         self.transport.write(b"".join([*lines, b"\r\n", body]))
         self._in_head = False
         self.transport.close()
+
+
+_DEFAULT_LIMITS = ServerLimits()
+
+
+class _OverCapacity:
+    """The ASGI app a connection over `max_connections` gets: a 503 that says why."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers, body = problem(
+            "over_capacity",
+            503,
+            f"the server already has {self.limit:,} connections open, the most it serves "
+            "(--max-connections); retry in a moment, or raise the limit",
+        )
+        headers += [("retry-after", "1"), ("connection", "close")]
+        await send_outcome(send, Outcome(503, headers, body))
