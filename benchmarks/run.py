@@ -83,7 +83,7 @@ def servers(tmp: Path) -> dict[str, tuple[list[str], bool]]:
     py = sys.executable
     prism = HERE / "node_modules" / ".bin" / "prism"
     spec = tmp / "openapi.json"
-    from mockserver.web.openapi import openapi_document
+    from mockserver.web.admin.routes import openapi_document
 
     spec.write_text(json.dumps(openapi_document()))
     table: dict[str, tuple[list[str], bool]] = {

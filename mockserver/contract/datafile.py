@@ -19,7 +19,15 @@ from typing import Any
 from ..errors import DatafileError
 from .decoding import loads
 
-__all__ = ["MAX_DATAFILES", "MAX_REVISIONS", "Datafile", "DatafileError", "Datafiles", "Experiment"]
+__all__ = [
+    "MAX_DATAFILES",
+    "MAX_REVISIONS",
+    "VERSIONS",
+    "Datafile",
+    "DatafileError",
+    "Datafiles",
+    "Experiment",
+]
 
 MAX_REVISIONS = 4
 """Revisions of one project kept at once (enough to tell an SDK on an old revision)."""

@@ -18,13 +18,11 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..endpoint import Endpoint
-from ..faults import NO_ANSWER, FaultPlan
 from ..model import CoreRequest, Outcome
 from ..problem import problem
-from ..timing import Waiter
-from .admin import admin_exception_handlers, admin_routes
+from .admin.routes import admin_exception_handlers, admin_routes
 from .guard import ADMIN_PREFIX, AdminGuard, GuardConfig
-from .wire import abort_connection, close_connection, send_outcome
+from .wire import render_fault, send_outcome
 
 __all__ = ["LogxApp", "create_app"]
 
@@ -82,54 +80,6 @@ def _content_length(headers: list[tuple[str, str]]) -> int | None:
         if name == "content-length":
             return int(value) if value.strip().isdigit() else None
     return None
-
-
-async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send) -> None:
-    """Render an injected fault on the wire: delay, then the answer or no answer at all."""
-    fault = outcome.fault
-    assert fault is not None
-    waiter = plan.waiter()
-    try:
-        if fault.delay:
-            await waiter.wait_async(fault.delay)
-        if fault.kind is None or fault.kind == "status":
-            await send_outcome(send, outcome)
-        elif fault.kind in NO_ANSWER:
-            if fault.kind == "hang":
-                await _hang(waiter, fault.hang_max, receive)
-            (abort_connection if fault.kind == "reset" else close_connection)(send)
-            for _ in range(3):  # let uvicorn see the connection gone before we return
-                await asyncio.sleep(0)
-        else:
-            await _dribble(waiter, outcome, fault.dribble_interval, send)
-    finally:
-        plan.release(waiter)
-
-
-async def _hang(waiter: Waiter, limit: float, receive: Receive) -> None:
-    """Answer nothing until the client gives up, the bound passes, or the plan is cleared."""
-    gone = asyncio.ensure_future(receive())  # resolves with http.disconnect
-    bound = asyncio.ensure_future(waiter.wait_async(limit))
-    await asyncio.wait({gone, bound}, return_when=asyncio.FIRST_COMPLETED)
-    for task in (gone, bound):
-        task.cancel()
-
-
-async def _dribble(waiter: Waiter, outcome: Outcome, interval: float, send: Send) -> None:
-    """Send the headers at once, then the body one byte per `interval`."""
-    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-    headers.append((b"content-length", str(len(outcome.body)).encode()))
-    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-    for i in range(len(outcome.body)):
-        if not waiter.cancelled:
-            await waiter.wait_async(interval)
-        await send(
-            {
-                "type": "http.response.body",
-                "body": outcome.body[i : i + 1],
-                "more_body": i + 1 < len(outcome.body),
-            }
-        )
 
 
 class LogxApp:

@@ -16,11 +16,13 @@ from importlib import resources
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Route
 
+from ..endpoint import Endpoint
 from ..journal.base import Journal
+from .admin.http import Operations
+from .openapi import STR
 
-__all__ = ["CSP", "inspector_routes"]
+__all__ = ["CSP", "OPERATIONS"]
 
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -47,30 +49,46 @@ def _headers() -> dict[str, str]:
     }
 
 
-def inspector_routes(prefix: str, journal: Journal) -> list[BaseRoute]:
-    """The page, its assets and the event stream, under `prefix` (`/_mock`)."""
+OPERATIONS = Operations()
 
-    async def page(request: Request) -> Response:
-        return Response(
-            _asset("index.html"), media_type="text/html; charset=utf-8", headers=_headers()
-        )
 
-    async def asset(request: Request) -> Response:
-        name = request.path_params["name"]
-        if name not in _ASSETS:
-            return Response(f"no asset {name!r}", status_code=404, media_type="text/plain")
-        return Response(_asset(name), media_type=_ASSETS[name], headers=_headers())
+@OPERATIONS.add(
+    "GET",
+    "/",
+    {
+        "summary": "The web inspector page",
+        "responses": {"200": {"description": "HTML.", "content": {"text/html": {"schema": STR}}}},
+    },
+)
+async def page(endpoint: Endpoint, request: Request) -> Response:
+    return Response(_asset("index.html"), media_type="text/html; charset=utf-8", headers=_headers())
 
-    async def stream(request: Request) -> Response:
-        return StreamingResponse(
-            _announce(journal), media_type="text/event-stream", headers=_headers()
-        )
 
-    return [
-        Route(f"{prefix}/", page, methods=["GET"]),
-        Route(f"{prefix}/static/{{name}}", asset, methods=["GET"]),
-        Route(f"{prefix}/stream", stream, methods=["GET"]),
-    ]
+@OPERATIONS.add("GET", "/static/{name}")
+async def asset(endpoint: Endpoint, request: Request) -> Response:
+    name = request.path_params["name"]
+    if name not in _ASSETS:
+        return Response(f"no asset {name!r}", status_code=404, media_type="text/plain")
+    return Response(_asset(name), media_type=_ASSETS[name], headers=_headers())
+
+
+@OPERATIONS.add(
+    "GET",
+    "/stream",
+    {
+        "summary": "Server-sent events: one `journal` event per commit or clear",
+        "responses": {
+            "200": {
+                "description": "An endless event stream.",
+                "content": {"text/event-stream": {"schema": STR}},
+            }
+        },
+    },
+)
+async def stream(endpoint: Endpoint, request: Request) -> Response:
+    return StreamingResponse(
+        _announce(endpoint.journal), media_type="text/event-stream", headers=_headers()
+    )
 
 
 async def _announce(journal: Journal) -> AsyncIterator[str]:

@@ -1,5 +1,5 @@
-"""Writing to the ASGI connection: an `Outcome` as a response, or an ending without one
-(the reset and close faults).
+"""Writing to the ASGI connection: an `Outcome` as a response, an injected fault as what
+the wire shows of it (a delay, a reset, a close, a hang, a dribbled body).
 
 ASGI has no way to say "reset the connection". uvicorn's `send` is a bound
 method of its per-request cycle, which holds the asyncio transport; that is the
@@ -15,12 +15,14 @@ import socket
 import struct
 from typing import Any, cast
 
-from starlette.types import Send
+from starlette.types import Receive, Send
 
 from ..errors import NoTransportError
+from ..faults import NO_ANSWER, FaultPlan
 from ..model import Outcome
+from ..timing import Waiter
 
-__all__ = ["abort_connection", "close_connection", "send_outcome"]
+__all__ = ["abort_connection", "close_connection", "render_fault", "send_outcome"]
 
 
 def _transport(send: Any) -> asyncio.Transport:
@@ -57,3 +59,51 @@ async def send_outcome(send: Send, outcome: Outcome) -> None:
         headers.append((b"content-length", str(len(outcome.body)).encode()))
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.body})
+
+
+async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send) -> None:
+    """Render an injected fault on the wire: delay, then the answer or no answer at all."""
+    fault = outcome.fault
+    assert fault is not None
+    waiter = plan.waiter()
+    try:
+        if fault.delay:
+            await waiter.wait_async(fault.delay)
+        if fault.kind is None or fault.kind == "status":
+            await send_outcome(send, outcome)
+        elif fault.kind in NO_ANSWER:
+            if fault.kind == "hang":
+                await _hang(waiter, fault.hang_max, receive)
+            (abort_connection if fault.kind == "reset" else close_connection)(send)
+            for _ in range(3):  # let uvicorn see the connection gone before we return
+                await asyncio.sleep(0)
+        else:
+            await _dribble(waiter, outcome, fault.dribble_interval, send)
+    finally:
+        plan.release(waiter)
+
+
+async def _hang(waiter: Waiter, limit: float, receive: Receive) -> None:
+    """Answer nothing until the client gives up, the bound passes, or the plan is cleared."""
+    gone = asyncio.ensure_future(receive())  # resolves with http.disconnect
+    bound = asyncio.ensure_future(waiter.wait_async(limit))
+    await asyncio.wait({gone, bound}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (gone, bound):
+        task.cancel()
+
+
+async def _dribble(waiter: Waiter, outcome: Outcome, interval: float, send: Send) -> None:
+    """Send the headers at once, then the body one byte per `interval`."""
+    headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+    headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+    for i in range(len(outcome.body)):
+        if not waiter.cancelled:
+            await waiter.wait_async(interval)
+        await send(
+            {
+                "type": "http.response.body",
+                "body": outcome.body[i : i + 1],
+                "more_body": i + 1 < len(outcome.body),
+            }
+        )

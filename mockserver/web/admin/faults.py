@@ -1,0 +1,149 @@
+"""Admin operations on the fault plan: read it, add a rule, replace it, clear it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...endpoint import Endpoint
+from ...faults import MAX_RULES, FaultError, FaultPlanFull, FaultRule, parse_spec
+from ..openapi import BAD_QUERY, PROBLEM, STR, array, json_content, obj, wrapped
+from .http import JSONResponse, Operations, json_body, problem_response
+
+__all__ = ["OPERATIONS", "SCHEMAS"]
+
+OPERATIONS = Operations()
+
+
+def _rule(item: Any) -> FaultRule:
+    """A rule from its JSON object, or from the CLI's short spec as a JSON string."""
+    if isinstance(item, str):
+        return parse_spec(item)
+    if not isinstance(item, dict):
+        raise ValueError(f"a fault rule is a JSON object or a spec string, got {item!r}")
+    return FaultRule.from_dict(item)
+
+
+@OPERATIONS.add(
+    "GET",
+    "/faults",
+    {
+        "summary": "The fault plan in force",
+        "responses": {"200": wrapped("rules", "FaultRule", "The rules.")},
+    },
+)
+async def get_faults(endpoint: Endpoint, request: Request) -> Response:
+    return JSONResponse({"rules": endpoint.faults.describe()})
+
+
+@OPERATIONS.add(
+    "POST",
+    "/faults",
+    {
+        "summary": "Append one fault rule",
+        "requestBody": {"required": True, "content": json_content("FaultRule")},
+        "responses": {
+            "201": {"description": "Added.", "content": json_content("FaultRule")},
+            "400": BAD_QUERY,
+            "409": {
+                "description": f"The plan already holds {MAX_RULES} rules.",
+                "content": PROBLEM,
+            },
+        },
+    },
+)
+async def add_fault(endpoint: Endpoint, request: Request) -> Response:
+    try:
+        rule = _rule(await json_body(request))
+    except (ValueError, FaultError) as exc:
+        return problem_response(400, str(exc))
+    try:
+        rule_id = endpoint.faults.add(rule)
+    except FaultPlanFull as exc:
+        return problem_response(409, str(exc))
+    (described,) = [r for r in endpoint.faults.describe() if r["id"] == rule_id]
+    return JSONResponse(described, status_code=201)
+
+
+@OPERATIONS.add(
+    "PUT",
+    "/faults",
+    {
+        "summary": "Replace the fault plan",
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "oneOf": [
+                            obj({"rules": array("FaultRule")}, ["rules"]),
+                            array("FaultRule"),
+                        ]
+                    }
+                }
+            },
+        },
+        "responses": {"200": wrapped("rules", "FaultRule", "The new rules."), "400": BAD_QUERY},
+    },
+)
+async def replace_faults(endpoint: Endpoint, request: Request) -> Response:
+    try:
+        body = await json_body(request)
+        items = body.get("rules") if isinstance(body, dict) else body
+        if not isinstance(items, list):
+            raise ValueError('send {"rules": [rule, ...]} or a JSON list of rules')
+        rules = [_rule(item) for item in items]
+        endpoint.faults.replace(rules)
+    except (ValueError, FaultError) as exc:
+        return problem_response(400, str(exc))
+    return JSONResponse({"rules": endpoint.faults.describe()})
+
+
+@OPERATIONS.add(
+    "DELETE",
+    "/faults",
+    {
+        "summary": "Remove every rule and cancel pending delays",
+        "responses": {"204": {"description": "Cleared."}},
+    },
+)
+async def clear_faults(endpoint: Endpoint, request: Request) -> Response:
+    endpoint.faults.clear()
+    return Response(status_code=204)
+
+
+SCHEMAS: dict[str, Any] = {
+    "FaultRule": {
+        "oneOf": [
+            {"type": "string", "description": "the CLI spec, e.g. status=503,times=2"},
+            obj(
+                {
+                    "status": {"type": "integer", "minimum": 400, "maximum": 599},
+                    "retry_after": {"type": "integer"},
+                    "delay": STR,
+                    "reset": {"type": "boolean"},
+                    "close": {"type": "boolean"},
+                    "hang": {"type": "boolean"},
+                    "dribble": {"type": "boolean"},
+                    "hang_max": {"type": ["number", "string"]},
+                    "dribble_interval": {"type": ["number", "string"]},
+                    "sequence": {"type": "array", "items": {"type": ["integer", "string"]}},
+                    "nth": {"type": "integer"},
+                    "first": {"type": "integer"},
+                    "every": {"type": "integer"},
+                    "rate": {"type": "number"},
+                    "seed": {"type": "integer"},
+                    "account_id": STR,
+                    "client_name": STR,
+                    "visitor_id": STR,
+                    "event_key": STR,
+                    "times": {"type": "integer"},
+                    "id": {"type": "integer"},
+                    "fired": {"type": "integer"},
+                }
+            ),
+        ]
+    },
+}

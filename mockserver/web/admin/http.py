@@ -1,0 +1,133 @@
+"""What the admin handlers share: registering an operation, JSON and problem answers, query
+parameters and request bodies read within bounds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse as _StarletteJSON
+from starlette.responses import Response
+
+from ...contract.decoding import loads
+from ...endpoint import Endpoint
+from ...problem import problem
+
+__all__ = [
+    "BadQuery",
+    "Handler",
+    "JSONResponse",
+    "Operation",
+    "Operations",
+    "bounded_body",
+    "check_params",
+    "int_param",
+    "json_body",
+    "problem_response",
+    "seconds_param",
+]
+
+Handler = Callable[[Endpoint, Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One method on one path under `/_mock`: its handler and its OpenAPI operation object
+    (None leaves it out of the document)."""
+
+    method: str
+    path: str
+    handler: Handler
+    spec: dict[str, Any] | None = None
+
+
+class Operations(list[Operation]):
+    """A module's operations, registered by decorating their handlers."""
+
+    def add(
+        self, method: str, path: str, spec: dict[str, Any] | None = None
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            self.append(Operation(method, path, handler, spec))
+            return handler
+
+        return register
+
+
+class JSONResponse(_StarletteJSON):
+    """JSON with non-ASCII escaped: a payload may hold lone surrogates (valid JSON
+    escapes, `"\\ud800"`) that cannot be encoded as UTF-8 but can be sent back escaped."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode("ascii")
+
+
+class BadQuery(ValueError):
+    """A query parameter that cannot be used; the message says which and why."""
+
+
+def problem_response(status: int, detail: str) -> Response:
+    """An admin problem document."""
+    headers, body = problem("admin", status, detail)
+    return Response(body, status_code=status, headers=dict(headers))
+
+
+async def json_body(request: Request) -> Any:
+    """The body as JSON (a fault rule, or a list of them)."""
+    try:
+        return loads(await request.body())
+    except RecursionError:
+        raise ValueError("the body nests too deeply; send a JSON fault rule") from None
+    except ValueError as exc:
+        raise ValueError(f"the body is not JSON ({exc}); send a JSON fault rule") from exc
+
+
+async def bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it grows past `limit` bytes."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """Query parameter `name` as an integer from `low` to `high`, or `default`."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadQuery(f"{name}={raw!r} is not an integer") from None
+    if not low <= value <= high:
+        raise BadQuery(f"{name}={value} is out of range; use {low} to {high:,}")
+    return value
+
+
+def seconds_param(request: Request, name: str, high: float) -> float:
+    """Query parameter `name` as seconds from 0 to `high` (0 when absent)."""
+    raw = request.query_params.get(name)
+    if raw is None:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BadQuery(f"{name}={raw!r} is not a number of seconds") from None
+    if not 0 <= value <= high:
+        raise BadQuery(f"{name}={value} is out of range; use 0 to {high:g} seconds")
+    return value
+
+
+def check_params(request: Request, allowed: set[str]) -> None:
+    """Refuse a query parameter outside `allowed`, naming the ones there are."""
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        raise BadQuery(
+            f"unknown query parameter(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}"
+        )

@@ -1,0 +1,273 @@
+"""Admin operations on the journal: health, the requests, one request, reset, the events
+(with a long-poll)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...endpoint import Endpoint
+from ...journal.base import EVENT_FILTERS, MAX_LIMIT
+from ...model import EVENT_KINDS, VERDICTS
+from ...violations import shown
+from ..guard import ADMIN_PREFIX
+from ..openapi import (
+    BAD_QUERY,
+    JSON_VALUE,
+    NULLABLE_STR,
+    PAGING,
+    PROBLEM,
+    STR,
+    array,
+    event_filters,
+    json_content,
+    list_of,
+    obj,
+    query,
+)
+from .http import (
+    BadQuery,
+    JSONResponse,
+    Operations,
+    check_params,
+    int_param,
+    problem_response,
+    seconds_param,
+)
+
+__all__ = ["MAX_WAIT_SECONDS", "OPERATIONS", "SCHEMAS"]
+
+MAX_WAIT_SECONDS = 60
+"""The longest `wait` an events query may ask for."""
+OPERATIONS = Operations()
+
+
+@OPERATIONS.add(
+    "GET",
+    "/health",
+    {
+        "summary": "Health",
+        "responses": {
+            "200": {
+                "description": "Up.",
+                "content": {
+                    "application/json": {
+                        "schema": obj(
+                            {
+                                "status": STR,
+                                "last_id": {"type": "integer"},
+                                "journal": STR,
+                                "max_requests": {"type": ["integer", "null"]},
+                            }
+                        )
+                    }
+                },
+            }
+        },
+    },
+)
+async def health(endpoint: Endpoint, request: Request) -> Response:
+    journal = endpoint.journal
+    return JSONResponse(
+        {
+            "status": "ok",
+            "last_id": journal.last_id,
+            "journal": type(journal).__name__,
+            "max_requests": journal.max_requests,
+        }
+    )
+
+
+@OPERATIONS.add(
+    "GET",
+    "/requests",
+    {
+        "summary": "Journaled requests, oldest first",
+        "parameters": [
+            *PAGING,
+            query("verdict", STR, "only this verdict"),
+            query("events", STR, "true: include each request's events"),
+        ],
+        "responses": {"200": list_of("requests", "RequestRecord"), "400": BAD_QUERY},
+    },
+)
+async def list_requests(endpoint: Endpoint, request: Request) -> Response:
+    journal = endpoint.journal
+    try:
+        check_params(request, {"after", "limit", "verdict", "events"})
+        after = int_param(request, "after", 0, 0, 2**62)
+        limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+    except BadQuery as exc:
+        return problem_response(400, str(exc))
+    found = journal.requests(after=after, limit=limit, verdict=request.query_params.get("verdict"))
+    with_events = request.query_params.get("events", "false").lower() in ("1", "true")
+    listed = [r.to_dict(with_events=with_events) for r in found]
+    return JSONResponse(
+        {"requests": listed, "last_id": journal.last_id, "generation": journal.generation}
+    )
+
+
+@OPERATIONS.add(
+    "DELETE",
+    "/requests",
+    {"summary": "Forget every request (reset)", "responses": {"204": {"description": "Cleared."}}},
+)
+async def reset(endpoint: Endpoint, request: Request) -> Response:
+    endpoint.journal.clear()
+    return Response(status_code=204)
+
+
+@OPERATIONS.add(
+    "GET",
+    "/requests/{request_id}",
+    {
+        "summary": "One request with its events",
+        "parameters": [
+            {"name": "request_id", "in": "path", "required": True, "schema": {"type": "integer"}}
+        ],
+        "responses": {
+            "200": {"description": "The request.", "content": json_content("RequestRecord")},
+            "404": {"description": "No such id.", "content": PROBLEM},
+        },
+    },
+)
+async def get_request(endpoint: Endpoint, request: Request) -> Response:
+    raw = request.path_params["request_id"]
+    is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below 2**62
+    record = endpoint.journal.request(int(raw)) if is_id else None
+    if record is None:
+        return problem_response(
+            404, f"no request with id {shown(raw)}; list them at {ADMIN_PREFIX}/requests"
+        )
+    return JSONResponse(record.to_dict())
+
+
+@OPERATIONS.add(
+    "GET",
+    "/events",
+    {
+        "summary": "Flattened events, in arrival order",
+        "parameters": [
+            *PAGING,
+            *event_filters(),
+            query(
+                "wait",
+                {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
+                "with `after`: wait up to this many seconds for something newer",
+            ),
+        ],
+        "responses": {"200": list_of("events", "EventRecord"), "400": BAD_QUERY},
+    },
+)
+async def list_events(endpoint: Endpoint, request: Request) -> Response:
+    journal = endpoint.journal
+    try:
+        check_params(request, {"after", "limit", "wait", *EVENT_FILTERS})
+        after = int_param(request, "after", 0, 0, 2**62)
+        limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+        wait = seconds_param(request, "wait", MAX_WAIT_SECONDS)
+    except BadQuery as exc:
+        return problem_response(400, str(exc))
+    filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    deadline = time.monotonic() + wait
+    while True:
+        checked = journal.last_id  # read first: a commit after it wakes the wait
+        found = journal.events(after=after, limit=limit, **filters)
+        if found or wait <= 0:
+            break
+        if not await _wait_newer(endpoint, max(after, checked), deadline):
+            break
+    # `checked` was read before the query: a client resuming from it misses nothing.
+    return JSONResponse({"events": [e.to_dict() for e in found], "last_id": checked})
+
+
+async def _wait_newer(endpoint: Endpoint, after: int, deadline: float) -> bool:
+    """Wait until the journal commits a request newer than `after`, or the deadline."""
+    journal = endpoint.journal
+    if journal.last_id > after:
+        return True
+    loop = asyncio.get_running_loop()
+    newer = asyncio.Event()
+
+    def listener(last_id: int) -> None:
+        if last_id > after:
+            loop.call_soon_threadsafe(newer.set)
+
+    journal.add_listener(listener)
+    try:
+        if journal.last_id > after:
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            await asyncio.wait_for(newer.wait(), remaining)
+        except asyncio.TimeoutError:
+            return False
+        return True
+    finally:
+        journal.remove_listener(listener)
+
+
+SCHEMAS: dict[str, Any] = {
+    "EventRecord": obj(
+        {
+            "request_id": {"type": "integer"},
+            "index": {"type": "integer"},
+            "path": STR,
+            "verdict": STR,
+            "kind": {"enum": list(EVENT_KINDS)},
+            "visitor_id": JSON_VALUE,
+            "key": JSON_VALUE,
+            "entity_id": JSON_VALUE,
+            "uuid": JSON_VALUE,
+            "timestamp": JSON_VALUE,
+            "duplicate": {"type": "boolean"},
+            "decisions": {"type": "array"},
+            "attributes": {"type": "object"},
+            "entity_key": {
+                **NULLABLE_STR,
+                "description": "the datafile's key for entity_id (a conversion's event key)",
+            },
+            "decision_keys": {
+                "type": "array",
+                "items": {"type": "object", "additionalProperties": STR},
+                "description": "per decision, the datafile's experiment_key, variation_key "
+                "and flag_key",
+            },
+        },
+        ["request_id", "index", "verdict", "kind"],
+    ),
+    "RequestRecord": obj(
+        {
+            "id": {"type": "integer"},
+            "received_at": {"type": "number"},
+            "method": STR,
+            "path": STR,
+            "host": NULLABLE_STR,
+            "headers": {"type": "array"},
+            "client_ip": NULLABLE_STR,
+            "strict": {"type": "boolean"},
+            "strict_header": NULLABLE_STR,
+            "status": {"type": "integer"},
+            "verdict": {"enum": list(VERDICTS)},
+            "errors": array("Violation"),
+            "warnings": array("Violation"),
+            "unknown_fields": array("Violation"),
+            "payload": JSON_VALUE,
+            "raw": NULLABLE_STR,
+            "keys": {
+                "type": "object",
+                "additionalProperties": STR,
+                "description": "the datafile's key for each id it resolved, by JSON path",
+            },
+            "event_count": {"type": "integer"},
+            "events": array("EventRecord"),
+        },
+        ["id", "status", "verdict"],
+    ),
+}

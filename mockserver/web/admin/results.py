@@ -1,0 +1,145 @@
+"""Admin operation on results: the table an experiment would show, and why events do not
+count."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import Response
+
+from ...endpoint import Endpoint
+from ...journal.base import EVENT_FILTERS, MAX_LIMIT
+from ...journal.results import DEFAULT_LIMIT, REASONS, journal_results
+from ..openapi import (
+    BAD_QUERY,
+    JSON_VALUE,
+    NULLABLE_STR,
+    PAGING,
+    STR,
+    array,
+    event_filters,
+    json_content,
+    obj,
+    query,
+)
+from .http import BadQuery, JSONResponse, Operations, check_params, int_param, problem_response
+
+__all__ = ["OPERATIONS", "SCHEMAS"]
+
+OPERATIONS = Operations()
+
+
+@OPERATIONS.add(
+    "GET",
+    "/results",
+    {
+        "summary": "The results an experiment would show, and why events do not count",
+        "parameters": [
+            PAGING[0],
+            query(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+                f"list at most this many uncounted events (default {DEFAULT_LIMIT})",
+            ),
+            *event_filters(),
+        ],
+        "responses": {
+            "200": {"description": "The table.", "content": json_content("Results")},
+            "400": BAD_QUERY,
+        },
+    },
+)
+async def get_results(endpoint: Endpoint, request: Request) -> Response:
+    try:
+        check_params(request, {"after", "limit", *EVENT_FILTERS})
+        after = int_param(request, "after", 0, 0, 2**62)
+        limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+    except BadQuery as exc:
+        return problem_response(400, str(exc))
+    filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    # Two reads of the whole journal: never on the event loop.
+    result, until = await run_in_threadpool(
+        journal_results,
+        endpoint.journal,
+        datafiles=endpoint.config.datafiles,
+        after=after,
+        filters=filters,
+        limit=limit,
+    )
+    return JSONResponse({**result.to_dict(), "last_id": until})
+
+
+SCHEMAS: dict[str, Any] = {
+    "Results": obj(
+        {
+            "experiments": array("ResultsExperiment"),
+            "uncounted": {
+                "type": "array",
+                "items": obj(
+                    {"visitor_id": JSON_VALUE, "events": array("Uncounted")},
+                    ["visitor_id", "events"],
+                ),
+                "description": "the events that do not count, by visitor (at most `limit`)",
+            },
+            "reasons": {
+                "type": "object",
+                "additionalProperties": {"type": "integer"},
+                "description": "how many events each reason kept from counting (all of them)",
+            },
+            "counted": obj(
+                {"impressions": {"type": "integer"}, "conversions": {"type": "integer"}}
+            ),
+            "left_off": {"type": "integer", "description": "uncounted events not listed"},
+            "last_id": {"type": "integer", "description": "the newest request counted"},
+        },
+        ["experiments", "uncounted", "reasons", "counted", "left_off", "last_id"],
+    ),
+    "ResultsExperiment": obj(
+        {
+            "experiment_id": STR,
+            "experiment_key": NULLABLE_STR,
+            "rule_type": NULLABLE_STR,
+            "flag_key": NULLABLE_STR,
+            "variations": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "variation_id": STR,
+                        "variation_key": NULLABLE_STR,
+                        "visitors": {"type": "integer"},
+                        "events": {
+                            "type": "array",
+                            "items": obj(
+                                {
+                                    "key": STR,
+                                    "unique_conversions": {"type": "integer"},
+                                    "conversions": {"type": "integer"},
+                                    "revenue": {"type": "integer"},
+                                },
+                                ["key", "unique_conversions", "conversions", "revenue"],
+                            ),
+                        },
+                    },
+                    ["variation_id", "variation_key", "visitors", "events"],
+                ),
+            },
+        },
+        ["experiment_id", "experiment_key", "rule_type", "flag_key", "variations"],
+    ),
+    "Uncounted": obj(
+        {
+            "reason": {"enum": list(REASONS)},
+            "message": STR,
+            "request_id": {"type": "integer"},
+            "path": STR,
+            "kind": STR,
+            "key": JSON_VALUE,
+            "uuid": JSON_VALUE,
+            "timestamp": JSON_VALUE,
+            "experiment_ids": {"type": "array", "items": STR},
+        },
+        ["reason", "message", "request_id", "path"],
+    ),
+}
