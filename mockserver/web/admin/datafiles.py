@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...contract.datafile import VERSIONS, Datafile, DatafileError, Datafiles
 from ...endpoint import Endpoint
 from ..guard import ADMIN_PREFIX
-from ..openapi import BAD_QUERY, STR, array, json_content, obj, wrapped
+from ..openapi import BAD_QUERY, STR, array, json_content, obj
 from .http import JSONResponse, Operations, bounded_body, problem_response
 
 __all__ = ["MAX_DATAFILE_BYTES", "OPERATIONS", "SCHEMAS"]
@@ -20,16 +20,13 @@ MAX_DATAFILE_BYTES = 32 * 1024 * 1024
 OPERATIONS = Operations()
 
 
-@OPERATIONS.add(
-    "GET",
+OPERATIONS.listing(
     "/datafiles",
-    {
-        "summary": "The datafiles batches are checked against",
-        "responses": {"200": wrapped("datafiles", "Datafile", "The datafiles.")},
-    },
+    "datafiles",
+    "Datafile",
+    "The datafiles batches are checked against",
+    lambda endpoint: [f.summary() for f in endpoint.config.datafiles.files],
 )
-async def get_datafiles(endpoint: Endpoint, request: Request) -> Response:
-    return JSONResponse({"datafiles": [f.summary() for f in endpoint.config.datafiles.files]})
 
 
 @OPERATIONS.add(

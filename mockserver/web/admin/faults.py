@@ -26,16 +26,9 @@ def _rule(item: Any) -> FaultRule:
     return FaultRule.from_dict(item)
 
 
-@OPERATIONS.add(
-    "GET",
-    "/faults",
-    {
-        "summary": "The fault plan in force",
-        "responses": {"200": wrapped("rules", "FaultRule", "The rules.")},
-    },
+OPERATIONS.listing(
+    "/faults", "rules", "FaultRule", "The fault plan in force", lambda e: e.faults.describe()
 )
-async def get_faults(endpoint: Endpoint, request: Request) -> Response:
-    return JSONResponse({"rules": endpoint.faults.describe()})
 
 
 @OPERATIONS.add(

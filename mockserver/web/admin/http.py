@@ -15,6 +15,7 @@ from starlette.responses import Response
 from ...contract.decoding import loads
 from ...endpoint import Endpoint
 from ...problem import problem
+from ..openapi import wrapped
 
 __all__ = [
     "BadQuery",
@@ -55,6 +56,17 @@ class Operations(list[Operation]):
             return handler
 
         return register
+
+    def listing(
+        self, path: str, name: str, ref: str, summary: str, read: Callable[[Endpoint], list[Any]]
+    ) -> None:
+        """`GET path`, answering `{name: read(endpoint)}` (a list of `ref` schemas)."""
+
+        async def get(endpoint: Endpoint, request: Request) -> Response:
+            return JSONResponse({name: read(endpoint)})
+
+        spec = {"summary": summary, "responses": {"200": wrapped(name, ref, f"The {name}.")}}
+        self.append(Operation("GET", path, get, spec))
 
 
 class JSONResponse(_StarletteJSON):
