@@ -55,17 +55,9 @@ async def add_datafile(endpoint: Endpoint, request: Request) -> Response:
     return JSONResponse(datafile.summary(), status_code=201)
 
 
-@OPERATIONS.add(
-    "DELETE",
-    "/datafiles",
-    {
-        "summary": "Stop checking against datafiles",
-        "responses": {"204": {"description": "Cleared."}},
-    },
+OPERATIONS.clearing(
+    "/datafiles", "Stop checking against datafiles", lambda e: e.use_datafiles(Datafiles())
 )
-async def clear_datafiles(endpoint: Endpoint, request: Request) -> Response:
-    endpoint.use_datafiles(Datafiles())
-    return Response(status_code=204)
 
 
 _KEYED = obj({"id": STR, "key": STR}, ["id", "key"])

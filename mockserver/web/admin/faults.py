@@ -94,17 +94,9 @@ async def replace_faults(endpoint: Endpoint, request: Request) -> Response:
     return JSONResponse({"rules": endpoint.faults.describe()})
 
 
-@OPERATIONS.add(
-    "DELETE",
-    "/faults",
-    {
-        "summary": "Remove every rule and cancel pending delays",
-        "responses": {"204": {"description": "Cleared."}},
-    },
+OPERATIONS.clearing(
+    "/faults", "Remove every rule and cancel pending delays", lambda e: e.faults.clear()
 )
-async def clear_faults(endpoint: Endpoint, request: Request) -> Response:
-    endpoint.faults.clear()
-    return Response(status_code=204)
 
 
 SCHEMAS: dict[str, Any] = {

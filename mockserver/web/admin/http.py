@@ -68,6 +68,16 @@ class Operations(list[Operation]):
         spec = {"summary": summary, "responses": {"200": wrapped(name, ref, f"The {name}.")}}
         self.append(Operation("GET", path, get, spec))
 
+    def clearing(self, path: str, summary: str, clear: Callable[[Endpoint], None]) -> None:
+        """`DELETE path`: `clear(endpoint)`, then 204."""
+
+        async def delete(endpoint: Endpoint, request: Request) -> Response:
+            clear(endpoint)
+            return Response(status_code=204)
+
+        spec = {"summary": summary, "responses": {"204": {"description": "Cleared."}}}
+        self.append(Operation("DELETE", path, delete, spec))
+
 
 class JSONResponse(_StarletteJSON):
     """JSON with non-ASCII escaped: a payload may hold lone surrogates (valid JSON

@@ -111,14 +111,7 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
     )
 
 
-@OPERATIONS.add(
-    "DELETE",
-    "/requests",
-    {"summary": "Forget every request (reset)", "responses": {"204": {"description": "Cleared."}}},
-)
-async def reset(endpoint: Endpoint, request: Request) -> Response:
-    endpoint.journal.clear()
-    return Response(status_code=204)
+OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.journal.clear())
 
 
 @OPERATIONS.add(
