@@ -11,13 +11,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import httpx
 import respx
 
-from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, ThreadedServer
+from mockserver import CoreRequest, Endpoint, Journal, MemoryJournal, SqliteJournal, ThreadedServer
 from pytest_plugin import logx_router
 
 ROOT = Path(__file__).parent.parent
@@ -95,6 +95,26 @@ def threaded_start() -> float:
     return statistics.median(timings)
 
 
+def fill(journal: Journal, endpoint: Endpoint, bodies: Iterable[bytes]) -> None:
+    """Judge and journal each body through the core, a few hundred commits in flight."""
+    pending = []
+    for body in bodies:
+        request = CoreRequest(
+            "POST",
+            "/v1/events",
+            body,
+            headers=[("content-type", "application/json")],
+            peer="127.0.0.1",
+        )
+        pending.append(journal.append(endpoint._judge(request)))
+        if len(pending) >= 500:
+            for future in pending:
+                future.result()
+            pending = []
+    for future in pending:
+        future.result()
+
+
 def big_journal(requests: int = 100_000, per_request: int = 10) -> tuple[float, float, float, int]:
     """Fill a journal with requests x per_request events; query it; RSS of a server on it."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -104,25 +124,13 @@ def big_journal(requests: int = 100_000, per_request: int = 10) -> tuple[float, 
         batch = copy.deepcopy(BASE)
         batch["visitors"] = batch["visitors"] * per_request
         template = json.dumps(batch)
-        pending = []
-        for r in range(requests):
-            body = template.replace('"a68cf1ad-0393-4e18-af87-efe8f01a7c9c"', f'"e{r}-x"', 1)
-            body = body.replace('"user-123"', f'"visitor-{r}"', 1)
-            request = CoreRequest(
-                "POST",
-                "/v1/events",
-                body.encode(),
-                headers=[("content-type", "application/json")],
-                peer="127.0.0.1",
-            )
-            record = endpoint._judge(request)
-            pending.append(journal.append(record))
-            if len(pending) >= 500:
-                for future in pending:
-                    future.result()
-                pending = []
-        for future in pending:
-            future.result()
+        bodies = (
+            template.replace('"a68cf1ad-0393-4e18-af87-efe8f01a7c9c"', f'"e{r}-x"', 1)
+            .replace('"user-123"', f'"visitor-{r}"', 1)
+            .encode()
+            for r in range(requests)
+        )
+        fill(journal, endpoint, bodies)
         events = len(journal.events(limit=1)) and requests * per_request
         by_visitor = best_of(5, lambda: journal.events(visitor_id="visitor-54321", limit=100))
         by_key = best_of(5, lambda: journal.events(key="campaign_activated", limit=100))

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import platform
 import resource
 import subprocess
@@ -64,24 +65,17 @@ def _visitors(r: int, per_request: int) -> list[dict[str, object]]:
 
 
 def build(path: Path, requests: int, per_request: int) -> float:
-    from mockserver import CoreRequest, Endpoint, SqliteJournal
+    from inprocess import fill
+
+    from mockserver import Endpoint, SqliteJournal
 
     journal = SqliteJournal(path)
-    endpoint = Endpoint(journal)
     started = time.perf_counter()
-    pending = []
-    for r in range(requests):
-        batch = {**BASE, "visitors": _visitors(r, per_request)}
-        request = CoreRequest(
-            "POST", "/v1/events", json.dumps(batch).encode(), [("content-type", "application/json")]
-        )
-        pending.append(journal.append(endpoint._judge(request)))
-        if len(pending) >= 500:
-            for future in pending:
-                future.result()
-            pending = []
-    for future in pending:
-        future.result()
+    bodies = (
+        json.dumps({**BASE, "visitors": _visitors(r, per_request)}).encode()
+        for r in range(requests)
+    )
+    fill(journal, Endpoint(journal), bodies)
     journal.close()
     return time.perf_counter() - started
 
@@ -149,7 +143,8 @@ def main() -> None:
         "# What counting results costs",
         "",
         f"Machine: {platform.machine()}, {platform.python_implementation()} "
-        f"{platform.python_version()}, {platform.system()}; each figure from a fresh process.",
+        f"{platform.python_version()}, {platform.system()}, {os.cpu_count()} cores, load "
+        f"average {os.getloadavg()[0]:.1f} at the end; each figure from a fresh process.",
         f"Command: `python benchmarks/results_cost.py --requests {args.requests} "
         f"--per-request {args.per_request}`",
         f"Journal: SQLite, {events:,} events in {args.requests:,} requests ({size:.0f} MiB).",

@@ -16,11 +16,15 @@ def send():
 """
 
 
+def run_with_traffic(pytester: pytest.Pytester, tests: str) -> pytest.RunResult:
+    """Run the user's `tests`, which may call `send()` for the traffic above."""
+    return run(pytester, TRAFFIC + tests)
+
+
 def test_results_has_the_admin_api_structure(pytester: pytest.Pytester) -> None:
-    result = run(
+    result = run_with_traffic(
         pytester,
-        TRAFFIC
-        + """
+        """
 def test_it(logx_mock):
     send()
     results = logx_mock.results()
@@ -43,10 +47,9 @@ def test_it(logx_mock):
 
 
 def test_a_wrong_number_shows_the_row_and_what_did_not_count(pytester: pytest.Pytester) -> None:
-    result = run(
+    result = run_with_traffic(
         pytester,
-        TRAFFIC
-        + """
+        """
 def test_it(logx_mock):
     send()
     logx_mock.assert_results("checkout_ab", "treatment", event="purchase", conversions=2,
@@ -72,10 +75,9 @@ def test_it(logx_mock):
 
 
 def test_a_wrong_name_says_what_is_there(pytester: pytest.Pytester) -> None:
-    result = run(
+    result = run_with_traffic(
         pytester,
-        TRAFFIC
-        + """
+        """
 def test_experiment(logx_mock):
     send()
     logx_mock.assert_results("checkout_abc", "treatment", visitors=1)

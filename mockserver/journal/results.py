@@ -71,6 +71,15 @@ class _Experiment:
     variation_keys: dict[str, str | None] = field(default_factory=dict)
     """Every variation seen, and (with a datafile) every variation it lists, at 0 visitors."""
 
+    def named(self, variation_id: str) -> bool:
+        """Whether every name is known, so later decisions cannot change any."""
+        return bool(
+            self.experiment_key
+            and self.flag_key
+            and self.rule_type
+            and self.variation_keys.get(variation_id)
+        )
+
 
 @dataclass
 class _Cell:
@@ -275,6 +284,8 @@ class _Tally:
     def _name(self, event: EventRecord, index: int, experiment_id: str, variation_id: str) -> None:
         """Keys from the datafile (journaled, else loaded), else from the metadata."""
         known = self.experiments.setdefault(experiment_id, _Experiment())
+        if known.named(variation_id):
+            return  # first non-empty value wins: nothing left to learn
         metadata = event.decisions[index].get("metadata")
         meta = metadata if isinstance(metadata, dict) else {}
         journaled = event.decision_keys[index] if index < len(event.decision_keys) else {}
