@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from contract_tests.pgserver import PostgresServer
 from mockserver import Endpoint, EndpointConfig, MemoryJournal, SqliteJournal, ThreadedServer
 
 
@@ -29,6 +30,22 @@ def sqlite_server(journal_path: Path) -> Iterator[ThreadedServer]:
     with ThreadedServer(Endpoint(journal)) as server:
         yield server
     journal.close()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PostgresServer]:
+    """This worker's PostgreSQL server (each pytest-xdist worker starts its own)."""
+    server = PostgresServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server: PostgresServer) -> Iterator[str]:
+    """The URL of a new, empty database on this worker's PostgreSQL server."""
+    url = pg_server.database()
+    yield url
+    pg_server.drop(url)
 
 
 @pytest.fixture

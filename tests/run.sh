@@ -30,6 +30,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# The PostgreSQL journal's tests start their own PostgreSQL 15 servers (initdb/pg_ctl in a
+# temporary folder, as the postgres user when run as root): Debian's package, not a service.
+if [ ! -x /usr/lib/postgresql/15/bin/initdb ] && [ -z "${LOGX_PG_BIN:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+  else
+    echo "tests/run.sh: the PostgreSQL tests need PostgreSQL 15: sudo apt-get install postgresql" \
+         "(or set LOGX_PG_BIN to another version's bin folder)" >&2
+    exit 1
+  fi
+fi
+
 # The real Optimizely JavaScript SDK (tests/test_js_sdk.py) comes from npm, pinned by its lock.
 if ! command -v npm >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -21,6 +21,7 @@ from mockserver import (
     SqliteJournal,
     ThreadedServer,
 )
+from mockserver.journal.postgres import PostgresJournal
 
 
 def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
@@ -37,16 +38,20 @@ def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
     return outcome.record
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def make_journal(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> Iterator[Callable[..., Journal]]:
+    """The journal contract, on every journal; `make()` twice opens the same store."""
     opened: list[Journal] = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
 
     def make(**kwargs: object) -> Journal:
         journal: Journal
         if request.param == "memory":
             journal = MemoryJournal(**kwargs)  # type: ignore[arg-type]
+        elif request.param == "postgres":
+            journal = PostgresJournal(url, **kwargs)  # type: ignore[arg-type]
         else:
             journal = SqliteJournal(tmp_path / "j.db", **kwargs)  # type: ignore[arg-type]
         opened.append(journal)

@@ -1,0 +1,371 @@
+"""The shared journal: PostgreSQL, so several logx-mock instances form one mock.
+
+**Ordering a reader can trust.** A reader pages with `after=ID` and must never miss a
+request nor see one twice while many instances write. A sequence would not do: a
+transaction that took id 7 and commits late appears behind a reader that already
+read 8 and moved its cursor past 7. So ids are assigned *serially, at commit*: every
+write transaction starts with one statement,
+
+    UPDATE logx_state SET next_id = next_id + n ... RETURNING ...
+
+on the single state row. Its row lock is held until that transaction commits, so
+writers, on every instance, run one at a time; each takes the ids that follow the
+last committed ones, and PostgreSQL makes a commit visible before it releases its
+locks. Hence the committed ids are always a prefix in id order, with no gaps (a
+rolled-back writer hands its ids back): a reader that has seen id N has seen, or
+will never see, every id below it. The same lock makes history exact across
+instances (a duplicate sent to two instances is flagged once, as on SQLite), and
+keeps `--max-requests` and `clear()` consistent for all.
+
+A visibility horizon (readers stop at the oldest id still in flight) would let
+writers overlap, but needs a table of in-flight ids every reader consults; the
+lock costs one row update per group commit, and group commits are what keep it
+cheap: one writer thread per instance takes every request waiting, runs them in
+one transaction (history, one `executemany` per table, eviction, `pg_notify`) and
+commits, and only then are their 204s sent. `synchronous_commit` is PostgreSQL's
+default (on): a commit is on disk before it returns, so `kill -9` of an instance,
+or of PostgreSQL, loses nothing acknowledged.
+
+**Other instances' commits** arrive by LISTEN/NOTIFY (each commit notifies the
+newest id and the reset generation), waking long-polls and the page at once; the
+listener also reads the state row every second, so a lost notification costs at
+most a second.
+
+**A database that goes away** fails the batches in flight (their requests get 503
+with `Retry-After`, and a log line); the writer reconnects for the next batch, reads
+go through a `psycopg_pool` pool that replaces broken connections, and the listener
+reconnects on its own: the instance recovers without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg_pool import ConnectionPool
+
+from ..model import EventRecord, RequestRecord
+from .base import Journal, JournalError, _limit, check_filters
+from .pg_schema import prepare
+from .pg_writer import Stored, clear_tables, evict, insert, take_ids
+from .rows import REQUEST_COLUMNS, body_cells, record_from_row, text_cell
+
+__all__ = ["PostgresJournal", "is_postgres_url", "shown_url"]
+
+log = logging.getLogger("logx_mock")
+
+_STOP = object()
+_CONNECT_TIMEOUT = 3
+
+
+def is_postgres_url(text: str) -> bool:
+    """`postgresql://...` or `postgres://...`: a PostgreSQL journal, not a SQLite path."""
+    return text.startswith(("postgresql://", "postgres://"))
+
+
+def shown_url(url: str) -> str:
+    """The URL with its password hidden, for banners, logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+@dataclass
+class _Job:
+    """A request to record (`record`), or a clear (`record` None), and who waits for it."""
+
+    record: RequestRecord | None
+    future: Future[Any]
+    body: tuple[bytes | None, bool] = (None, False)
+
+
+def _storable(jobs: list[_Job]) -> list[_Job]:
+    """The jobs whose body can be stored, with it; the others fail alone, at once."""
+    kept = []
+    for job in jobs:
+        if job.record is not None:
+            try:
+                job.body = body_cells(job.record)
+            except (TypeError, ValueError) as exc:
+                job.future.set_exception(
+                    JournalError(f"the journal could not record the request: {exc}")
+                )
+                continue
+        kept.append(job)
+    return kept
+
+
+class PostgresJournal(Journal):
+    """A journal in the PostgreSQL database at `url`, shared by every instance on it.
+
+    Raises `JournalError` when the database cannot be reached or has a newer schema.
+    """
+
+    def __init__(self, url: str, *, max_requests: int | None = None, pool_size: int = 4) -> None:
+        super().__init__(max_requests=max_requests)
+        self.url = url
+        self._closing = threading.Event()
+        try:
+            with self._connect() as conn:
+                prepare(conn)
+                schema = conn.execute("SELECT current_schema()").fetchone()
+                self._refresh(conn)
+        except psycopg.Error as exc:
+            raise JournalError(
+                f"cannot open the journal {shown_url(url)}: {_reason(exc)}; check that "
+                "PostgreSQL runs there and the URL's user, password and database are right"
+            ) from exc
+        self._channel = f"logx_mock {schema[0] if schema else ''}"
+        self._pool = ConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            kwargs=_kwargs(),
+            timeout=2.0,  # a read waits this long for a connection, then 503
+            reconnect_timeout=2.0,  # then a new attempt starts with the next read
+            check=ConnectionPool.check_connection,
+            name="logx-mock",
+            open=True,
+        )
+        self._writer: psycopg.Connection[Any] | None = None
+        self._touched = False
+        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._write_loop, name="logx-journal", daemon=True),
+            threading.Thread(target=self._listen, name="logx-journal-listen", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def __repr__(self) -> str:
+        return f"<PostgresJournal {shown_url(self.url)!r} last_id={self._last_id}>"
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        return psycopg.connect(self.url, **_kwargs())
+
+    def _refresh(self, conn: psycopg.Connection[Any]) -> None:
+        """Catch up with the state row: the newest committed id and the generation."""
+        row = conn.execute("SELECT next_id - 1, generation FROM logx_state").fetchone()
+        assert row is not None
+        self._caught_up(int(row[0]), int(row[1]))
+
+    def _caught_up(self, newest: int, generation: int) -> None:
+        """Another instance (or this one) committed up to `newest`, or cleared."""
+        if generation != self.generation:
+            self.generation = generation
+            self._notify(self._last_id)
+        if newest > self._last_id:
+            self._committed(newest)
+
+    # Writing ------------------------------------------------------------------
+
+    def append(self, record: RequestRecord) -> Future[RequestRecord]:
+        future: Future[Any] = Future()
+        self._queue.put(_Job(record, future))
+        return future
+
+    def clear(self) -> None:
+        future: Future[Any] = Future()
+        self._queue.put(_Job(None, future))
+        future.result()
+        self._notify(self._last_id)
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._threads[0].is_alive():
+            self._queue.put(_STOP)
+            self._threads[0].join()  # the listener ends by itself within a quarter second
+        if self._writer is not None:
+            self._writer.close()
+        self._pool.close()
+
+    def _write_loop(self) -> None:
+        while True:
+            taken = [self._queue.get()]
+            while not self._queue.empty() and len(taken) < 512:
+                taken.append(self._queue.get_nowait())
+            jobs = [job for job in taken if isinstance(job, _Job)]
+            if jobs:
+                self._run_batch(jobs)
+            if _STOP in taken:
+                return
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
+        jobs = _storable(jobs)
+        try:
+            ids = self._write(jobs)
+        except Exception as exc:
+            log.error(
+                "journal write to %s failed, %d job(s) not recorded: %s",
+                shown_url(self.url),
+                len(jobs),
+                _reason(exc),
+            )
+            error = JournalError(f"the journal could not record the request: {_reason(exc)}")
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        for job in jobs:
+            job.future.set_result(job.record)
+        if ids:
+            self._committed(max(ids))
+
+    def _write(self, jobs: list[_Job]) -> list[int]:
+        """Run the jobs in one transaction. A connection found broken by the first
+        statement (PostgreSQL restarted since the last batch) is replaced once: nothing
+        was changed yet, neither in the database nor in the records."""
+        for attempt in (1, 2):
+            conn = self._writer_connection()
+            self._touched = False
+            try:
+                return self._transact(conn, jobs)
+            except psycopg.OperationalError:
+                self._writer = None
+                conn.close()
+                if attempt == 2 or self._touched:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _writer_connection(self) -> psycopg.Connection[Any]:
+        if self._writer is None or self._writer.closed:
+            self._writer = self._connect()
+        return self._writer
+
+    def _transact(self, conn: psycopg.Connection[Any], jobs: list[_Job]) -> list[int]:
+        ids: list[int] = []
+        generation = self.generation
+        with conn.transaction():  # commits at the end of the block
+            take_ids(conn, 0)  # the lock first: a stale connection fails here, harmlessly
+            self._touched = True  # from here on the records change: no second attempt
+            pending: list[Stored] = []
+            for job in jobs:
+                if job.record is not None:
+                    pending.append((job.record, job.body))
+                    continue
+                ids += insert(conn, pending)
+                pending = []
+                generation = clear_tables(conn)
+            ids += insert(conn, pending)
+            if self.max_requests is not None:
+                evict(conn, self.max_requests)
+            conn.execute(
+                "SELECT pg_notify(%s, next_id - 1 || ' ' || generation) FROM logx_state",
+                (self._channel,),
+            )
+        self.generation = generation
+        return ids
+
+    # Other instances ----------------------------------------------------------
+
+    def _listen(self) -> None:
+        """Follow other instances' commits and clears: NOTIFY at once, the state row
+        every second (a missed notification, a reconnection)."""
+        channel = sql.SQL("LISTEN {}").format(sql.Identifier(self._channel))
+        while not self._closing.is_set():
+            try:
+                with self._connect() as conn:
+                    conn.execute(channel)
+                    self._follow(conn)
+            except psycopg.Error:
+                self._closing.wait(0.5)  # the database is away: look again soon
+
+    def _follow(self, conn: psycopg.Connection[Any]) -> None:
+        refreshed = 0.0
+        while not self._closing.is_set():
+            if time.monotonic() - refreshed >= 1.0:
+                self._refresh(conn)
+                refreshed = time.monotonic()
+            for note in conn.notifies(timeout=0.25):  # short: close() does not wait on it
+                newest, generation = (int(part) for part in note.payload.split())
+                self._caught_up(newest, generation)
+
+    # Reading ------------------------------------------------------------------
+
+    def _read(self, query: Any, params: Any = ()) -> list[Any]:
+        try:
+            with self._pool.connection() as conn:
+                return conn.execute(query, params).fetchall()
+        except psycopg.Error as exc:
+            raise JournalError(
+                f"the journal {shown_url(self.url)} cannot be read now: {_reason(exc)}"
+            ) from exc
+
+    def _records(self, rows: list[Any]) -> list[RequestRecord]:
+        """Requests from their rows, with the duplicate flags of all of them in one query."""
+        if not rows:
+            return []
+        flagged = self._read(
+            "SELECT request_id, idx FROM logx_events WHERE request_id = ANY(%s) AND duplicate",
+            ([row[0] for row in rows],),
+        )
+        duplicates: dict[int, set[int]] = {}
+        for request_id, idx in flagged:
+            duplicates.setdefault(request_id, set()).add(idx)
+        return [record_from_row(row, duplicates.get(row[0], set())) for row in rows]
+
+    def requests(
+        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+    ) -> list[RequestRecord]:
+        where, params = "id > %s", list[Any]([after])
+        if verdict is not None:
+            where = where + " AND verdict = %s"
+            params.append(verdict)
+        rows = self._read(
+            f"SELECT {REQUEST_COLUMNS} FROM logx_requests WHERE {where} "
+            "ORDER BY id LIMIT %s".encode(),
+            (*params, _limit(limit)),
+        )
+        return self._records(rows)
+
+    def request(self, request_id: int) -> RequestRecord | None:
+        rows = self._read(
+            f"SELECT {REQUEST_COLUMNS} FROM logx_requests WHERE id = %s".encode(), (request_id,)
+        )
+        found = self._records(rows)
+        return found[0] if found else None
+
+    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+        check_filters(filters)
+        where = " AND ".join(["request_id > %s", *(f"{name} = %s" for name in filters)])
+        rows = self._read(
+            f"SELECT request_id, idx, duplicate FROM logx_events WHERE {where} "
+            "ORDER BY request_id, idx LIMIT %s".encode(),
+            (after, *(text_cell(v) for v in filters.values()), _limit(limit)),
+        )
+        wanted: dict[int, dict[int, bool]] = {}
+        for request_id, idx, duplicate in rows:
+            wanted.setdefault(request_id, {})[idx] = bool(duplicate)
+        record_rows = self._read(
+            f"SELECT {REQUEST_COLUMNS} FROM logx_requests WHERE id = ANY(%s) ORDER BY id".encode(),
+            (list(wanted),),
+        )
+        found: list[EventRecord] = []
+        for row in record_rows:  # a request evicted between the two reads is skipped
+            chosen = wanted[row[0]]
+            record = record_from_row(row, {idx for idx, dup in chosen.items() if dup})
+            found.extend(e for e in record.events if e.index in chosen)
+        return found
+
+
+def _kwargs() -> dict[str, Any]:
+    return {
+        "autocommit": True,
+        "connect_timeout": _CONNECT_TIMEOUT,
+        "application_name": "logx-mock",
+    }
+
+
+def _reason(exc: BaseException) -> str:
+    """The first line of a driver error (libpq's messages run on with hints)."""
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

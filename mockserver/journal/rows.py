@@ -1,0 +1,126 @@
+"""A request as table rows, and back: what the SQLite and PostgreSQL journals store.
+
+A request is one row (`verdict`, its metadata as JSON text, the body as it came) and
+one row per flattened event (the columns the filters search, and the duplicate flag
+the writer decided). Events are not stored twice: reading a request flattens its
+stored payload again.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..contract.flatten import flatten
+from ..model import EventRecord, RequestRecord
+from ..violations import Violation
+from .base import as_text
+
+__all__ = [
+    "EVENT_COLUMNS",
+    "REQUEST_COLUMNS",
+    "WITH_EVENTS",
+    "body_cells",
+    "event_row",
+    "meta_text",
+    "record_from_row",
+    "text_cell",
+    "timestamp_cell",
+]
+
+EVENT_COLUMNS = (
+    "visitor_id",
+    "key",
+    "kind",
+    "entity_id",
+    "uuid",
+    "account_id",
+    "project_id",
+    "client_name",
+    "verdict",
+)
+"""The event columns the filters compare against (their text form, `as_text`)."""
+REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
+WITH_EVENTS = ("accepted", "rejected", "faulted")
+_META_FIELDS = (
+    "received_at",
+    "method",
+    "path",
+    "host",
+    "client_ip",
+    "strict",
+    "strict_header",
+    "status",
+    "fault",
+    "keys",
+)
+
+
+def timestamp_cell(value: Any) -> int | None:
+    """An event timestamp as a 64-bit integer cell, or None when it is not one."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+        return value
+    return None
+
+
+def body_cells(record: RequestRecord) -> tuple[bytes | None, bool]:
+    """The body to store and whether it is JSON: the decoded bytes as they came, the
+    unparsed text, or the payload serialized (raises for a payload JSON cannot hold)."""
+    if record.raw is not None:
+        return record.raw, False
+    if record.source is not None:
+        return record.source, True
+    return json.dumps(record.payload).encode(), True
+
+
+def meta_text(record: RequestRecord) -> str:
+    """Everything but the body and the events, as ASCII JSON (any database's text)."""
+    meta = {name: getattr(record, name) for name in _META_FIELDS}
+    meta["headers"] = record.headers
+    for name in ("errors", "warnings", "unknown_fields"):
+        meta[name] = [v.to_dict() for v in getattr(record, name)]
+    return json.dumps(meta)
+
+
+def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
+    """(request_id, idx, the filter columns..., timestamp, duplicate); `clean` maps NUL
+    to U+FFFD, which PostgreSQL text cannot hold (filter values get the same)."""
+    cells = [as_text(getattr(event, name)) for name in EVENT_COLUMNS]
+    if clean:
+        cells = [text_cell(cell) for cell in cells]
+    stamp = timestamp_cell(event.timestamp)
+    return (event.request_id, event.index, *cells, stamp, event.duplicate)
+
+
+def text_cell(value: Any) -> str | None:
+    """A filter column or filter value as PostgreSQL text: `as_text`, NUL as U+FFFD."""
+    text = as_text(value)
+    return None if text is None else text.replace("\x00", "\ufffd")
+
+
+def record_from_row(row: Any, duplicates: set[int]) -> RequestRecord:
+    """A request from its row; its events are flattened again from the stored payload,
+    with the duplicate flags the writer decided (`duplicates`: their indexes)."""
+    request_id, verdict, meta_json, body, body_is_json = row
+    meta = json.loads(meta_json)
+    record = RequestRecord(
+        id=request_id,
+        verdict=verdict,
+        headers=[(k, v) for k, v in meta.pop("headers")],
+        errors=[Violation.from_dict(v) for v in meta.pop("errors")],
+        warnings=[Violation.from_dict(v) for v in meta.pop("warnings")],
+        unknown_fields=[Violation.from_dict(v) for v in meta.pop("unknown_fields")],
+        **meta,
+    )
+    if body_is_json and body is not None:
+        record.payload = json.loads(body)
+    elif body is not None:
+        record.raw = bytes(body)
+    if verdict in WITH_EVENTS:
+        record.events = flatten(
+            record.payload, verdict=verdict, received_at=record.received_at, keys=record.keys
+        )
+        for event in record.events:
+            event.request_id = request_id
+            event.duplicate = event.index in duplicates
+    return record
