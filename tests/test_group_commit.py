@@ -1,6 +1,7 @@
-"""The SQLite journal's group commit from the event loop: the requests of one loop tick
-share one transaction, their waiters wake only after it is committed, history sees the
-earlier requests of the same tick, and a failed commit fails every request in it."""
+"""Group commits from the event loop, on SQLite and PostgreSQL: the requests of one loop
+tick share one transaction, their waiters wake only after it is committed, history sees
+the earlier requests of the same tick, a failed commit fails every request in it, and a
+request that cannot be stored fails alone."""
 
 from __future__ import annotations
 
@@ -10,17 +11,58 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from helpers import impression
 
 from mockserver import CoreRequest, Endpoint, JournalError, RequestRecord, SqliteJournal
+from mockserver.journal.group import GroupCommitJournal
+from mockserver.journal.postgres import PostgresJournal
 
 
-@pytest.fixture
-def journal(tmp_path: Path) -> Iterator[SqliteJournal]:
-    opened = SqliteJournal(tmp_path / "j.db")
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[GroupCommitJournal]:
+    opened: GroupCommitJournal
+    if request.param == "sqlite":
+        opened = SqliteJournal(tmp_path / "j.db")
+    else:
+        opened = PostgresJournal(request.getfixturevalue("pg_url"))
     yield opened
     opened.close()
+
+
+def _stored_rows(journal: GroupCommitJournal, request_id: int) -> int:
+    """How many rows have this id, seen from another connection (as another reader)."""
+    if isinstance(journal, SqliteJournal):
+        with sqlite3.connect(journal.path) as other:
+            query = "SELECT COUNT(*) FROM requests WHERE id = ?"
+            return int(other.execute(query, (request_id,)).fetchone()[0])
+    assert isinstance(journal, PostgresJournal)
+    with psycopg.connect(journal.url) as conn:
+        query = "SELECT COUNT(*) FROM logx_requests WHERE id = %s"
+        row = conn.execute(query, (request_id,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def _refuse_inserts(journal: GroupCommitJournal) -> None:
+    """Make the database refuse every new request (as a full disk would)."""
+    if isinstance(journal, SqliteJournal):
+        journal._writer.execute(
+            "CREATE TRIGGER nope BEFORE INSERT ON requests BEGIN "
+            "SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        return
+    assert isinstance(journal, PostgresJournal)
+    with psycopg.connect(journal.url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE FUNCTION nope() RETURNS trigger AS "
+            "$$ BEGIN RAISE EXCEPTION 'disk says no'; END $$ LANGUAGE plpgsql"
+        )
+        conn.execute(
+            "CREATE TRIGGER nope BEFORE INSERT ON logx_requests "
+            "FOR EACH ROW EXECUTE FUNCTION nope()"
+        )
 
 
 def _request(payload: object) -> CoreRequest:
@@ -36,7 +78,7 @@ def _judged(endpoint: Endpoint, uuid: str) -> RequestRecord:
 
 
 def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
-    journal: SqliteJournal, tmp_path: Path
+    journal: GroupCommitJournal,
 ) -> None:
     endpoint = Endpoint(journal)
     commits: list[int] = []
@@ -45,9 +87,7 @@ def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
 
     async def commit_one(record: RequestRecord) -> tuple[int, int]:
         committed = await journal.commit(record)
-        with sqlite3.connect(tmp_path / "j.db") as other:  # another connection, as a reader
-            rows = other.execute("SELECT COUNT(*) FROM requests WHERE id = ?", (committed.id,))
-            return committed.id, rows.fetchone()[0]
+        return committed.id, _stored_rows(journal, committed.id)
 
     async def main() -> list[tuple[int, int]]:
         return await asyncio.gather(*(commit_one(r) for r in records))
@@ -59,7 +99,7 @@ def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
     assert [e.request_id for r in records for e in r.events] == list(range(1, 51))
 
 
-def test_duplicates_within_one_tick_are_flagged(journal: SqliteJournal) -> None:
+def test_duplicates_within_one_tick_are_flagged(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
     first, again, other = (_judged(endpoint, u) for u in ("same", "same", "other"))
 
@@ -74,7 +114,7 @@ def test_duplicates_within_one_tick_are_flagged(journal: SqliteJournal) -> None:
     assert [e.duplicate for e in stored.events] == [True]
 
 
-def test_ids_keep_growing_after_clear(journal: SqliteJournal) -> None:
+def test_ids_keep_growing_after_clear(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
 
     async def commit(uuid: str) -> int:
@@ -86,7 +126,22 @@ def test_ids_keep_growing_after_clear(journal: SqliteJournal) -> None:
     assert [r.id for r in journal.requests()] == [2]
 
 
-def test_a_failed_commit_fails_every_request_of_the_tick(journal: SqliteJournal) -> None:
+def test_a_failed_commit_fails_every_request_of_the_tick(journal: GroupCommitJournal) -> None:
+    endpoint = Endpoint(journal)
+    first = asyncio.run(journal.commit(_judged(endpoint, "first"))).id
+    records = [_judged(endpoint, f"t-{i}") for i in range(3)]
+    _refuse_inserts(journal)
+
+    async def main() -> list[object]:
+        return await asyncio.gather(*map(journal.commit, records), return_exceptions=True)
+
+    outcomes = asyncio.run(main())
+    assert all(isinstance(o, JournalError) for o in outcomes), outcomes
+    assert "disk says no" in str(outcomes[0])
+    assert [r.id for r in journal.requests()] == [first]  # rolled back together
+
+
+def test_a_request_that_cannot_be_stored_fails_alone(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
     good = _judged(endpoint, "good")
     broken = _judged(endpoint, "broken")
@@ -97,13 +152,14 @@ def test_a_failed_commit_fails_every_request_of_the_tick(journal: SqliteJournal)
             journal.commit(good), journal.commit(broken), return_exceptions=True
         )
 
-    outcomes = asyncio.run(main())
-    assert all(isinstance(o, JournalError) for o in outcomes), outcomes
-    assert journal.requests() == []  # rolled back together: nothing half-recorded
-    assert asyncio.run(journal.commit(_judged(endpoint, "after"))).id >= 1
+    stored, failed = asyncio.run(main())
+    assert isinstance(stored, RequestRecord) and stored.id == 1
+    assert isinstance(failed, JournalError)
+    assert "could not record the request: Object of type set" in str(failed)
+    assert [r.id for r in journal.requests()] == [1]
 
 
-def test_a_cancelled_waiter_does_not_stop_the_others(journal: SqliteJournal) -> None:
+def test_a_cancelled_waiter_does_not_stop_the_others(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
     records = [_judged(endpoint, f"c-{i}") for i in range(3)]
 
@@ -118,12 +174,11 @@ def test_a_cancelled_waiter_does_not_stop_the_others(journal: SqliteJournal) -> 
     assert len(journal.requests()) == 3  # the cancelled request was committed all the same
 
 
-def test_endpoint_answers_503_when_the_tick_cannot_be_committed(journal: SqliteJournal) -> None:
+def test_endpoint_answers_503_when_the_tick_cannot_be_committed(
+    journal: GroupCommitJournal,
+) -> None:
     endpoint = Endpoint(journal)
-    journal._writer.execute(
-        "CREATE TRIGGER nope BEFORE INSERT ON requests BEGIN "
-        "SELECT RAISE(ABORT, 'disk says no'); END"
-    )
+    _refuse_inserts(journal)
 
     async def main() -> list[int]:
         outcomes = await asyncio.gather(

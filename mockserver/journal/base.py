@@ -159,8 +159,12 @@ class Journal(ABC):
             return self._changed.wait_for(lambda: self._last_id > after, timeout=timeout)
 
     def _committed(self, last_id: int) -> None:
+        """Requests up to `last_id` are committed (here, or by another process: both may
+        report the same commit; listeners hear of it once)."""
         with self._changed:
-            self._last_id = max(self._last_id, last_id)
+            if last_id <= self._last_id:
+                return
+            self._last_id = last_id
             self._changed.notify_all()
         self._notify(last_id)
 

@@ -14,6 +14,7 @@ import psycopg
 
 from ..contract.history import DedupeKey, apply_history, dedupe_key
 from ..model import EventRecord, RequestRecord
+from .group import Stored
 from .rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
@@ -28,8 +29,6 @@ __all__ = ["GroupHistory", "clear_tables", "evict", "insert", "take_ids"]
 log = logging.getLogger("logx_mock")
 
 Connection = psycopg.Connection[Any]
-Stored = tuple[RequestRecord, tuple[bytes | None, bool]]
-"""A request to insert, with its body cells (computed before the transaction)."""
 
 _INSERT_REQUEST = f"INSERT INTO logx_requests ({REQUEST_COLUMNS}) VALUES (%s, %s, %s, %s, %s)"
 _INSERT_EVENT = (

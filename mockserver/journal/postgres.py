@@ -40,11 +40,8 @@ reconnects on its own: the instance recovers without a restart.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,16 +50,16 @@ from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from ..model import EventRecord, RequestRecord
-from .base import Journal, JournalError, _limit, check_filters
+from .base import JournalError, _limit, check_filters
+from .group import GroupCommitJournal, Step
 from .pg_schema import prepare
-from .pg_writer import Stored, clear_tables, evict, insert, take_ids
-from .rows import REQUEST_COLUMNS, body_cells, record_from_row, text_cell
+from .pg_writer import clear_tables, evict, insert, take_ids
+from .rows import REQUEST_COLUMNS, record_from_row, text_cell
 
 __all__ = ["PostgresJournal", "is_postgres_url", "shown_url"]
 
 log = logging.getLogger("logx_mock")
 
-_STOP = object()
 _CONNECT_TIMEOUT = 3
 
 
@@ -80,32 +77,7 @@ def shown_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
-@dataclass
-class _Job:
-    """A request to record (`record`), or a clear (`record` None), and who waits for it."""
-
-    record: RequestRecord | None
-    future: Future[Any]
-    body: tuple[bytes | None, bool] = (None, False)
-
-
-def _storable(jobs: list[_Job]) -> list[_Job]:
-    """The jobs whose body can be stored, with it; the others fail alone, at once."""
-    kept = []
-    for job in jobs:
-        if job.record is not None:
-            try:
-                job.body = body_cells(job.record)
-            except (TypeError, ValueError) as exc:
-                job.future.set_exception(
-                    JournalError(f"the journal could not record the request: {exc}")
-                )
-                continue
-        kept.append(job)
-    return kept
-
-
-class PostgresJournal(Journal):
+class PostgresJournal(GroupCommitJournal):
     """A journal in the PostgreSQL database at `url`, shared by every instance on it.
 
     Raises `JournalError` when the database cannot be reached or has a newer schema.
@@ -139,13 +111,11 @@ class PostgresJournal(Journal):
         )
         self._writer: psycopg.Connection[Any] | None = None
         self._touched = False
-        self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._write_loop, name="logx-journal", daemon=True),
-            threading.Thread(target=self._listen, name="logx-journal-listen", daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._listener = threading.Thread(
+            target=self._listen, name="logx-journal-listen", daemon=True
+        )
+        self._listener.start()
+        self._start_writer()
 
     def __repr__(self) -> str:
         return f"<PostgresJournal {shown_url(self.url)!r} last_id={self._last_id}>"
@@ -169,93 +139,57 @@ class PostgresJournal(Journal):
 
     # Writing ------------------------------------------------------------------
 
-    def append(self, record: RequestRecord) -> Future[RequestRecord]:
-        future: Future[Any] = Future()
-        self._queue.put(_Job(record, future))
-        return future
+    @property
+    def where(self) -> str:
+        return shown_url(self.url)
 
     def clear(self) -> None:
-        future: Future[Any] = Future()
-        self._queue.put(_Job(None, future))
-        future.result()
+        self._clear_stored()
         self._notify(self._last_id)
 
     def close(self) -> None:
-        self._closing.set()
-        if self._threads[0].is_alive():
-            self._queue.put(_STOP)
-            self._threads[0].join()  # the listener ends by itself within a quarter second
+        self._closing.set()  # the listener ends by itself within a quarter second
+        self._stop_writer()
         if self._writer is not None:
             self._writer.close()
         self._pool.close()
 
-    def _write_loop(self) -> None:
-        while True:
-            taken = [self._queue.get()]
-            while not self._queue.empty() and len(taken) < 512:
-                taken.append(self._queue.get_nowait())
-            jobs = [job for job in taken if isinstance(job, _Job)]
-            if jobs:
-                self._run_batch(jobs)
-            if _STOP in taken:
-                return
-
-    def _run_batch(self, jobs: list[_Job]) -> None:
-        jobs = _storable(jobs)
-        try:
-            ids = self._write(jobs)
-        except Exception as exc:
-            log.error(
-                "journal write to %s failed, %d job(s) not recorded: %s",
-                shown_url(self.url),
-                len(jobs),
-                _reason(exc),
-            )
-            error = JournalError(f"the journal could not record the request: {_reason(exc)}")
-            for job in jobs:
-                job.future.set_exception(error)
-            return
-        for job in jobs:
-            job.future.set_result(job.record)
-        if ids:
-            self._committed(max(ids))
-
-    def _write(self, jobs: list[_Job]) -> list[int]:
-        """Run the jobs in one transaction. A connection found broken by the first
-        statement (PostgreSQL restarted since the last batch) is replaced once: nothing
-        was changed yet, neither in the database nor in the records."""
+    def _write(self, steps: list[Step]) -> None:
+        """One transaction. A connection found broken by its first statement (PostgreSQL
+        restarted since the last group) is replaced once: nothing had changed yet,
+        neither in the database nor in the records."""
         for attempt in (1, 2):
             conn = self._writer_connection()
             self._touched = False
             try:
-                return self._transact(conn, jobs)
-            except psycopg.OperationalError:
-                self._writer = None
-                conn.close()
-                if attempt == 2 or self._touched:
-                    raise
-        raise AssertionError("unreachable")
+                self._transact(conn, steps)
+                return
+            except psycopg.Error as exc:
+                if isinstance(exc, psycopg.OperationalError):
+                    self._writer = None
+                    conn.close()
+                    if attempt == 1 and not self._touched:
+                        continue
+                raise JournalError(_reason(exc)) from exc
 
     def _writer_connection(self) -> psycopg.Connection[Any]:
         if self._writer is None or self._writer.closed:
-            self._writer = self._connect()
+            try:
+                self._writer = self._connect()
+            except psycopg.Error as exc:
+                raise JournalError(_reason(exc)) from exc
         return self._writer
 
-    def _transact(self, conn: psycopg.Connection[Any], jobs: list[_Job]) -> list[int]:
-        ids: list[int] = []
+    def _transact(self, conn: psycopg.Connection[Any], steps: list[Step]) -> None:
         generation = self.generation
         with conn.transaction():  # commits at the end of the block
             take_ids(conn, 0)  # the lock first: a stale connection fails here, harmlessly
             self._touched = True  # from here on the records change: no second attempt
-            pending: list[Stored] = []
-            for job in jobs:
-                if job.record is not None:
-                    pending.append((job.record, job.body))
-                    continue
-                ids += insert(conn, pending)
-                pending = []
-                generation = clear_tables(conn)
-            ids += insert(conn, pending)
+            for step in steps:
+                if step is None:
+                    generation = clear_tables(conn)
+                else:
+                    insert(conn, step)
             if self.max_requests is not None:
                 evict(conn, self.max_requests)
             conn.execute(
@@ -263,7 +197,6 @@ class PostgresJournal(Journal):
                 (self._channel,),
             )
         self.generation = generation
-        return ids
 
     # Other instances ----------------------------------------------------------
 

@@ -12,14 +12,13 @@ import json
 from typing import Any
 
 from ..contract.flatten import flatten
-from ..model import EventRecord, RequestRecord
+from ..model import WITH_EVENTS, EventRecord, RequestRecord
 from ..violations import Violation
-from .base import as_text
+from .base import EVENT_FILTERS, as_text
 
 __all__ = [
     "EVENT_COLUMNS",
     "REQUEST_COLUMNS",
-    "WITH_EVENTS",
     "body_cells",
     "event_row",
     "meta_text",
@@ -28,20 +27,10 @@ __all__ = [
     "timestamp_cell",
 ]
 
-EVENT_COLUMNS = (
-    "visitor_id",
-    "key",
-    "kind",
-    "entity_id",
-    "uuid",
-    "account_id",
-    "project_id",
-    "client_name",
-    "verdict",
-)
-"""The event columns the filters compare against (their text form, `as_text`)."""
+EVENT_COLUMNS = EVENT_FILTERS
+"""The event columns: one per filter, holding the text form it compares (`as_text`);
+a new filter is a new column, so a new schema version of both stores."""
 REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
-WITH_EVENTS = ("accepted", "rejected", "faulted")
 _META_FIELDS = (
     "received_at",
     "method",

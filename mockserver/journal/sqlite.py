@@ -1,11 +1,9 @@
 """The durable journal: one SQLite file, written by one thread with group commits.
 
-Every write goes through a queue to a single writer thread. It takes all the
-jobs waiting, inserts them with one `executemany` per table in one transaction
-and commits, and only then wakes their waiters: so a 204 always means
-committed, and concurrent requests share one commit. From the event loop
-(`commit`), the requests of one loop tick travel as one job, and their waiters
-are woken together by one callback on the loop, not one thread hop each.
+Every write goes through a queue to a single writer thread (`group.py`): it inserts
+the requests waiting with one `executemany` per table in one transaction and
+commits, and only then wakes their waiters: so a 204 always means committed, and
+concurrent requests share one commit.
 
 WAL mode lets readers run beside the writer. `synchronous=NORMAL` in WAL mode:
 a commit is in the WAL file (written, not yet fsynced) before its waiters wake,
@@ -16,25 +14,27 @@ checkpoint's fsync (the file still opens, consistent, without them).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import fcntl
-import json
 import logging
 import os
-import queue
 import sqlite3
 import threading
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-from ..contract.flatten import flatten
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
-from ..model import WITH_EVENTS, EventRecord, RequestRecord
-from ..violations import Violation
-from .base import _SCAN_CHUNK, EVENT_FILTERS, Journal, JournalError, _limit, as_text, check_filters
+from ..model import EventRecord, RequestRecord
+from .base import _SCAN_CHUNK, JournalError, _limit, as_text, check_filters
+from .group import GroupCommitJournal, Step, Stored
+from .rows import (
+    EVENT_COLUMNS,
+    REQUEST_COLUMNS,
+    event_row,
+    meta_text,
+    record_from_row,
+    timestamp_cell,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]
 
@@ -62,57 +62,14 @@ CREATE INDEX IF NOT EXISTS events_visitor ON events (visitor_id);
 CREATE INDEX IF NOT EXISTS events_key ON events (key);
 CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp);
 """
-_COLUMNS = EVENT_FILTERS  # each filter is a column of `events` (a new one: a new SCHEMA_VERSION)
 _INSERT_EVENT = (
-    f"INSERT INTO events (request_id, idx, {', '.join(_COLUMNS)}, timestamp, duplicate) "
-    f"VALUES ({', '.join('?' * (len(_COLUMNS) + 4))})"
+    f"INSERT INTO events (request_id, idx, {', '.join(EVENT_COLUMNS)}, timestamp, duplicate) "
+    f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 4))})"
 )
-_META_FIELDS = (
-    "received_at",
-    "method",
-    "path",
-    "host",
-    "client_ip",
-    "strict",
-    "strict_header",
-    "status",
-    "fault",
-    "keys",
-)
-_STOP = object()
-_REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
-_INSERT_REQUEST = f"INSERT INTO requests ({_REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-Tick = list[tuple[RequestRecord, "asyncio.Future[RequestRecord]"]]
+_INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 
 
-def _wake(tick: Tick, error: Exception | None) -> None:
-    """On the loop: every request of one tick learns the outcome of its commit."""
-    for record, waiter in tick:
-        if waiter.done():  # cancelled: the client went away; the record is committed anyway
-            continue
-        if error is not None:
-            waiter.set_exception(error)
-        else:
-            waiter.set_result(record)
-
-
-def _records(jobs: list[Any]) -> list[RequestRecord]:
-    found: list[RequestRecord] = []
-    for kind, item, _ in jobs:
-        if kind == "append":
-            found.append(item)
-        elif kind == "tick":
-            found.extend(record for record, _ in item)
-    return found
-
-
-def _timestamp_cell(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
-        return value
-    return None
-
-
-class SqliteJournal(Journal):
+class SqliteJournal(GroupCommitJournal):
     """A journal in the SQLite file at `path`, created if missing."""
 
     def __init__(
@@ -155,10 +112,7 @@ class SqliteJournal(Journal):
             if isinstance(exc, JournalError):
                 raise
             raise self._unreadable(exc) from exc
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._ticks: dict[asyncio.AbstractEventLoop, Tick] = {}
-        self._thread = threading.Thread(target=self._write_loop, name="logx-journal", daemon=True)
-        self._thread.start()
+        self._start_writer()
         self._closing = threading.Event()
         if shared:
             threading.Thread(target=self._watch, name="logx-journal-watch", daemon=True).start()
@@ -259,7 +213,7 @@ class SqliteJournal(Journal):
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
         """One query per 300 keys; EXISTS stops at the first match, so a uuid sent a
         million times costs one index seek, not a million rows."""
-        normal = {(as_text(e), as_text(u), _timestamp_cell(t)): (e, u, t) for e, u, t in keys}
+        normal = {(as_text(e), as_text(u), timestamp_cell(t)): (e, u, t) for e, u, t in keys}
         found: set[DedupeKey] = set()
         wanted = list(normal)
         for start in range(0, len(wanted), 300):
@@ -277,96 +231,41 @@ class SqliteJournal(Journal):
         row = self._writer.execute(
             "SELECT 1 FROM events WHERE visitor_id IS ? AND kind='impression' "
             "AND verdict='accepted' AND timestamp <= ? LIMIT 1",
-            (as_text(visitor_id), _timestamp_cell(timestamp)),
+            (as_text(visitor_id), timestamp_cell(timestamp)),
         ).fetchone()
         return row is not None
 
-    def append(self, record: RequestRecord) -> Future[RequestRecord]:
-        future: Future[RequestRecord] = Future()
-        self._queue.put(("append", record, future))
-        return future
-
-    async def commit(self, record: RequestRecord) -> RequestRecord:
-        """Join this loop tick's group: handed to the writer as one job once the tick ends."""
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[RequestRecord] = loop.create_future()
-        tick = self._ticks.get(loop)
-        if tick is None:
-            tick = self._ticks[loop] = []
-            loop.call_soon(self._hand_over, loop)
-        tick.append((record, waiter))
-        return await waiter
-
-    def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue.put(("tick", self._ticks.pop(loop), loop))
-
     def clear(self) -> None:
-        future: Future[Any] = Future()
-        self._queue.put(("clear", None, future))
-        future.result()
+        self._clear_stored()
         self.generation = self._stored_generation()
         self._notify(self._last_id)
 
     def close(self) -> None:
         self._closing.set()
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join()
+        self._stop_writer()
         self._writer.close()
         self._reader.close()
         self._release_file()
 
-    def _write_loop(self) -> None:
-        while True:
-            jobs = [self._queue.get()]
-            while not self._queue.empty() and len(jobs) < 512:
-                jobs.append(self._queue.get_nowait())
-            stop = _STOP in jobs
-            jobs = [job for job in jobs if job is not _STOP]
-            if jobs:
-                self._run_batch(jobs)
-            if stop:
-                return
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
-    def _run_batch(self, jobs: list[Any]) -> None:
+    def _write(self, steps: list[Step]) -> None:
         try:
             self._writer.execute("BEGIN IMMEDIATE")
-            pending: list[RequestRecord] = []
-            for kind, item, _ in jobs:
-                if kind == "append":
-                    pending.append(item)
-                elif kind == "tick":
-                    pending.extend(record for record, _ in item)
-                else:
-                    self._insert(pending)
-                    pending = []
+            for step in steps:
+                if step is None:
                     self._clear_tables()
-            self._insert(pending)
+                else:
+                    self._insert(step)
             self._evict()
             self._writer.execute("COMMIT")
-        except Exception as exc:
+        except Exception:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
-            log.error("journal write failed, %d job(s) not recorded: %s", len(jobs), exc)
             self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-            self._settle(jobs, JournalError(f"the journal could not record the request: {exc}"))
-            return
-        self._settle(jobs, None)
-        ids = [record.id for record in _records(jobs)]
-        if ids:
-            self._committed(max(ids))
-
-    @staticmethod
-    def _settle(jobs: list[Any], error: Exception | None) -> None:
-        """Wake every waiter: a thread's future directly, a loop tick's in one callback."""
-        for kind, item, target in jobs:
-            if kind == "tick":
-                with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-                    target.call_soon_threadsafe(_wake, item, error)
-            elif error is not None:
-                target.set_exception(error)
-            else:
-                target.set_result(item)
+            raise
 
     def _clear_tables(self) -> None:
         self._writer.execute("DELETE FROM requests")
@@ -377,10 +276,11 @@ class SqliteJournal(Journal):
         )
         self._count = 0
 
-    def _insert(self, records: list[RequestRecord]) -> None:
-        """Insert `records` in order: ids, history, then one executemany per table."""
-        if not records:
+    def _insert(self, stored: list[Stored]) -> None:
+        """Insert in order: ids, history, then one executemany per table."""
+        if not stored:
             return
+        records = [record for record, _ in stored]
         keys = accepted_keys(records)
         history = RecentHistory(self, known=self.seen(keys) if keys else set())
         row = self._writer.execute(
@@ -389,37 +289,17 @@ class SqliteJournal(Journal):
         next_id = int(row[0]) + 1 if row else 1
         request_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
-        for record in records:
+        for record, (body, is_json) in stored:
             apply_history(record, history)  # before this batch's later records are known
             history.remember(record)
             record.id, next_id = next_id, next_id + 1
-            request_rows.append(self._request_row(record))
+            request_rows.append((record.id, record.verdict, meta_text(record), body, is_json))
             for event in record.events:
                 event.request_id = record.id
-                event_rows.append(self._event_row(event))
+                event_rows.append(event_row(event))
         self._writer.executemany(_INSERT_REQUEST, request_rows)
         self._writer.executemany(_INSERT_EVENT, event_rows)
         self._count += len(records)
-
-    @staticmethod
-    def _request_row(record: RequestRecord) -> tuple[Any, ...]:
-        meta = {name: getattr(record, name) for name in _META_FIELDS}
-        meta["headers"] = record.headers
-        for name in ("errors", "warnings", "unknown_fields"):
-            meta[name] = [v.to_dict() for v in getattr(record, name)]
-        if record.raw is not None:
-            body, is_json = record.raw, False
-        elif record.source is not None:
-            body, is_json = record.source, True
-        else:
-            body, is_json = json.dumps(record.payload).encode(), True
-        return (record.id, record.verdict, json.dumps(meta), body, is_json)
-
-    @staticmethod
-    def _event_row(event: EventRecord) -> tuple[Any, ...]:
-        cells = [as_text(getattr(event, name)) for name in _COLUMNS]
-        stamp = _timestamp_cell(event.timestamp)
-        return (event.request_id, event.index, *cells, stamp, event.duplicate)
 
     def _evict(self) -> None:
         if self.max_requests is None:
@@ -452,33 +332,10 @@ class SqliteJournal(Journal):
                 raise self._unreadable(exc) from exc
 
     def _record(self, row: Any, duplicates: set[int] | None = None) -> RequestRecord:
-        """A request from its row; its events are flattened again from the stored payload
-        (events are not stored twice), with the duplicate flags the writer decided."""
-        request_id, verdict, meta_text, body, body_is_json = row
-        meta = json.loads(meta_text)
-        record = RequestRecord(
-            id=request_id,
-            verdict=verdict,
-            headers=[(k, v) for k, v in meta.pop("headers")],
-            errors=[Violation.from_dict(v) for v in meta.pop("errors")],
-            warnings=[Violation.from_dict(v) for v in meta.pop("warnings")],
-            unknown_fields=[Violation.from_dict(v) for v in meta.pop("unknown_fields")],
-            **meta,
-        )
-        if body_is_json and body is not None:
-            record.payload = json.loads(body)
-        elif body is not None:
-            record.raw = bytes(body)
-        if verdict in WITH_EVENTS:
-            record.events = flatten(
-                record.payload, verdict=verdict, received_at=record.received_at, keys=record.keys
-            )
-            if duplicates is None:
-                duplicates = self._duplicates(request_id)
-            for event in record.events:
-                event.request_id = request_id
-                event.duplicate = event.index in duplicates
-        return record
+        """A request from its row, with the duplicate flags the writer decided."""
+        if duplicates is None:
+            duplicates = self._duplicates(row[0])
+        return record_from_row(row, duplicates)
 
     def _duplicates(self, request_id: int) -> set[int]:
         rows = self._read(
@@ -489,7 +346,7 @@ class SqliteJournal(Journal):
     def requests(
         self, *, after: int = 0, limit: int = 100, verdict: str | None = None
     ) -> list[RequestRecord]:
-        sql = f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id > ?"
+        sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ?"
         params: tuple[Any, ...] = (after,)
         if verdict is not None:
             sql, params = sql + " AND verdict = ?", (*params, verdict)
@@ -501,7 +358,7 @@ class SqliteJournal(Journal):
         top = 2**63 - 1 if until is None else until
         while True:
             rows = self._read(
-                f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id > ? AND id <= ? "
+                f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ? AND id <= ? "
                 "ORDER BY id LIMIT ?",
                 (after, top, _SCAN_CHUNK),
             )
@@ -528,7 +385,7 @@ class SqliteJournal(Journal):
         return {row[0] for row in rows}
 
     def request(self, request_id: int) -> RequestRecord | None:
-        rows = self._read(f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
+        rows = self._read(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
         return self._record(rows[0]) if rows else None
 
     def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
@@ -545,7 +402,7 @@ class SqliteJournal(Journal):
         found: list[EventRecord] = []
         for request_id, chosen in wanted.items():
             record_rows = self._read(
-                f"SELECT {_REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)
+                f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,)
             )
             if not record_rows:
                 continue  # evicted between the two reads
