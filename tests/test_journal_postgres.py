@@ -119,6 +119,8 @@ def test_events_paging_under_concurrent_writers_never_misses_nor_repeats(
     for worker in workers:
         worker.join()
     assert len(visitors) == len(set(visitors)) == total
+    # each learns of the other's last commit by NOTIFY: within a second
+    assert first.wait_for(total - 1, 1.0) and second.wait_for(total - 1, 1.0)
     assert first.last_id == second.last_id == total
 
 
