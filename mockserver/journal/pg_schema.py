@@ -65,7 +65,9 @@ def prepare(conn: psycopg.Connection[tuple[object, ...]], target: int = SCHEMA_V
         if found > SCHEMA_VERSION:
             raise JournalError(
                 f"the database has logx-mock schema version {found}, but this logx-mock writes "
-                f"version {SCHEMA_VERSION}; upgrade logx-mock on this host, or use another database"
+                f"version {SCHEMA_VERSION}",
+                cause="version",
+                fix="upgrade logx-mock on this host, or use another database",
             )
         for version in range(found, target):
             conn.execute(MIGRATIONS[version].encode())

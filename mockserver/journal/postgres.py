@@ -94,8 +94,10 @@ class PostgresJournal(GroupCommitJournal):
                 self._refresh(conn)
         except psycopg.Error as exc:
             raise JournalError(
-                f"cannot open the journal {shown_url(url)}: {_reason(exc)}; check that "
-                "PostgreSQL runs there and the URL's user, password and database are right"
+                f"cannot open the journal {shown_url(url)}: {_reason(exc)}",
+                cause="open",
+                fix="check that PostgreSQL runs there and the URL's user, password and "
+                "database are right",
             ) from exc
         self._channel = f"logx_mock {schema[0] if schema else ''}"
         self._pool = ConnectionPool(
@@ -230,7 +232,8 @@ class PostgresJournal(GroupCommitJournal):
                 return conn.execute(query, params).fetchall()
         except psycopg.Error as exc:
             raise JournalError(
-                f"the journal {shown_url(self.url)} cannot be read now: {_reason(exc)}"
+                f"the journal {shown_url(self.url)} cannot be read now: {_reason(exc)}",
+                cause="busy",
             ) from exc
 
     def _records(self, rows: list[Any]) -> list[RequestRecord]:
