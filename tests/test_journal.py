@@ -213,6 +213,8 @@ def test_sqlite_unopenable_path_says_what_to_do(tmp_path: Path) -> None:
     with pytest.raises(
         JournalError, match="give SqliteJournal a writable path, or use a MemoryJournal"
     ):
+        SqliteJournal(tmp_path)  # a folder, not a file
+    with pytest.raises(JournalError, match="the folder '.*missing-dir' does not exist; create it"):
         SqliteJournal(tmp_path / "missing-dir" / "j.db")
 
 

@@ -170,6 +170,14 @@ class SqliteJournal(GroupCommitJournal):
         return f"<SqliteJournal {str(self.path)!r} last_id={self._last_id}>"
 
     def _connect(self) -> sqlite3.Connection:
+        folder = self.path.parent
+        if not folder.is_dir():
+            raise JournalError(
+                f"cannot create the journal {str(self.path)!r}: the folder {str(folder)!r} does "
+                "not exist",
+                cause="folder",
+                fix="create it, or give a path in an existing folder",
+            )
         try:
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -61,6 +62,7 @@ _FLAGS = {
 """The flag that sets each library setting a `ConfigError` can name."""
 _JOURNAL_FIXES: dict[JournalCause, str] = {
     "open": "pass --db with a writable path, or --memory",
+    "folder": "create it, or pass --db with a path in an existing folder",
     "damaged": "move it away (`sqlite3 FILE .recover` may save what is in it) or pass "
     "--db NEW_PATH",
     "version": "move the file away or pass --db NEW_PATH",
@@ -251,6 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return runner(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `logx-mock events | head`: the reader is gone, stop quietly
+        return _stdout_gone()
+
+
+def _stdout_gone() -> int:
+    """Point stdout at /dev/null (so the exit's flush cannot fail again) and return what a
+    shell reports for a Unix tool ended by SIGPIPE."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 # serve ---------------------------------------------------------------------
@@ -307,21 +321,26 @@ def _serve(args: argparse.Namespace) -> int:
         config = EndpointConfig(
             trusted_proxies=trusted, body_timeout=args.body_timeout, datafiles=datafiles
         )
+        secure = _server_certificate(args)
+    except (ValueError, OSError, CAError) as exc:
+        print(f"logx-mock: {_in_flags(exc)}", file=sys.stderr)
+        return 2
+    socks: list[socket.socket] = []
+    try:
+        # The sockets before the journal: a port that is taken must leave no file behind.
+        socks.append(_bind(args.host, args.port, "--port"))
+        if args.proxy_port is not None:
+            socks.append(_bind(args.host, args.proxy_port, "--proxy-port"))
         journal = _open_journal(args)
     except (ValueError, OSError, JournalError) as exc:
+        for sock in socks:
+            sock.close()
+        if secure is not None:
+            secure.close()
         print(f"logx-mock: {_in_flags(exc)}", file=sys.stderr)
         return 2
     endpoint = Endpoint(journal, config=config)
     endpoint.faults.replace(rules)
-    try:
-        secure = _server_certificate(args)
-        socks = [_bind(args.host, args.port, "--port")]
-        if args.proxy_port is not None:
-            socks.append(_bind(args.host, args.proxy_port, "--proxy-port"))
-    except (CAError, OSError) as exc:
-        journal.close()
-        print(f"logx-mock: {exc}", file=sys.stderr)
-        return 2
     try:
         return _run(args, endpoint, rules, guard, socks, secure, limits)
     finally:
@@ -499,7 +518,7 @@ def _validate(args: argparse.Namespace) -> int:
         try:
             payload = decode_body(_read(name), None).payload
         except OSError as exc:
-            results.append({"file": name, "unreadable": f"cannot read: {exc.strerror}"})
+            results.append({"file": name, "unreadable": exc.strerror or str(exc)})
             worst = 2
             continue
         except DecodeError as exc:
