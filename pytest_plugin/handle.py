@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from mockserver import (
@@ -81,9 +82,10 @@ def warning_lines(requests: list[RequestRecord], rules: set[str] | None) -> list
     ]
 
 
-def datafile_warnings(requests: list[RequestRecord]) -> list[str]:
-    """One line per warning a datafile raised (what the plugin reports after a test)."""
-    return warning_lines(requests, set(DATAFILE_RULES))
+def datafile_warnings(requests: list[RequestRecord], expected: Iterable[str] = ()) -> list[str]:
+    """One line per warning a datafile raised (what the plugin reports after a test),
+    but for the `expected` rules (the test means to provoke those)."""
+    return warning_lines(requests, set(DATAFILE_RULES) - set(expected))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,6 +299,20 @@ class LogxHandle:
             raise AssertionError(
                 f"{len(lines)} warning(s) (accepted by the real endpoint, but the data would "
                 "probably not count in results):\n" + "\n".join(lines)
+            )
+
+    def assert_warnings(self, *rules: str) -> None:
+        """Fail unless each of `rules` was warned at least once (what
+        `@pytest.mark.logx(expect_warnings=[...])` checks after the test)."""
+        __tracebackhide__ = True
+        requests = self.requests
+        came = {warning.rule for record in requests for warning in record.warnings}
+        missing = [rule for rule in dict.fromkeys(rules) if rule not in came]
+        if missing:
+            raise AssertionError(
+                f"Expected the warning(s) {', '.join(missing)}, but none came.\n"
+                + summarize(requests)
+                + "".join(f"\n{line}" for line in warning_lines(requests, None))
             )
 
     def results(self, **filters: str) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any
 
 import pytest
 
+from mockserver import DATAFILE_RULES
 from mockserver.contract.datafile import Datafile, DatafileError
+from mockserver.contract.validation import WARNING_RULES
 from mockserver.faults import FaultError, FaultRule, parse_spec
 
 __all__ = ["INI_KEYS", "LogxOptions", "load_datafiles", "merge_markers"]
@@ -58,6 +60,28 @@ def _datafile(item: Any, root: Path) -> Datafile:
     )
 
 
+WARNINGS = (*WARNING_RULES, *DATAFILE_RULES)
+"""Every rule `expect_warnings` may name."""
+
+
+def _warning_rules(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise pytest.UsageError(
+            f"logx option expect_warnings={value!r}: give a list of warning rules, "
+            "e.g. ['unknown_event']"
+        )
+    for rule in items:
+        if rule not in WARNINGS:
+            close = difflib.get_close_matches(str(rule), WARNINGS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise pytest.UsageError(
+                f"logx option expect_warnings: unknown warning rule {rule!r}{hint}; "
+                f"rules: {', '.join(WARNINGS)}"
+            )
+    return tuple(items)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LogxOptions:
     """What a test asks of the mock.
@@ -70,12 +94,15 @@ class LogxOptions:
         CLI specs (`"reset,rate=0.1,seed=42"`).
     datafile: the project's datafile(s) to check every batch against: paths (relative
         to the rootdir), JSON text or dicts (see `load_datafiles`).
+    expect_warnings: warning rules the test means to provoke (`["unknown_event"]`): the
+        test fails unless each one comes, and they are not reported as DatafileWarning.
     """
 
     strict: bool = False
     allow_rejected: bool = False
     faults: tuple[FaultRule, ...] = ()
     datafile: tuple[Datafile, ...] = ()
+    expect_warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("strict", "allow_rejected"):
@@ -87,6 +114,7 @@ class LogxOptions:
         object.__setattr__(self, "faults", tuple(_fault_rule(f) for f in self.faults))
         if not all(isinstance(d, Datafile) for d in self.datafile):
             raise pytest.UsageError("logx option datafile: give paths, JSON text or dicts")
+        object.__setattr__(self, "expect_warnings", _warning_rules(self.expect_warnings))
 
     @classmethod
     def names(cls) -> list[str]:

@@ -49,10 +49,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "logx(strict=False, allow_rejected=False, faults=[], datafile=None): options for the "
-        "logx-mock "
-        "fixtures; "
-        "module, class and test markers merge, the closest wins",
+        "logx(strict=False, allow_rejected=False, faults=[], datafile=None, expect_warnings=[]): "
+        "options for the logx-mock fixtures; module, class and test markers merge, the closest "
+        "wins",
     )
 
 
@@ -85,7 +84,7 @@ def _checked(
     request.node.stash.setdefault(_handles_key, []).append(handle)
     handle.faults.replace(list(options.faults))
     yield handle
-    found = datafile_warnings(handle.requests)
+    found = datafile_warnings(handle.requests, options.expect_warnings)
     if found:
         _, line, _ = request.node.location  # reported at the test, not in the plugin
         warnings.warn_explicit(
@@ -97,7 +96,11 @@ def _checked(
             filename=str(request.node.path),
             lineno=(line or 0) + 1,
         )
-    if not options.allow_rejected and not request.node.stash.get(_failed_key, False):
+    if request.node.stash.get(_failed_key, False):
+        return  # the test failed already: its report carries the journal summary
+    if options.expect_warnings:
+        handle.assert_warnings(*options.expect_warnings)
+    if not options.allow_rejected:
         handle.assert_no_rejections()
 
 

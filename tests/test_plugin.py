@@ -44,9 +44,10 @@ def test_disabling_the_plugin_removes_the_fixtures(pytester: pytest.Pytester) ->
 def test_marker_is_registered_with_its_signature(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(
-        ["@pytest.mark.logx(strict=False, allow_rejected=False, faults=[], datafile=None): *"]
-    )
+    assert (
+        "@pytest.mark.logx(strict=False, allow_rejected=False, faults=[], datafile=None, "
+        "expect_warnings=[]): options"
+    ) in result.stdout.str()
 
 
 def test_logx_mock_routes_sync_and_async_httpx(pytester: pytest.Pytester) -> None:
@@ -403,7 +404,7 @@ def test_typo(logx_mock):
     result.stdout.fnmatch_lines(
         [
             "*unknown logx option 'stirct' in @pytest.mark.logx; did you mean 'strict'? "
-            "(options: strict, allow_rejected, faults, datafile)*",
+            "(options: strict, allow_rejected, faults, datafile, expect_warnings)*",
         ]
     )
 

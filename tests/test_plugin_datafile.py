@@ -232,3 +232,52 @@ def test_not_a_datafile(logx_mock):
             "datafile's JSON text or dict, or a list of them",
         ]
     )
+
+
+def test_expect_warnings_fails_when_the_warning_does_not_come_and_hides_it_when_it_does(
+    pytester: pytest.Pytester,
+) -> None:
+    result = run(
+        pytester,
+        """
+WRONG = batch(NO_KEY["visitors"][0]["snapshots"][0], project="999")
+
+@pytest.mark.logx(datafile="datafile.json", expect_warnings=["project_mismatch"])
+def test_comes(logx_mock):
+    httpx.post(URL, json=WRONG)
+
+@pytest.mark.logx(datafile="datafile.json", expect_warnings=["project_mismatch"])
+def test_does_not_come(logx_mock):
+    httpx.post(URL, json=NO_KEY)
+
+@pytest.mark.logx(datafile="datafile.json", expect_warnings=["project_mismatch"])
+def test_another_warning_still_warns(logx_mock):
+    wrong = batch(IDS_ONLY["visitors"][0]["snapshots"][0], project="999")
+    httpx.post(URL, json=wrong)
+    wrong = batch(IDS_ONLY["visitors"][0]["snapshots"][0])
+    wrong["visitors"][0]["snapshots"][0]["decisions"][0]["variation_id"] = "111130"
+    httpx.post(URL, json=wrong)
+
+@pytest.mark.logx(expect_warnings=["project_mismach"])
+def test_misspelled(logx_mock):
+    pass
+""",
+        ini="filterwarnings = error::pytest_plugin.DatafileWarning\n",
+    )
+    result.assert_outcomes(passed=3, errors=3)  # two of them fail at teardown
+    out = result.stdout.str()
+    assert "ERROR at teardown of test_does_not_come" in out
+    lines = [line.removeprefix("E").strip() for line in out.splitlines()]
+    start = lines.index("AssertionError: Expected the warning(s) project_mismatch, but none came.")
+    assert lines[start + 1 : start + 3] == [
+        "1 request(s) reached the mock:",
+        "#1 204 accepted: 1 event(s), 0 error(s), 1 warning(s)",
+    ]
+    assert "[conversion_before_decision]" in lines[start + 3]
+    assert "ERROR at teardown of test_another_warning_still_warns" in out
+    assert "DatafileWarning: 1 id(s) the datafile contradicts" in out
+    assert "[variation_mismatch]" in out and "[project_mismatch]" not in out
+    assert (
+        "UsageError: logx option expect_warnings: unknown warning rule 'project_mismach' "
+        "(did you mean 'project_mismatch'?)"
+    ) in out

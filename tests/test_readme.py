@@ -27,6 +27,7 @@ def test_readme_has_the_pytest_examples() -> None:
         "test_sdk_purchase_is_tracked",
         "test_ids_only_impression_and_keyless_conversion",
         "test_own_client",
+        "test_a_conversion_of_another_project_is_warned",
         "test_purchases_count_in_the_treatment",
         "test_a_503_is_retried",
     ]
