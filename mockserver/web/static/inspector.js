@@ -6,7 +6,7 @@
 const API = "/_mock";
 const PAGE = 1000;
 const KEEP = 5000;
-const state = { requests: new Map(), lastId: 0, generation: null, selected: null, loading: null, again: false };
+const state = { requests: new Map(), lastId: 0, generation: null, selected: null, shown: undefined, loading: null, again: false };
 
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
@@ -170,7 +170,10 @@ function render() {
   const events = records.reduce((n, r) => n + r.events.length, 0);
   document.getElementById("counts").textContent =
     `${state.requests.size} request(s), ${events} event(s), ${rows.length} shown`;
-  if (state.selected !== null) renderDetail(state.requests.get(state.selected));
+  // Rebuilt only when another request is shown: a new batch arriving must not wipe the detail
+  // being read (or the assertion just copied from it).
+  const shown = state.selected === null ? undefined : state.requests.get(state.selected);
+  if (shown !== state.shown) renderDetail(shown);
 }
 
 // --- the detail view -----------------------------------------------------
@@ -199,6 +202,7 @@ function violationList(record, onPath) {
 
 function renderDetail(record) {
   const detail = document.getElementById("detail");
+  state.shown = record;
   if (!record) { detail.hidden = true; return; }
   detail.hidden = false;
   const json = jsonView(record);
