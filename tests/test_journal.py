@@ -214,7 +214,7 @@ def test_sqlite_unopenable_path_says_what_to_do(tmp_path: Path) -> None:
         JournalError, match="give SqliteJournal a writable path, or use a MemoryJournal"
     ):
         SqliteJournal(tmp_path)  # a folder, not a file
-    with pytest.raises(JournalError, match="the folder '.*missing-dir' does not exist; create it"):
+    with pytest.raises(JournalError, match=r"the folder '.*missing-dir' does not exist; create it"):
         SqliteJournal(tmp_path / "missing-dir" / "j.db")
 
 
