@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import socket
 import ssl
@@ -16,10 +18,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
+import yaml
 from helpers import impression
 
-from mockserver.serve.ca import CA_CERT
-from mockserver.serve.cli import main
+from mockserver.serve.ca import CA_CERT, OPTIMIZELY_HOSTS
+from mockserver.serve.cli import build_parser, main
 
 LOGX_HOSTS = ("logx.optimizely.com", "eu.logx.optimizely.com")
 
@@ -158,3 +161,18 @@ def test_the_events_command_reads_a_tls_server_trusting_the_ca_by_ssl_cert_file(
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["visitor_id"] == "tls-events"
+
+
+def test_the_readmes_compose_recipe_names_the_certificates_hosts_and_real_options() -> None:
+    """The recipe is not run (no Docker here), but it parses, its aliases are the names the
+    certificate carries, and its commands are ones `logx-mock` accepts."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    (recipe,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    compose = yaml.safe_load(recipe)
+    mock = compose["services"]["logx-mock"]
+    assert mock["networks"]["default"]["aliases"] == list(OPTIMIZELY_HOSTS)
+    for command in mock["command"].removeprefix("sh -c ").strip('"').split(" && "):
+        argv = shlex.split(command)
+        assert argv[0] == "logx-mock"
+        build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown option
+    assert "/ca/ca.pem" in compose["services"]["app"]["environment"]["NODE_EXTRA_CA_CERTS"]
