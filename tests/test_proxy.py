@@ -25,6 +25,7 @@ from mockserver.serve.ca import CA_CERT, ServerCertificate
 from mockserver.serve.proxy import MAX_HEAD, proxy_listener
 from mockserver.serve.server import _ReadyServer, bind_socket, uvicorn_config
 from mockserver.web.app import create_app
+from mockserver.web.protocol import ServerLimits
 
 
 @pytest.fixture
@@ -248,7 +249,7 @@ def quick_proxy(tmp_path: Path) -> Iterator[int]:
     certificate = ServerCertificate.open(tmp_path / "ca")
     app = create_app(Endpoint(MemoryJournal()))
     sock = bind_socket("127.0.0.1", 0)
-    listener = proxy_listener(sock, app, certificate.leaf, head_timeout=0.3)
+    listener = proxy_listener(sock, app, certificate.leaf, limits=ServerLimits(head_timeout=0.3))
     server = _ReadyServer(uvicorn_config(app), side=[listener])
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [bind_socket("127.0.0.1", 0)]}, daemon=True
@@ -283,3 +284,12 @@ def test_the_leaf_key_lives_only_as_long_as_the_run(tmp_path: Path) -> None:
     assert certificate.leaf.server_context().minimum_version == ssl.TLSVersion.TLSv1_2
     certificate.close()
     assert not folder.exists()
+
+
+def test_serve_head_timeout_bounds_the_proxy_head_too(serve: Any, tmp_path: Path) -> None:
+    server = serve(
+        "--memory", "--proxy-port", "0", "--head-timeout", "0.5", "--ca-dir", str(tmp_path)
+    )
+    with socket.create_connection(("127.0.0.1", urlsplit(server.proxy_url).port), timeout=10) as s:
+        s.sendall(b"CONNECT logx.optimizely.com:443 HTTP/1.1\r\n")
+        assert b"did not arrive within 0.5s" in s.recv(65536)

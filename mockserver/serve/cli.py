@@ -448,7 +448,7 @@ def _run(
         if secure is not None and args.proxy_port is not None:
             from .proxy import proxy_listener
 
-            side.append(proxy_listener(socks[1], app, secure.leaf))
+            side.append(proxy_listener(socks[1], app, secure.leaf, limits=limits))
         server = _ReadyServer(uvicorn_config(app, limits=limits, **tls), side=side)
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
             server.run(sockets=[socks[0]])

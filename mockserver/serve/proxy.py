@@ -12,9 +12,10 @@ Nothing is ever forwarded: a `CONNECT` to any other host or port, or a request
 for another host, gets 403 and a console line. The mock makes no outbound
 connection at all.
 
-Bounded like the server port: the first request head must arrive within
-`HEAD_TIMEOUT` seconds and fit in `MAX_HEAD` bytes, the TLS handshake must end
-within `HEAD_TIMEOUT`, and anything unparsable gets a 4xx, never a 500.
+Bounded like the server port, with its `ServerLimits`: the first request head
+must arrive within `head_timeout` seconds (`--head-timeout`) and fit in
+`MAX_HEAD` bytes, the TLS handshake must end within `head_timeout` too, and
+anything unparsable gets a 4xx, never a 500.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..model import Outcome
 from ..problem import problem
+from ..web.protocol import MAX_HEAD_BYTES, ServerLimits
 from ..web.wire import send_outcome
 from .ca import OPTIMIZELY_HOSTS, LeafFiles
 from .server import uvicorn_config
@@ -46,8 +48,8 @@ __all__ = [
 
 log = logging.getLogger("logx_mock")
 
-HEAD_TIMEOUT = 10.0
-MAX_HEAD = 64 * 1024
+HEAD_TIMEOUT = ServerLimits().head_timeout
+MAX_HEAD = MAX_HEAD_BYTES
 _PORTS = {"https": 443, "http": 80}
 _REASONS = {400: "Bad Request", 403: "Forbidden", 408: "Request Timeout", 431: "Too Large"}
 
@@ -308,22 +310,25 @@ class ProxyListener:
 
 
 def proxy_listener(
-    sock: socket.socket, app: ASGIApp, leaf: LeafFiles, *, head_timeout: float = HEAD_TIMEOUT
+    sock: socket.socket, app: ASGIApp, leaf: LeafFiles, *, limits: ServerLimits | None = None
 ) -> ProxyListener:
-    """The proxy for `app` on `sock`, terminating TLS with `leaf`.
+    """The proxy for `app` on `sock`, terminating TLS with `leaf`, bounded by the server
+    port's `limits` (its head timeout also bounds the CONNECT head and the TLS handshake).
 
     A decrypted CONNECT stream is parsed exactly as the server port parses requests. Plain
     proxy requests go to h11 instead: it keeps the absolute-form target whole, which the
     gate needs to see the host (httptools keeps only its path).
     """
+    limits = limits or ServerLimits()
     return ProxyListener(
         sock,
-        uvicorn_config(app),  # type: ignore[arg-type]
+        uvicorn_config(app, limits=limits),  # type: ignore[arg-type]
         uvicorn_config(
             ProxyGate(app),  # type: ignore[arg-type]
+            limits=limits,
             http="h11",
             h11_max_incomplete_event_size=MAX_HEAD,
         ),
         leaf.server_context(),
-        head_timeout=head_timeout,
+        head_timeout=limits.head_timeout,
     )
