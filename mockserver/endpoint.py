@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 
 from .anonymize import ADDRESS_HEADERS, ClientAddress, TrustedProxies, scrub_headers
+from .cdn import DATAFILES_PREFIX, DatafileCdn
 from .contract.crosscheck import crosscheck
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
@@ -77,6 +78,8 @@ class Endpoint:
         self.journal = journal
         self.config = config or EndpointConfig()
         self.faults = FaultPlan()
+        self.cdn = DatafileCdn()
+        """Serves the loaded datafiles to SDKs (`GET /datafiles/{sdk_key}.json`)."""
 
     def __repr__(self) -> str:
         return f"<Endpoint journal={self.journal!r}>"
@@ -109,9 +112,14 @@ class Endpoint:
         return self._finish(step)
 
     def _start(self, request: CoreRequest) -> Outcome | _Pending:
+        if request.path.startswith(DATAFILES_PREFIX):
+            return self.cdn.answer(request, self.config.datafiles)
         if request.path.rstrip("/") != EVENTS_PATH:
             headers, body = problem(
-                "not_found", 404, f"{request.path} is not served; post batches to {EVENTS_PATH}"
+                "not_found",
+                404,
+                f"{request.path} is not served; post batches to {EVENTS_PATH} "
+                f"(datafiles are at {DATAFILES_PREFIX}{{sdk_key}}.json)",
             )
             return Outcome(404, headers, body)
         cors = _cors_headers(request)

@@ -31,6 +31,7 @@ PROBLEM_TYPES = {
     "denied": "Admin access denied",
     "refused": "Host not served by this proxy",
     "proxy": "Bad proxy request",
+    "denied_datafile": "No such datafile",
 }
 
 

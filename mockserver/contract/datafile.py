@@ -9,6 +9,7 @@ with their layers and variations, the flags, the events and the attributes.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +92,13 @@ class Datafile:
     """attribute key -> attribute id"""
     flags: Mapping[str, frozenset[str]] = field(default_factory=dict)
     """flag key -> the ids of its rules (experiments and rollout rules)"""
+    sdk_key: str = ""
+    """The key the CDN routes serve it under: its `sdkKey`, or (a file without one) the
+    file name's stem; "" when it has neither, and then it is not served."""
+    text: bytes = field(default=b"", repr=False)
+    """The datafile exactly as given, what `GET /datafiles/{sdk_key}.json` answers."""
+    modified: float | None = None
+    """When its file last changed (epoch seconds); None for a datafile given as text."""
 
     def __repr__(self) -> str:
         return (
@@ -117,12 +125,13 @@ class Datafile:
             data = loads(text)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             raise DatafileError(f"{source} is not JSON ({exc}); {_HINT}") from None
-        return cls.from_dict(data, source=source)
+        raw = text.encode() if isinstance(text, str) else bytes(text)
+        return _Reader(source).datafile(data, raw)
 
     @classmethod
     def from_dict(cls, data: Any, *, source: str = "<datafile>") -> Datafile:
         """Index an already parsed datafile."""
-        return _Reader(source).datafile(data)
+        return _Reader(source).datafile(data, json.dumps(data).encode())
 
     def describe(self) -> str:
         """One line for people: what `serve` and `validate` print of a loaded datafile."""
@@ -145,6 +154,7 @@ class Datafile:
             "flags": len(self.flags),
             "events": len(self.events),
             "attributes": len(self.attributes),
+            "sdk_key": self.sdk_key or None,
         }
 
     def experiment_with_key(self, key: Any) -> Experiment | None:
@@ -158,7 +168,11 @@ def _load_cached(resolved: str, mtime_ns: int, size: int, shown: str) -> Datafil
         text = Path(resolved).read_bytes()
     except OSError as exc:
         raise DatafileError(f"cannot read the datafile {shown!r}: {exc.strerror}") from None
-    return Datafile.from_json(text, source=Path(shown).name or shown)
+    datafile = Datafile.from_json(text, source=Path(shown).name or shown)
+    # A file without sdkKey is served under the file name's stem.
+    return dataclasses.replace(
+        datafile, sdk_key=datafile.sdk_key or Path(shown).stem, modified=mtime_ns / 1e9
+    )
 
 
 @dataclass(frozen=True)
@@ -234,7 +248,7 @@ class _Reader:
             return value
         raise self.fail(name, f"must be true or false, got {value!r}")
 
-    def datafile(self, data: Any) -> Datafile:
+    def datafile(self, data: Any, text: bytes) -> Datafile:
         if not isinstance(data, dict):
             raise DatafileError(f"{self.source} is not a JSON object; {_HINT}")
         version = data.get("version")
@@ -262,7 +276,15 @@ class _Reader:
             attributes=MappingProxyType(attributes),
             attribute_ids=MappingProxyType({k: i for i, k in attributes.items()}),
             flags=MappingProxyType({key: frozenset(ids) for key, ids in rules.items()}),
+            sdk_key=self.optional_text(data, "sdkKey"),
+            text=text,
         )
+
+    def optional_text(self, data: dict[str, Any], name: str) -> str:
+        value = data.get(name)
+        if value is None or isinstance(value, str):
+            return value or ""
+        raise self.fail(name, f"must be a string, got {value!r}")
 
     def pairs(self, data: dict[str, Any], name: str) -> dict[str, str]:
         """id -> key for `events` or `attributes`."""

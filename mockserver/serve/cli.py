@@ -21,6 +21,7 @@ from typing import Any, TextIO
 import httpx
 
 from ..anonymize import TrustedProxies
+from ..cdn import datafile_path
 from ..contract.crosscheck import crosscheck
 from ..contract.datafile import DatafileError, Datafiles
 from ..contract.decoding import DecodeError, decode_body
@@ -416,6 +417,9 @@ def _run(
         print(f"proxy: {proxy} (HTTPS_PROXY={proxy}; answers only Optimizely's hosts)", flush=True)
     for datafile in datafiles.files:
         print(f"datafile: {datafile.describe()}", flush=True)
+        if datafile.sdk_key:
+            url = f"{base}{datafile_path(datafile.sdk_key)}"
+            print(f"  served at {url}", flush=True)
     kept = (
         "all requests" if journal.max_requests is None else f"the newest {journal.max_requests:,}"
     )

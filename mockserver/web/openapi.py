@@ -183,7 +183,35 @@ _STRICT = {
     "schema": {"type": "string"},
     "description": "`true` or `1`: answer 400 to a batch that breaks the contract.",
 }
+
+
+def _datafile_get(*, authenticated: bool) -> dict[str, Any]:
+    """The CDN's datafile route (`mockserver.cdn`), as the SDKs poll it."""
+    headers = [
+        {"name": name, "in": "header", "required": False, "schema": STR}
+        for name in ("If-None-Match", "If-Modified-Since")
+    ]
+    if authenticated:
+        headers.append({"name": "Authorization", "in": "header", "required": True, "schema": STR})
+    key = {"name": "sdk_key", "in": "path", "required": True, "schema": STR}
+    return {
+        "summary": "The loaded datafile with this sdkKey"
+        + (" (any bearer token is accepted)" if authenticated else ""),
+        "parameters": [key, *headers],
+        "responses": {
+            "200": {
+                "description": "The datafile, exactly as given, with ETag and Last-Modified.",
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            },
+            "304": {"description": "Not modified since If-Modified-Since / If-None-Match."},
+            "403": {"description": "No datafile has this sdkKey.", "content": PROBLEM},
+        },
+    }
+
+
 PATHS: dict[str, Any] = {
+    "/datafiles/{sdk_key}.json": {"get": _datafile_get(authenticated=False)},
+    "/datafiles/auth/{sdk_key}.json": {"get": _datafile_get(authenticated=True)},
     EVENTS_PATH: {
         "post": {
             "summary": "Send a batch of visitors, decisions and events (the Log Endpoint)",
@@ -202,9 +230,9 @@ PATHS: dict[str, Any] = {
             "summary": "CORS preflight",
             "responses": {"204": {"description": "Preflight allowed."}},
         },
-    }
+    },
 }
-"""The Log Endpoint's own paths."""
+"""The core's own paths: the Log Endpoint, and the datafiles it serves to the SDKs."""
 
 
 def build_document(

@@ -126,6 +126,7 @@ SCHEMAS: dict[str, Any] = {
             "flags": {"type": "integer"},
             "events": {"type": "integer"},
             "attributes": {"type": "integer"},
+            "sdk_key": {"type": ["string", "null"]},
         },
         ["source", "account_id", "project_id", "revision"],
     ),
