@@ -1,7 +1,9 @@
 """The pytest11 plugin `logx_mock`: fixtures, the `logx` marker and ini options.
 
 Fixtures:
-    logx_mock             respx routes for the logx hosts (httpx, sync and async)
+    logx_mock             the Optimizely hosts (events and datafiles) routed in process for
+                          requests (responses) and httpx (respx, sync and async), and a
+                          leak guard against every other client
     logx_transport        an httpx transport bound to the mock, nothing patched
     make_logx_server      the session's live uvicorn server (thread, 127.0.0.1:0)
     logx_server           that server, reset before each test, with its options
@@ -13,6 +15,7 @@ rejected by the real endpoint, unless `@pytest.mark.logx(allow_rejected=True)`.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import warnings
 from collections.abc import Generator, Iterator
@@ -24,7 +27,9 @@ from mockserver import Datafiles, Endpoint, EndpointConfig, MemoryJournal, Threa
 
 from .dispatcher import LogxEventDispatcher
 from .handle import DatafileWarning, LogxHandle, ServerHandle, datafile_warnings, summarize
+from .leak_guard import GUARD_INI, GUARD_OPTION, leak_guard
 from .options import DATAFILE_HELP, DATAFILE_INI, INI_KEYS, LogxOptions, from_ini, merge_markers
+from .requests_routes import logx_requests
 from .routes import logx_router
 from .transport import LogxTransport
 
@@ -44,6 +49,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for key, (help_text, _) in INI_KEYS.items():
         parser.addini(key, help_text, type="bool", default=False)
     parser.addini(DATAFILE_INI, DATAFILE_HELP, type="paths", default=[])
+    parser.addini(
+        GUARD_INI,
+        "while logx_mock is active, stop any other client from reaching the Optimizely "
+        "hosts (default true; false turns the leak guard off)",
+        type="bool",
+        default=True,
+    )
+    parser.getgroup("logx-mock").addoption(
+        GUARD_OPTION,
+        action="store_true",
+        help=f"turn logx_mock's leak guard off (as {GUARD_INI} = false does)",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -116,18 +133,29 @@ class TransportHandle(LogxHandle, LogxTransport):
 
 
 class MockHandle(LogxHandle):
-    """The `logx_mock` handle; `router` is the started respx router."""
+    """The `logx_mock` handle; `router` is the started respx router, `responses_mock` the
+    started `responses.RequestsMock`."""
 
     router: Any = None
+    responses_mock: Any = None
+
+
+def _guarded(config: pytest.Config) -> bool:
+    return bool(config.getini(GUARD_INI)) and not config.getoption(GUARD_OPTION)
 
 
 @pytest.fixture
 def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
-    """Route https://logx.optimizely.com/v1/events (and the EU host) to the mock, in process."""
+    """Answer the Optimizely hosts in process: events to https://logx.optimizely.com/v1/events
+    (and the EU host), datafiles from cdn.optimizely.com and config.optimizely.com, for
+    requests and httpx; any other client's attempt to reach them fails (the leak guard)."""
     options = _options(request)
     handle = MockHandle(Endpoint(MemoryJournal(), config=_config(options)))
-    with logx_router(handle.endpoint) as router:
-        handle.router = router
+    with contextlib.ExitStack() as stack:
+        if _guarded(request.config):
+            stack.enter_context(leak_guard())
+        handle.router = stack.enter_context(logx_router(handle.endpoint))
+        handle.responses_mock = stack.enter_context(logx_requests(handle.endpoint))
         yield from _checked(request, handle, options)
 
 

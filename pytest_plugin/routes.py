@@ -1,6 +1,7 @@
-"""The respx door: routes for the two Log Endpoint hosts, answered by the core.
+"""The respx door: routes for the Optimizely hosts, answered by the core.
 
-Only `logx.optimizely.com` and `eu.logx.optimizely.com` are routed. Any other
+Only `logx.optimizely.com` and `eu.logx.optimizely.com` (events) and
+`cdn.optimizely.com` and `config.optimizely.com` (datafiles) are routed. Any other
 request is left to the user's own respx routers when there are any, and
 otherwise passes through to the network untouched.
 """
@@ -15,12 +16,15 @@ import respx
 from respx.mocks import Mocker
 
 from mockserver import Endpoint
+from mockserver.cdn import DATAFILE_HOSTS
 
 from .transport import render, render_async, to_core
 
-__all__ = ["LOGX_HOSTS", "logx_router"]
+__all__ = ["LOGX_HOSTS", "OPTIMIZELY_HOSTS", "logx_router"]
 
 LOGX_HOSTS = ("logx.optimizely.com", "eu.logx.optimizely.com")
+OPTIMIZELY_HOSTS = (*LOGX_HOSTS, *DATAFILE_HOSTS)
+"""Every host the in-process doors answer: events and datafiles."""
 
 
 def _other_routers(router: respx.MockRouter) -> bool:
@@ -49,7 +53,7 @@ class _LogxRouter(respx.MockRouter):
 
 
 def logx_router(endpoint: Endpoint) -> respx.MockRouter:
-    """A respx router (not yet started) for the logx hosts, bound to `endpoint`."""
+    """A respx router (not yet started) for the Optimizely hosts, bound to `endpoint`."""
     router = _LogxRouter(assert_all_called=False, assert_all_mocked=True)
 
     async def answer_async(request: httpx.Request) -> httpx.Response:
@@ -66,6 +70,6 @@ def logx_router(endpoint: Endpoint) -> respx.MockRouter:
         # None lets the user's own routers answer; the request itself passes through.
         return None if _other_routers(router) else request
 
-    router.route(host__in=LOGX_HOSTS, name="logx").mock(side_effect=answer)
+    router.route(host__in=OPTIMIZELY_HOSTS, name="logx").mock(side_effect=answer)
     router.route(name="not-logx").mock(side_effect=elsewhere)
     return router

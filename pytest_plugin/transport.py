@@ -10,7 +10,9 @@ from __future__ import annotations
 import httpx
 
 from mockserver import CoreRequest, Endpoint, Outcome
-from mockserver.faults import FaultAction, FaultPlan
+from mockserver.faults import FaultPlan
+
+from .timeline import Ending, Timeline, timeline, wait_out, wait_out_async
 
 __all__ = ["IN_PROCESS_PEER", "LogxTransport", "render", "render_async", "to_core", "to_httpx"]
 
@@ -44,68 +46,37 @@ def _read_timeout(request: httpx.Request) -> float | None:
     return float(value) if value is not None else None
 
 
-def _plan_fault(
-    fault: FaultAction, outcome: Outcome, request: httpx.Request
-) -> tuple[float, Exception | None]:
-    """After the delay: how long the client waits, and what it then raises (None: a response).
-
-    These are the exceptions httpx raises against the real server for each fault.
-    """
-    read = _read_timeout(request)
-    if fault.kind == "reset":
-        return 0.0, httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
-    if fault.kind == "close":
-        return 0.0, httpx.RemoteProtocolError(
+def _error(line: Timeline, request: httpx.Request) -> Exception:
+    """The exception httpx raises against the real server for this ending."""
+    assert line.ending is not None
+    if line.ending is Ending.RESET:
+        return httpx.ReadError("[Errno 104] Connection reset by peer", request=request)
+    if line.ending is Ending.CLOSE:
+        return httpx.RemoteProtocolError(
             "Server disconnected without sending a response.", request=request
         )
-    if fault.kind == "hang":
-        if read is not None and read < fault.hang_max:
-            return read, httpx.ReadTimeout("timed out", request=request)
-        return fault.hang_max, httpx.RemoteProtocolError(
-            "Server disconnected without sending a response.", request=request
-        )
-    if fault.kind == "dribble":
-        if read is not None and fault.dribble_interval > read:  # httpx's timeout is per read
-            return read, httpx.ReadTimeout("timed out", request=request)
-        return fault.dribble_interval * len(outcome.body), None
-    return 0.0, None
+    return httpx.ReadTimeout("timed out", request=request)  # httpx's timeout is per read
 
 
 def render(plan: FaultPlan, outcome: Outcome, request: httpx.Request) -> httpx.Response:
     """Render an outcome in process, sleeping (cancellably) where the wire would wait."""
-    fault = outcome.fault
-    if fault is None:
+    if outcome.fault is None:
         return to_httpx(outcome, request)
-    waiter = plan.waiter()
-    try:
-        if fault.delay:
-            waiter.wait(fault.delay)
-        wait, error = _plan_fault(fault, outcome, request)
-        if wait and not waiter.cancelled:
-            waiter.wait(wait)
-    finally:
-        plan.release(waiter)
-    if error is not None:
-        raise error
+    line = timeline(outcome, _read_timeout(request))
+    wait_out(plan, line)
+    if line.ending is not None:
+        raise _error(line, request)
     return to_httpx(outcome, request)
 
 
 async def render_async(plan: FaultPlan, outcome: Outcome, request: httpx.Request) -> httpx.Response:
     """`render` for async clients: the waits do not block the event loop."""
-    fault = outcome.fault
-    if fault is None:
+    if outcome.fault is None:
         return to_httpx(outcome, request)
-    waiter = plan.waiter()
-    try:
-        if fault.delay:
-            await waiter.wait_async(fault.delay)
-        wait, error = _plan_fault(fault, outcome, request)
-        if wait and not waiter.cancelled:
-            await waiter.wait_async(wait)
-    finally:
-        plan.release(waiter)
-    if error is not None:
-        raise error
+    line = timeline(outcome, _read_timeout(request))
+    await wait_out_async(plan, line)
+    if line.ending is not None:
+        raise _error(line, request)
     return to_httpx(outcome, request)
 
 

@@ -61,13 +61,18 @@ def test_pytest_plugin_exports() -> None:
     assert sorted(pytest_plugin.__all__) == sorted(
         [
             "LOGX_HOSTS",
+            "OPTIMIZELY_HOSTS",
             "DatafileWarning",
+            "LeakError",
             "LogxEventDispatcher",
             "LogxHandle",
             "LogxOptions",
             "LogxTransport",
             "Mismatch",
             "ServerHandle",
+            "add_logx_routes",
+            "leak_guard",
+            "logx_requests",
             "logx_router",
         ]
     )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -19,21 +21,37 @@ from helpers import DATAFILE, impression
 
 from mockserver import Endpoint, MemoryJournal, ThreadedServer
 from pytest_plugin import LogxTransport, logx_router
+from pytest_plugin.requests_routes import logx_requests
 
 URL = "https://logx.optimizely.com/v1/events"
-DOORS = ["server", "respx-sync", "respx-async", "transport-sync", "transport-async"]
+DOORS = [
+    "server",
+    "server-requests",
+    "respx-sync",
+    "respx-async",
+    "transport-sync",
+    "transport-async",
+    "requests",
+]
+"""Each door with the client it serves; `server` and `server-requests` are the wire."""
 
 
 class Door:
-    """One way into the mock, with a `post` that behaves like an httpx client call."""
+    """One way into the mock, with a `post` that behaves like its client's call."""
 
     def __init__(self, name: str, endpoint: Endpoint, server: ThreadedServer | None) -> None:
         self.name, self.endpoint, self.server = name, endpoint, server
+        self.client = "requests" if name.endswith("requests") else "httpx"
 
-    def post(self, payload: Any, timeout: float = 5.0) -> httpx.Response:
+    def post(self, payload: Any, timeout: float = 5.0) -> Any:
         url = self.server.events_url if self.server else URL
         if self.name == "server":
             return httpx.post(url, json=payload, timeout=timeout)
+        if self.name == "server-requests":
+            return requests.post(url, json=payload, timeout=timeout)
+        if self.name == "requests":
+            with logx_requests(self.endpoint):
+                return requests.post(url, json=payload, timeout=timeout)
         if self.name == "respx-sync":
             with logx_router(self.endpoint):
                 return httpx.post(url, json=payload, timeout=timeout)
@@ -55,33 +73,93 @@ class Door:
 @pytest.fixture(params=DOORS)
 def door(request: pytest.FixtureRequest) -> Iterator[Door]:
     endpoint = Endpoint(MemoryJournal())
-    if request.param == "server":
+    if request.param.startswith("server"):
         with ThreadedServer(endpoint) as server:
-            yield Door("server", endpoint, server)
+            yield Door(request.param, endpoint, server)
     else:
         yield Door(request.param, endpoint, None)
 
 
+_RESET = "Connection reset by peer"
+_CLOSED = "Remote end closed connection without response"
+# rule -> (what httpx raises, its message), (what requests raises, its message)
+TRANSPORT_FAULTS: list[
+    tuple[dict[str, Any], tuple[type[Exception], str], tuple[type[Exception], str]]
+] = [
+    ({"reset": True}, (httpx.ReadError, _RESET), (requests.ConnectionError, _RESET)),
+    (
+        {"close": True},
+        (httpx.RemoteProtocolError, "without sending a response"),
+        (requests.ConnectionError, _CLOSED),
+    ),
+    (
+        {"hang": True, "hang_max": 10},
+        (httpx.ReadTimeout, "timed out"),
+        (requests.ReadTimeout, r"Read timed out\. \(read timeout=0\.5\)"),
+    ),
+    (
+        {"hang": True, "hang_max": 0.2},
+        (httpx.RemoteProtocolError, "without sending a response"),
+        (requests.ConnectionError, _CLOSED),
+    ),
+    (
+        # requests reads the head, then times out in the body: urllib3's ReadTimeoutError
+        # arrives as a ConnectionError, not a ReadTimeout.
+        {"dribble": True, "dribble_interval": 2, "status": 503},
+        (httpx.ReadTimeout, "timed out"),
+        (requests.ConnectionError, r"Read timed out\.\)?$"),
+    ),
+]
+
+
+def _exact(message: str) -> str:
+    """An error message without the host and port it names (the wire's are 127.0.0.1:N)."""
+    return re.sub(r"HTTPS?ConnectionPool\(host='[^']*', port=\d+\)", "POOL", message)
+
+
 @pytest.mark.parametrize(
-    ("rule", "error", "message"),
-    [
-        ({"reset": True}, httpx.ReadError, "Connection reset by peer"),
-        ({"close": True}, httpx.RemoteProtocolError, "without sending a response"),
-        ({"hang": True, "hang_max": 10}, httpx.ReadTimeout, "timed out"),
-        ({"hang": True, "hang_max": 0.2}, httpx.RemoteProtocolError, "without sending a response"),
-        ({"dribble": True, "dribble_interval": 2}, httpx.ReadTimeout, "timed out"),
-    ],
+    ("rule", "httpx_error", "requests_error"),
+    TRANSPORT_FAULTS,
+    ids=["reset", "close", "hang-timeout", "hang-max", "dribble-timeout"],
 )
-def test_transport_faults_raise_what_httpx_raises_on_the_wire(
-    door: Door, rule: dict[str, Any], error: type[Exception], message: str
+def test_transport_faults_raise_what_the_client_raises_on_the_wire(
+    door: Door,
+    rule: dict[str, Any],
+    httpx_error: tuple[type[Exception], str],
+    requests_error: tuple[type[Exception], str],
 ) -> None:
+    error, message = httpx_error if door.client == "httpx" else requests_error
     door.endpoint.faults.add(**rule)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as info:
         door.post(impression(), timeout=0.5)
+    assert type(info.value) is error
     (record,) = door.endpoint.journal.requests()
     assert record.verdict == "faulted"
     assert record.events[0].verdict == "faulted"
     assert record.fault is not None and record.fault["kind"] == next(iter(rule))
+
+
+@pytest.mark.parametrize(
+    ("rule", "_", "__"),
+    TRANSPORT_FAULTS,
+    ids=["reset", "close", "hang-timeout", "hang-max", "dribble-timeout"],
+)
+def test_the_requests_door_raises_the_wires_exception_word_for_word(
+    rule: dict[str, Any], _: Any, __: Any
+) -> None:
+    """The requests door and a real socket give requests the same exception and message."""
+
+    def raised(name: str) -> tuple[type[Exception], str, type[Exception], str]:
+        endpoint = Endpoint(MemoryJournal())
+        endpoint.faults.add(**rule)
+        with contextlib.ExitStack() as stack:
+            server = stack.enter_context(ThreadedServer(endpoint)) if name != "requests" else None
+            with pytest.raises(requests.RequestException) as info:
+                Door(name, endpoint, server).post(impression(), timeout=0.5)
+        cause = info.value.args[0]
+        return type(info.value), _exact(str(info.value)), type(cause), _exact(str(cause))
+
+    assert raised("requests") == raised("server-requests")
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 400, 413])
