@@ -1,6 +1,7 @@
 """Every way into logx-mock, behind one small interface: send a request, read the journal.
 
-Doors: the respx routes (sync and async httpx), the non-patching transport, the
+Doors: the respx routes (sync and async httpx), the `requests` routes (responses),
+the non-patching transport, the
 Starlette app through `httpx.ASGITransport`, the threaded server,
 `logx-mock serve` as a subprocess on a SQLite file, and that subprocess again
 over HTTPS (`--tls`, verified against its CA) and behind its forward proxy
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import requests
 
 from mockserver import (
     Datafile,
@@ -36,7 +38,7 @@ from mockserver import (
     TrustedProxies,
     create_app,
 )
-from pytest_plugin import LogxTransport, logx_router
+from pytest_plugin import LogxTransport, logx_requests, logx_router
 
 from .corpus import Request
 
@@ -47,6 +49,7 @@ TRUST = "127.0.0.1/32"
 DOORS = [
     "respx-sync",
     "respx-async",
+    "requests",
     "transport",
     "asgi",
     "threaded-server",
@@ -128,6 +131,12 @@ class InProcess(Target):
         if self.name == "transport":
             with httpx.Client(transport=LogxTransport(self.endpoint)) as client:
                 return _response(client.request(request.method, url, **kwargs))
+        if self.name == "requests":
+            with logx_requests(self.endpoint):
+                sent = requests.request(
+                    request.method, url, headers=request.headers, data=request.body, timeout=60
+                )
+            return Response(sent.status_code, dict(sent.headers), sent.content)
         return asyncio.run(self._send_async(request.method, url, kwargs))
 
     async def _send_async(self, method: str, url: str, kwargs: dict[str, Any]) -> Response:
