@@ -16,6 +16,8 @@ pytest_plugins = ["pytester"]
 
 README = (Path(__file__).parent.parent / "README.md").read_text()
 EXAMPLES = [b for b in re.findall(r"```python\n(.*?)```", README, re.S) if "def test_" in b]
+INI = re.findall(r"```ini\n(.*?)```", README, re.S)[0]
+"""The ini file the README's examples run with."""
 
 
 NAMES = [re.search(r"def (test_\w+)", code).group(1) for code in EXAMPLES]  # type: ignore[union-attr]
@@ -23,6 +25,7 @@ NAMES = [re.search(r"def (test_\w+)", code).group(1) for code in EXAMPLES]  # ty
 
 def test_readme_has_the_pytest_examples() -> None:
     assert NAMES == [
+        "test_checkout_is_tracked",
         "test_checkout_sends_an_impression",
         "test_sdk_purchase_is_tracked",
         "test_ids_only_impression_and_keyless_conversion",
@@ -31,13 +34,15 @@ def test_readme_has_the_pytest_examples() -> None:
         "test_purchases_count_in_the_treatment",
         "test_a_503_is_retried",
     ]
+    assert EXAMPLES[0].count("optimizely.Optimizely(sdk_key=") == 1  # the SDK as documented
+    assert "logx_event_dispatcher" not in EXAMPLES[0] and "pytest.mark" not in EXAMPLES[0]
 
 
 @pytest.mark.parametrize("code", EXAMPLES, ids=NAMES)
 def test_readme_example_passes(pytester: pytest.Pytester, code: str) -> None:
     shutil.copy(Path(__file__).parent / "helpers.py", pytester.path / "helpers.py")
     shutil.copy(DATAFILE, pytester.path / "datafile.json")
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeini(INI + "asyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(test_example=code)
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
