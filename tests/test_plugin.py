@@ -83,6 +83,9 @@ from mockserver import ThreadedServer
 def test_other_host_reaches_the_network(logx_mock):
     with ThreadedServer() as other:
         response = httpx.get(other.url + "/_mock/health")
+        assert requests.get(other.url + "/_mock/health").json()["status"] == "ok"
+        assert requests.post(other.events_url, data=b"{").status_code == 400
+        assert len(other.endpoint.journal.requests()) == 1
     assert response.status_code == 200 and response.json()["status"] == "ok"
     assert logx_mock.requests == []
 
