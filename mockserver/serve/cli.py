@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FILE",
         help="check every batch against this Optimizely datafile (repeatable: matched by "
-        "project_id, then revision; a changed file is read again)",
+        "project_id, then revision; a changed file is read again), and serve it to the SDKs "
+        "at /datafiles/<its sdkKey>.json",
     )
     serve.add_argument(
         "--admin-token",
