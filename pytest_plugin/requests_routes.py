@@ -56,7 +56,10 @@ def to_core(request: requests.PreparedRequest) -> CoreRequest:
     host = url.hostname or ""
     if url.port is not None:
         host = f"{host}:{url.port}"
-    headers = [(k.lower(), v) for k, v in request.headers.items() if isinstance(v, str)]
+    headers = [
+        (k.lower(), v.decode("latin-1") if isinstance(v, bytes) else v)
+        for k, v in request.headers.items()
+    ]
     if not any(name == "host" for name, _ in headers):
         headers.insert(0, ("host", host))
     return CoreRequest(

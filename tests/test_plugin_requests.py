@@ -219,9 +219,10 @@ def test_the_requests_door_journals_what_the_wire_would(pytester: pytest.Pyteste
         """
 def test_wire(logx_mock):
     requests.post("https://logx.optimizely.com/v1/events", data="not json",
-                  headers={"X-Optimizely-Strict": "true"})
+                  headers={"X-Optimizely-Strict": b"true"})  # bytes values are sent as is
     (record,) = logx_mock.requests
     assert (record.verdict, record.status, record.raw) == ("malformed", 400, b"not json")
+    assert (record.strict, record.strict_header) == (True, "true")
     headers = dict(record.headers)
     assert list(headers)[0] == "host" and headers["host"] == "logx.optimizely.com"
     assert headers["content-length"] == "8"
