@@ -323,3 +323,22 @@ ORIGINAL = requests.adapters.HTTPAdapter.send
 """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_logx_server_serves_the_datafile_to_a_url_template(pytester: pytest.Pytester) -> None:
+    """The live-server way: the SDK's url_template and logx_event_dispatcher point at it."""
+    result = run(
+        pytester,
+        """
+def test_sdk(logx_server, logx_event_dispatcher):
+    manager = PollingConfigManager(
+        sdk_key=KEY, url_template=logx_server.url + "/datafiles/{sdk_key}.json")
+    client = optimizely.Optimizely(config_manager=manager, event_dispatcher=logx_event_dispatcher)
+    client.track("purchase", "user-9")
+    client.close()
+    logx_server.wait_for_events(key="purchase")
+    logx_server.assert_conversion("purchase", visitor_id="user-9")
+""",
+        ini="logx_datafile = datafile.json",
+    )
+    result.assert_outcomes(passed=1)
