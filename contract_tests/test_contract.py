@@ -47,12 +47,16 @@ def _send(target: Target, case: Case, strict: bool) -> Response:
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_status(target: Target, case: Case, mode: str) -> None:
+    if not target.has_journal and case.request(False).path.startswith("/datafiles/"):
+        pytest.skip("the CDN's datafile routes are logx-mock's, not the Log Endpoint's")
     strict = mode == "strict"
     response = _send(target, case, strict)
     assert response.status == case.status(strict), response.body[:500]
     for name, value in case.expect.get("headers", {}).items():
         assert response.headers.get(name) == value, name
-    if response.status == 204:
+    if case.expect.get("body") == "datafile":
+        assert response.body == case.datafile()
+    elif response.status in (204, 304):
         assert response.body == b""
     elif response.body:
         problem = json.loads(response.body)
