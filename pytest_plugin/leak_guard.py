@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
+from mockserver.errors import LogxMockError
+
 from .routes import OPTIMIZELY_HOSTS
 
 __all__ = ["GUARD_INI", "GUARD_OPTION", "LeakError", "leak_guard"]
@@ -27,11 +29,12 @@ GUARD_INI = "logx_leak_guard"
 GUARD_OPTION = "--no-logx-leak-guard"
 
 
-class LeakError(RuntimeError):
+class LeakError(LogxMockError, RuntimeError):
     """An attempt to reach an Optimizely host that `logx_mock` does not route.
 
     Not an `OSError`, so no client mistakes it for a network failure to retry or
-    wrap: it reaches the test as it was raised.
+    wrap: it reaches the test as it was raised. The plugin's branch of the one tree
+    under `mockserver.errors.LogxMockError`.
     """
 
     def __init__(self, host: str) -> None:

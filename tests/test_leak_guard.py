@@ -159,6 +159,13 @@ def test_the_option_is_documented_in_help(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_leak_error_is_in_the_one_tree_and_no_os_error() -> None:
+    from mockserver.errors import LogxMockError
+
+    assert issubclass(LeakError, LogxMockError) and issubclass(LeakError, RuntimeError)
+    assert not issubclass(LeakError, OSError)  # urllib/aiohttp/requests would wrap or retry it
+
+
 def test_leak_guard_restores_every_function() -> None:
     before = (socket.getaddrinfo, socket.gethostbyname, socket.socket.connect)
     with leak_guard(), pytest.raises(LeakError):
