@@ -23,10 +23,9 @@ from mockserver import (
     Verdict,
 )
 from mockserver.faults import FaultPlan
-from mockserver.journal.results import journal_results
 
 from .matching import check_filters, describe_event, difference, near_misses
-from .results_check import check_cell
+from .results_check import ResultsAssertions
 
 __all__ = ["Attempt", "DatafileWarning", "LogxHandle", "ServerHandle", "summarize"]
 
@@ -104,7 +103,7 @@ class Attempt:
         return f"request #{self.request_id}: {self.verdict}, {answer}{fault}"
 
 
-class LogxHandle:
+class LogxHandle(ResultsAssertions):
     """What a test sees of the mock: its journal, and assertions over it."""
 
     def __init__(self, endpoint: Endpoint) -> None:
@@ -314,57 +313,6 @@ class LogxHandle:
                 + summarize(requests)
                 + "".join(f"\n{line}" for line in warning_lines(requests, None))
             )
-
-    def results(self, **filters: str) -> dict[str, Any]:
-        """The results table Optimizely would show for the journaled events (matching the
-        `/_mock/events` filters), and every event that does not count, by visitor: the
-        structure `GET /_mock/results` answers."""
-        result, last_id = journal_results(
-            self.journal, datafiles=self.endpoint.config.datafiles, filters=filters, limit=MAX_LIMIT
-        )
-        return {**result.to_dict(), "last_id": last_id}
-
-    def assert_results(
-        self,
-        experiment: str,
-        variation: str,
-        *,
-        event: str | None = None,
-        visitors: int | None = None,
-        unique_conversions: int | None = None,
-        conversions: int | None = None,
-        revenue: int | None = None,
-        **filters: str,
-    ) -> dict[str, Any]:
-        """Assert one cell of the results: `experiment` and `variation` by key or id, the
-        numbers given (`unique_conversions`, `conversions` and `revenue` of `event`). Fails
-        saying what the table holds instead, and which events did not count and why."""
-        __tracebackhide__ = True
-        expected = {
-            name: value
-            for name, value in (
-                ("visitors", visitors),
-                ("unique_conversions", unique_conversions),
-                ("conversions", conversions),
-                ("revenue", revenue),
-            )
-            if value is not None
-        }
-        if not expected:
-            raise TypeError(
-                "assert_results needs a number to check: visitors=, unique_conversions=, "
-                "conversions= or revenue="
-            )
-        if event is None and set(expected) - {"visitors"}:
-            raise TypeError(
-                "unique_conversions, conversions and revenue belong to an event: pass "
-                "event='purchase' (the conversion's key)"
-            )
-        results = self.results(**filters)
-        message = check_cell(results, experiment, variation, event, expected)
-        if message is not None:
-            raise AssertionError(message)
-        return results
 
     def reset(self) -> None:
         """Forget every journaled request, remove every fault and cut pending delays short."""

@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-__all__ = ["NUMBERS", "check_cell"]
+from mockserver import MAX_LIMIT, Endpoint
+from mockserver.journal.results import journal_results
+
+__all__ = ["NUMBERS", "ResultsAssertions", "check_cell"]
 
 NUMBERS = ("visitors", "unique_conversions", "conversions", "revenue")
 _SHOWN_UNCOUNTED = 5
@@ -100,3 +103,67 @@ def check_cell(
             *_uncounted(results, event),
         ]
     )
+
+
+class ResultsAssertions:
+    """The handle's results methods (`LogxHandle` mixes them in)."""
+
+    endpoint: Endpoint
+
+    def results(
+        self, *, start: int | None = None, end: int | None = None, **filters: str
+    ) -> dict[str, Any]:
+        """The results table Optimizely would show for the journaled events (matching the
+        `/_mock/events` filters, with a timestamp in `[start, end)` when given), and every
+        event that does not count, by visitor: the structure `GET /_mock/results` answers."""
+        result, last_id = journal_results(
+            self.endpoint.journal,
+            datafiles=self.endpoint.config.datafiles,
+            filters=filters,
+            limit=MAX_LIMIT,
+            start=start,
+            end=end,
+        )
+        return {**result.to_dict(), "last_id": last_id}
+
+    def assert_results(
+        self,
+        experiment: str,
+        variation: str,
+        *,
+        event: str | None = None,
+        visitors: int | None = None,
+        unique_conversions: int | None = None,
+        conversions: int | None = None,
+        revenue: int | None = None,
+        **filters: Any,
+    ) -> dict[str, Any]:
+        """Assert one cell of the results: `experiment` and `variation` by key or id, the
+        numbers given (`unique_conversions`, `conversions` and `revenue` of `event`). Fails
+        saying what the table holds instead, and which events did not count and why."""
+        __tracebackhide__ = True
+        expected = {
+            name: value
+            for name, value in (
+                ("visitors", visitors),
+                ("unique_conversions", unique_conversions),
+                ("conversions", conversions),
+                ("revenue", revenue),
+            )
+            if value is not None
+        }
+        if not expected:
+            raise TypeError(
+                "assert_results needs a number to check: visitors=, unique_conversions=, "
+                "conversions= or revenue="
+            )
+        if event is None and set(expected) - {"visitors"}:
+            raise TypeError(
+                "unique_conversions, conversions and revenue belong to an event: pass "
+                "event='purchase' (the conversion's key)"
+            )
+        results = self.results(**filters)
+        message = check_cell(results, experiment, variation, event, expected)
+        if message is not None:
+            raise AssertionError(message)
+        return results

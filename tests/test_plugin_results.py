@@ -38,6 +38,7 @@ def test_it(logx_mock):
         {"key": "purchase", "unique_conversions": 1, "conversions": 1, "revenue": 4200}]
     assert results["reasons"] == {"duplicate": 1, "no_experiment": 1}
     assert logx_mock.results(visitor_id="user-9")["experiments"] == []
+    assert logx_mock.results(end=1767225600123)["counted"] == {"impressions": 0, "conversions": 0}
     logx_mock.assert_results("checkout_ab", "treatment", visitors=1)
     logx_mock.assert_results("111127", "111129", event="purchase", conversions=1, revenue=4200,
                              unique_conversions=1)

@@ -379,3 +379,28 @@ def test_the_readme_explains_every_reason() -> None:
     section = readme.split("## Would it count? Results", 1)[1].split("\n## ", 1)[0]
     for reason in REASONS:
         assert f"`{reason}`" in section, reason
+
+
+def test_a_time_window_keeps_only_events_stamped_within_it(base: dict[str, Any]) -> None:
+    endpoint = Endpoint(MemoryJournal())
+    send(endpoint, *BASE, PURCHASE)  # impressions at T, the purchase at T + 1000
+
+    def window(**bounds: int) -> dict[str, Any]:
+        return count_results(endpoint.journal.scan, **bounds).to_dict()
+
+    assert window(start=T, end=T + 1001) == base
+    assert changed(base, window(end=T + 1000)) == {
+        ("checkout_ab", "treatment", "purchase", "unique_conversions"): (1, None),
+        ("checkout_ab", "treatment", "purchase", "conversions"): (1, None),
+        ("checkout_ab", "treatment", "purchase", "revenue"): (4200, None),
+        ("checkout_ab", "control", "purchase", "unique_conversions"): (0, None),
+        ("checkout_ab", "control", "purchase", "conversions"): (0, None),
+        ("checkout_ab", "control", "purchase", "revenue"): (0, None),
+    }
+    later = window(start=T + 1)  # the impressions fall out: the purchase has no experiment
+    assert (later["experiments"], reasons(later)) == (
+        [],
+        [("user-1", "no_experiment", "purchase")],
+    )
+    empty = window(start=T, end=T)
+    assert (empty["experiments"], empty["counted"]) == ([], {"impressions": 0, "conversions": 0})

@@ -7,10 +7,12 @@ from typing import Any
 
 import pytest
 import requests
-from test_results import BASE, PURCHASE, cells, conv, reasons
+from test_results import BASE, PURCHASE, T, cells, conv, reasons
 
 from mockserver import ThreadedServer
 from mockserver.serve.cli import main
+
+PURCHASE_AT = T + 1000
 
 
 def post(server: ThreadedServer, *batches: Any) -> None:
@@ -40,6 +42,9 @@ def test_after_and_filters_narrow_what_counts(sqlite_server: ThreadedServer) -> 
     only_user_2 = get(sqlite_server, visitor_id="user-2").json()
     assert [v["visitors"] for v in only_user_2["experiments"][0]["variations"]] == [1]
     assert get(sqlite_server, client_name="go-sdk").json()["experiments"] == []
+    windowed = get(sqlite_server, end=PURCHASE_AT).json()  # the purchase falls out
+    assert (windowed["counted"], windowed["reasons"]) == ({"impressions": 2, "conversions": 0}, {})
+    assert main(["results", "--url", sqlite_server.url, "--start", str(PURCHASE_AT)]) == 0
     bounded = get(sqlite_server, limit=1, after=2).json()
     assert (len(bounded["uncounted"]), bounded["reasons"]) == (1, {"no_experiment": 1})
 
@@ -49,6 +54,7 @@ def test_a_bad_query_says_what_to_send(sqlite_server: ThreadedServer) -> None:
         ({"limit": 0}, "limit=0 is out of range; use 1 to 100,000"),
         ({"after": "x"}, "after='x' is not an integer"),
         ({"client": "python-sdk"}, "unknown query parameter(s) client; use account_id"),
+        ({"start": -1}, "start=-1 is out of range"),
     ):
         answer = get(sqlite_server, **params)
         assert answer.status_code == 400

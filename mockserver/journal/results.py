@@ -156,6 +156,8 @@ def count_results(
     filters: dict[str, str] | None = None,
     repeated: Container[str] | None = None,
     limit: int = DEFAULT_LIMIT,
+    start: int | None = None,
+    end: int | None = None,
 ) -> Results:
     """The results the journaled requests `read()` returns would show.
 
@@ -163,14 +165,14 @@ def count_results(
     `datafiles` name ids the payload's metadata leaves unnamed (and win where both do);
     `filters` are the admin API's event filters (`client_name`, `visitor_id`, ...);
     `repeated` (when a journal knows it) holds every uuid that may repeat, so others
-    need no remembering. At most `limit` uncounted events are listed.
+    need no remembering. At most `limit` uncounted events are listed. `start` and `end`
+    (epoch milliseconds) keep only events with `start <= timestamp < end`.
     """
-    filters = dict(filters or {})
-    check_filters(filters)
+    choose = _Choice(dict(filters or {}), start, end)
     tally = _Tally(datafiles or Datafiles(), repeated, limit)
-    for event in _events(read(), filters):
+    for event, _ in choose(read()):
         tally.learn(event)
-    for event, record in _events_with_records(read(), filters):
+    for event, record in choose(read()):
         tally.judge(event, record)
     return tally.results()
 
@@ -182,6 +184,8 @@ def journal_results(
     after: int = 0,
     filters: dict[str, str] | None = None,
     limit: int = DEFAULT_LIMIT,
+    start: int | None = None,
+    end: int | None = None,
 ) -> tuple[Results, int]:
     """The results of the journal's requests after `after`, read in chunks, and the id
     of the newest request counted (both passes read up to it, whatever arrives meanwhile)."""
@@ -192,22 +196,35 @@ def journal_results(
         filters=filters,
         repeated=journal.repeated_uuids(after=after),
         limit=limit,
+        start=start,
+        end=end,
     )
     return result, until
 
 
-def _events(records: Iterable[RequestRecord], filters: dict[str, str]) -> Iterator[EventRecord]:
-    for event, _ in _events_with_records(records, filters):
-        yield event
+class _Choice:
+    """Which events count at all: those matching the event filters, within the window."""
 
+    def __init__(self, filters: dict[str, str], start: int | None, end: int | None) -> None:
+        check_filters(filters)  # an empty window (end <= start) simply holds nothing
+        self.filters, self.start, self.end = filters, start, end
 
-def _events_with_records(
-    records: Iterable[RequestRecord], filters: dict[str, str]
-) -> Iterator[tuple[EventRecord, RequestRecord]]:
-    for record in records:
-        for event in record.events:
-            if event_matches(event, filters):
-                yield event, record
+    def __call__(
+        self, records: Iterable[RequestRecord]
+    ) -> Iterator[tuple[EventRecord, RequestRecord]]:
+        windowed = self.start is not None or self.end is not None
+        for record in records:
+            for event in record.events:
+                if event_matches(event, self.filters) and (not windowed or self._within(event)):
+                    yield event, record
+
+    def _within(self, event: EventRecord) -> bool:
+        stamp = _stamp(event.timestamp)
+        return (
+            stamp is not None
+            and (self.start is None or stamp >= self.start)
+            and (self.end is None or stamp < self.end)
+        )
 
 
 def _text(value: Any) -> str | None:

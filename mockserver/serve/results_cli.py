@@ -89,6 +89,10 @@ def add_results_command(commands: Any) -> None:
     for name in EVENT_FILTERS:
         results.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
     results.add_argument("--after", type=int, default=0, help="only requests with a greater id")
+    results.add_argument(
+        "--start", type=int, metavar="MS", help="only events at or after (epoch ms)"
+    )
+    results.add_argument("--end", type=int, metavar="MS", help="only events before (epoch ms)")
     results.add_argument("--limit", type=int, default=100, help="uncounted events to list")
     results.add_argument("--token", metavar="TOKEN", help="the server's --admin-token")
     results.add_argument("--json", action="store_true", help="the admin API's JSON answer")
@@ -119,6 +123,7 @@ def run_results(args: argparse.Namespace) -> int:
     """Print the results of a running server; 2 when it cannot be asked."""
     filters = {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
     params = {**filters, "after": args.after, "limit": args.limit}
+    params.update({k: getattr(args, k) for k in ("start", "end") if getattr(args, k) is not None})
     auth = {"authorization": f"Bearer {args.token}"} if args.token else {}
     base = args.url.rstrip("/")
     with httpx.Client(timeout=600.0, headers=auth) as client:  # a big journal takes a while

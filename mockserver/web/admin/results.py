@@ -44,6 +44,14 @@ OPERATIONS = Operations()
                 f"list at most this many uncounted events (default {DEFAULT_LIMIT})",
             ),
             *event_filters(),
+            *(
+                query(
+                    name,
+                    {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                    f"only events with a timestamp {rule} this (epoch milliseconds)",
+                )
+                for name, rule in (("start", "at or after"), ("end", "before"))
+            ),
         ],
         "responses": {
             "200": {"description": "The table.", "content": json_content("Results")},
@@ -53,9 +61,13 @@ OPERATIONS = Operations()
 )
 async def get_results(endpoint: Endpoint, request: Request) -> Response:
     try:
-        check_params(request, {"after", "limit", *EVENT_FILTERS})
+        check_params(request, {"after", "limit", "start", "end", *EVENT_FILTERS})
         after = int_param(request, "after", 0, 0, 2**62)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        start, end = (
+            int_param(request, name, -1, 0, 2**63 - 1) if name in request.query_params else None
+            for name in ("start", "end")
+        )
     except BadQuery as exc:
         return problem_response(400, str(exc))
     filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
@@ -67,6 +79,8 @@ async def get_results(endpoint: Endpoint, request: Request) -> Response:
         after=after,
         filters=filters,
         limit=limit,
+        start=start,
+        end=end,
     )
     return JSONResponse({**result.to_dict(), "last_id": until})
 
