@@ -1,12 +1,15 @@
-"""The side-by-side benchmark: one command, one run, ratios to the Starlette floor.
+"""The side-by-side benchmark: one command, one run, ratios to the floor.
 
     python benchmarks/run.py [--duration 10] [--quick]
 
-Load comes from wrk (Debian's package), in its own process on loopback: one
-thread, 32 connections, bounded in time. Every server runs in its own process
-on the same uvicorn settings where it is a uvicorn server. In-process figures
-(respx path, 3.5 MB ingest, threaded start, a journal of 1M events) come after.
-Results go to benchmarks/RESULTS.md.
+The floor is a bare Starlette endpoint on uvicorn with httptools + uvloop (what
+`uvicorn[standard]` gives, and what `logx-mock serve` runs on); the same endpoint
+on h11 + asyncio is a second reference line. Load comes from wrk (Debian's
+package), in its own process on loopback: one thread, 32 connections, bounded in
+time, a fresh uuid per event. Every server runs alone, in its own process, on a
+fresh journal. Then the in-process figures (respx door, 3.5 MB ingest, threaded
+start, a journal of 1M events). Results and the targets, met or not, go to
+benchmarks/RESULTS.md, followed by benchmarks/NOTES.md.
 """
 
 from __future__ import annotations
@@ -78,46 +81,49 @@ def running(command: list[str], port: int) -> Iterator[None]:
                 proc.wait()
 
 
-def servers(tmp: Path) -> dict[str, tuple[list[str], bool]]:
-    """name -> (command with {port}, strict header)."""
-    py = sys.executable
-    prism = HERE / "node_modules" / ".bin" / "prism"
-    spec = tmp / "openapi.json"
-    from mockserver.web.admin.routes import openapi_document
+FLOOR = "floor: Starlette, httptools + uvloop"
+FLOOR_H11 = "floor: Starlette, h11 + asyncio"
+SQLITE = "logx-mock, SQLite"
+MEMORY = "logx-mock --memory"
+WORKERS = "logx-mock --workers 2"
+UNRECORDED = "logx-mock, recording off"
+HTTPSERVER = "pytest-httpserver"
+PRISM = "Prism 5"
+ONE, TEN, HUNDRED, NEAR_LIMIT = "1 impression", "batch of 10", "batch of 100", "3.5 MB batch"
+EVENTS = {ONE: 1, TEN: 10, HUNDRED: 100}
 
-    spec.write_text(json.dumps(openapi_document()))
-    table: dict[str, tuple[list[str], bool]] = {
-        "floor (bare Starlette)": ([py, str(HERE / "floor_app.py"), "{port}"], False),
-        "logx-mock strict": (
-            [py, "-m", "mockserver", "serve", "--port", "{port}", "--db", str(tmp / "s.db")],
-            True,
-        ),
-        "logx-mock strict, 2 workers": (
-            [
-                py,
-                "-m",
-                "mockserver",
-                "serve",
-                "--port",
-                "{port}",
-                "--db",
-                str(tmp / "w.db"),
-                "--workers",
-                "2",
-            ],
-            True,
-        ),
-        "logx-mock permissive": (
-            [py, "-m", "mockserver", "serve", "--port", "{port}", "--db", str(tmp / "p.db")],
-            False,
-        ),
-        "pytest-httpserver": ([py, str(HERE / "httpserver_peer.py"), "{port}"], False),
+
+@dataclass
+class Server:
+    """How to start one server, and which payloads it gets."""
+
+    command: list[str]
+    payloads: tuple[str, ...]
+    strict: bool = True
+
+
+def servers(tmp: Path) -> dict[str, Server]:
+    """name -> command (with {port}) and payloads; logx-mock gets the strict header."""
+    py = sys.executable
+    serve = [py, "-m", "mockserver", "serve", "--port", "{port}"]
+    every = (ONE, TEN, HUNDRED, NEAR_LIMIT)
+    table = {
+        FLOOR: Server([py, str(HERE / "floor_app.py"), "{port}", "httptools"], every, False),
+        FLOOR_H11: Server([py, str(HERE / "floor_app.py"), "{port}", "h11"], every, False),
+        SQLITE: Server([*serve, "--db", str(tmp / "s.db")], every),
+        MEMORY: Server([*serve, "--memory"], (ONE, TEN, HUNDRED)),
+        WORKERS: Server([*serve, "--db", str(tmp / "w.db"), "--workers", "2"], (ONE, TEN)),
+        UNRECORDED: Server([py, str(HERE / "unrecorded_app.py"), "{port}"], (ONE, TEN, HUNDRED)),
+        HTTPSERVER: Server([py, str(HERE / "httpserver_peer.py"), "{port}"], (ONE, TEN), False),
     }
+    prism = HERE / "node_modules" / ".bin" / "prism"
     if prism.exists():
-        table["Prism 5"] = (
-            [str(prism), "mock", str(spec), "-p", "{port}", "-h", "127.0.0.1", "--errors", "false"],
-            False,
-        )
+        from mockserver.web.admin.routes import openapi_document
+
+        spec = tmp / "openapi.json"
+        spec.write_text(json.dumps(openapi_document()))
+        command = [str(prism), "mock", str(spec), "-p", "{port}", "-h", "127.0.0.1"]
+        table[PRISM] = Server([*command, "--errors", "false"], (ONE, TEN), False)
     return table
 
 
@@ -126,8 +132,7 @@ def bodies(tmp: Path, quick: bool) -> dict[str, Path]:
     one = json.loads((PAYLOADS / "python-sdk-decide-impression.json").read_text())
     one["visitors"][0]["snapshots"][0]["events"][0]["uuid"] = "__UUID__"
     one["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = int(time.time() * 1000)
-    ten = dict(one, visitors=one["visitors"] * 10)
-    made = {"1 impression": one, "batch of 10": ten}
+    made = {name: dict(one, visitors=one["visitors"] * count) for name, count in EVENTS.items()}
     paths = {}
     for name, payload in made.items():
         path = tmp / f"{name.replace(' ', '_')}.json"
@@ -138,7 +143,7 @@ def bodies(tmp: Path, quick: bool) -> dict[str, Path]:
 
         path = tmp / "near_limit.json"
         path.write_bytes(near_limit_body())
-        paths["3.5 MB batch"] = path
+        paths[NEAR_LIMIT] = path
     return paths
 
 
@@ -179,20 +184,22 @@ def wrk(port: int, body: Path, strict: bool, duration: int) -> tuple[float, floa
     return rps, latency.get(50, 0.0), latency.get(99, 0.0), errors
 
 
-def measure_load(duration: int, quick: bool) -> list[Load]:
+def measure_load(duration: int, quick: bool, only: set[str] | None = None) -> list[Load]:
     results = []
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         payloads = bodies(tmp, quick)
-        for server, (template, strict) in servers(tmp).items():
-            for payload, body in payloads.items():
+        for server, spec in servers(tmp).items():
+            if only and server not in only:
+                continue
+            for payload in (p for p in spec.payloads if p in payloads):
                 port = free_port()
-                command = [part.replace("{port}", str(port)) for part in template]
+                command = [part.replace("{port}", str(port)) for part in spec.command]
                 with running(command, port):
-                    wrk(port, body, strict, 2)  # warm up
-                    rps, p50, p99, errors = wrk(port, body, strict, duration)
+                    wrk(port, payloads[payload], spec.strict, 2)  # warm up
+                    rps, p50, p99, errors = wrk(port, payloads[payload], spec.strict, duration)
                 print(
-                    f"{server:24} {payload:14} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
+                    f"{server:34} {payload:14} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
                     f"p99 {p99:7.2f} ms  errors {errors}",
                     flush=True,
                 )
@@ -218,7 +225,7 @@ def machine() -> str:
 def write_results(
     loads: list[Load], extra: list[tuple[str, str, str]], args: argparse.Namespace
 ) -> Path:
-    floor = {load.payload: load for load in loads if load.server.startswith("floor")}
+    floor = {load.payload: load for load in loads if load.server == FLOOR}
     lines = [
         "# Benchmark results",
         "",
@@ -228,24 +235,31 @@ def write_results(
         f"Machine: {machine()}.",
         "",
         f"Load: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency -s benchmarks/post.lua` from "
-        "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid. "
-        "Each server runs alone, in its own process, on a fresh journal.",
+        "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid; "
+        "logx-mock gets `X-Optimizely-Strict: true`. Each server runs alone, in its own process, "
+        "on a fresh journal. The floor is a bare Starlette endpoint that reads the body and "
+        "answers 204, on uvicorn with httptools + uvloop; ratios are to the floor on the same "
+        "payload.",
         "",
         "## Load",
         "",
-        "| server | payload | req/s | p50 ms | p99 ms | req/s vs floor | p99 vs floor | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| server | payload | req/s | events/s | p50 ms | p99 ms | req/s vs floor | "
+        "p99 vs floor | errors |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for load in loads:
         base = floor.get(load.payload)
-        ratio = f"{load.rps / base.rps:.2f}x" if base else "-"
+        ratio = f"{load.rps / base.rps:.2f}x" if base and base.rps else "-"
         p99 = f"{load.p99_ms / base.p99_ms:.2f}x" if base and base.p99_ms else "-"
+        events = f"{load.rps * EVENTS[load.payload]:,.0f}" if load.payload in EVENTS else "-"
         lines.append(
-            f"| {load.server} | {load.payload} | {load.rps:,.0f} | {load.p50_ms:.2f} | "
+            f"| {load.server} | {load.payload} | {load.rps:,.0f} | {events} | {load.p50_ms:.2f} | "
             f"{load.p99_ms:.2f} | {ratio} | {p99} | {load.errors} |"
         )
     lines += ["", "## In process", "", "| figure | measured | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in extra]
+    lines += ["", "## Targets, from this run", "", "| target | measured | met? |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in targets(loads, extra)]
     path = HERE / "RESULTS.md"
     notes = HERE / "NOTES.md"
     text = "\n".join(lines) + "\n"
@@ -255,15 +269,63 @@ def write_results(
     return path
 
 
+def targets(loads: list[Load], extra: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """Issue #16's targets, each as (target, figure, met?) from this run's numbers."""
+    by = {(load.server, load.payload): load for load in loads}
+    rows: list[tuple[str, str, str]] = []
+
+    def ratio(name: str, a: tuple[str, str], b: tuple[str, str], at_least: float) -> None:
+        if a in by and b in by and by[b].rps:
+            value = by[a].rps / by[b].rps
+            rows.append((name, f"{value:.2f}x", _met(value >= at_least)))
+
+    def tail(name: str, a: tuple[str, str], at_most: float) -> None:
+        b = (FLOOR, a[1])
+        if a in by and b in by and by[b].p99_ms:
+            value = by[a].p99_ms / by[b].p99_ms
+            rows.append((name, f"{value:.2f}x", _met(value <= at_most)))
+
+    ratio(
+        "one impression, SQLite, one process >= 0.5x floor req/s", (SQLITE, ONE), (FLOOR, ONE), 0.5
+    )
+    ratio("(stretch) >= 0.85x floor req/s", (SQLITE, ONE), (FLOOR, ONE), 0.85)
+    tail("one impression, SQLite: p99 <= 3x the floor's", (SQLITE, ONE), 3)
+    ratio("batch of ten, SQLite >= 0.25x floor req/s", (SQLITE, TEN), (FLOOR, TEN), 0.25)
+    tail("--memory: p99 <= 3x the floor's (one impression)", (MEMORY, ONE), 3)
+    ratio(">= 3x pytest-httpserver (one impression)", (SQLITE, ONE), (HTTPSERVER, ONE), 3)
+    ratio(">= 3x pytest-httpserver (batch of ten)", (SQLITE, TEN), (HTTPSERVER, TEN), 3)
+    ratio(">= 5x Prism 5 (one impression)", (SQLITE, ONE), (PRISM, ONE), 5)
+    ratio(">= 5x Prism 5 (batch of ten)", (SQLITE, TEN), (PRISM, TEN), 5)
+    ratio("--workers 2 >= 1.6x one worker (one impression)", (WORKERS, ONE), (SQLITE, ONE), 1.6)
+    for figure, measured, target in extra:
+        found = re.search(r"= ([\d.]+)x", measured)
+        bound = re.match(r"<= ([\d.]+)x", target)
+        if found and bound:
+            value = float(found.group(1))
+            rows.append(
+                (f"{figure} {target}", f"{value:.2f}x", _met(value <= float(bound.group(1))))
+            )
+    return rows
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--quick", action="store_true", help="skip the 3.5 MB and 1M-event runs")
+    parser.add_argument(
+        "--only", action="append", help="measure only this server (repeatable; results not written)"
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("benchmarks need wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    loads = measure_load(args.duration, args.quick)
+    loads = measure_load(args.duration, args.quick, set(args.only or ()))
+    if args.only:
+        return 0
     extra = inprocess.measure(quick=args.quick)
     print(f"wrote {write_results(loads, extra, args)}")
     return 0

@@ -24,7 +24,8 @@ from .errors import (
     LogxMockError,
     NoTransportError,
 )
-from .journal.base import EVENT_FILTERS, MAX_LIMIT, Journal, MemoryJournal
+from .journal.base import EVENT_FILTERS, MAX_LIMIT, Journal
+from .journal.memory import MemoryJournal
 from .journal.sqlite import SqliteJournal
 from .model import VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
 from .serve.server import ThreadedServer

@@ -6,8 +6,11 @@ import gzip
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mockserver import MAX_BODY_BYTES, DecodeError, decode_body
+from mockserver.contract.decoding import loads
 
 
 def test_plain_json_object_decodes_and_keeps_its_bytes() -> None:
@@ -78,3 +81,119 @@ def test_python_ascii_escapes_and_raw_utf8_decode_the_same() -> None:
     escaped = json.dumps(value).encode()
     raw = json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
     assert decode_body(escaped, None).payload == decode_body(raw, None).payload == value
+
+
+# The fast parser (msgspec) and the reference (`loads`, json.loads as decoding was before it) must
+# give one answer: the same value, or an error with the reference's message.
+def _reference(body: bytes) -> tuple[str, str]:
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "error", "bom"
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return "error", f"the body is not valid UTF-8 (byte {exc.start})"
+    if not text.strip():
+        return "error", "the body is empty"
+
+    try:
+        return "ok", repr(loads(text))
+    except RecursionError:
+        return "error", "nests too deeply"
+    except ValueError as exc:
+        return "error", str(exc)
+
+
+def _decoded(body: bytes) -> tuple[str, str]:
+    try:
+        return "ok", repr(decode_body(body, None).payload)
+    except DecodeError as exc:
+        return "error", exc.message
+
+
+def _same(body: bytes) -> None:
+    kind, answer = _decoded(body)
+    ref_kind, ref_answer = _reference(body)
+    assert kind == ref_kind, (body[:200], answer, ref_answer)
+    if kind == "ok":
+        assert answer == ref_answer  # repr: 1 and 1.0, 0.0 and -0.0 count as different
+    else:
+        assert ref_answer.split(":")[0] in answer or "BOM" in answer or "deeply" in answer
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**40), max_value=10**40)
+    | st.floats(allow_nan=False)
+    | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(value=_json, ascii_only=st.booleans())
+def test_fast_and_reference_parsers_agree_on_json(value: object, ascii_only: bool) -> None:
+    _same(json.dumps(value, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass"))
+
+
+@settings(max_examples=600, deadline=None)
+@given(value=_json, data=st.data())
+def test_fast_and_reference_parsers_agree_on_mutated_bodies(
+    value: object, data: st.DataObject
+) -> None:
+    body = bytearray(json.dumps(value).encode())
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(body)))
+        action = data.draw(st.sampled_from(["insert", "delete", "replace"]))
+        piece = data.draw(
+            st.sampled_from(
+                [
+                    b"\\ud800",
+                    b"1e400",
+                    b"NaN",
+                    b"-Infinity",
+                    b"\xff",
+                    b"\xef\xbb\xbf",
+                    b",",
+                    b'"',
+                    b"}",
+                    b"]",
+                    b"0" * 30,
+                    b"\x01",
+                    b" ",
+                    b"\\",
+                    b'{"a":1,"a":2}',
+                    b"-0",
+                    b"1.",
+                ]
+            )
+        )
+        if action == "insert":
+            body[at:at] = piece
+        elif action == "delete":
+            del body[at : at + len(piece)]
+        else:
+            body[at : at + len(piece)] = piece
+    _same(bytes(body))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'"\\ud800"',
+        b"1e400",
+        b"[NaN]",
+        b"123456789012345678901234567890",
+        b"-0",
+        b'{"a":1,"a":2}',
+        b"\xef\xbb\xbf{}",
+        b"[" * 5000 + b"]" * 5000,
+        b"  ",
+        b'{"a":"\xff"}',
+    ],
+)
+def test_fast_and_reference_parsers_agree_on_edges(body: bytes) -> None:
+    _same(body)

@@ -270,3 +270,23 @@ def test_a_journal_that_cannot_be_read_answers_503_not_500(
     assert answer.status_code == 503
     assert answer.headers["content-type"] == "application/problem+json"
     assert "cannot be read now: no such table: events" in answer.json()["detail"]
+
+
+def test_memory_journal_keeps_rows_not_object_trees() -> None:
+    """Full garbage collections walk every tracked object: a journal that kept each
+    request as dicts and lists (18 tracked objects per one-impression request) made them
+    pause the server longer the more it held. Rows of plain values are not tracked."""
+    import gc
+
+    endpoint = Endpoint(MemoryJournal())
+    for i in range(20):  # warm up caches and lazily built state
+        _post(endpoint, impression(f"warm-{i}"))
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(500):
+        _post(endpoint, impression(f"visitor-{i}"))
+    gc.collect()
+    grown = len(gc.get_objects()) - before
+    assert grown < 50, f"{grown} tracked objects for 500 requests"
+    stored = endpoint.journal.events(limit=1000)
+    assert [e.visitor_id for e in stored][-500:] == [f"visitor-{i}" for i in range(500)]

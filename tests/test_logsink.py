@@ -7,6 +7,11 @@ from __future__ import annotations
 import io
 import logging
 import logging.config
+import signal
+from typing import Any
+
+import requests
+from helpers import impression
 
 from mockserver.serve.logsink import BackgroundHandler
 
@@ -70,3 +75,12 @@ def test_a_record_that_cannot_be_formatted_is_reported_not_fatal() -> None:
     handler.flush()
     assert stream.getvalue() == "INFO still here\n"
     logger.removeHandler(handler)
+
+
+def test_serve_writes_every_request_line_before_sigterm_ends_it(serve: Any) -> None:
+    server = serve("--memory")
+    for _ in range(3):
+        assert requests.post(server.events_url, json=impression(), timeout=10).status_code == 204
+    code, log = server.stop(signal.SIGTERM)
+    assert code == -signal.SIGTERM  # uvicorn re-raises it after a clean shutdown
+    assert [f"#{i} 204 accepted" in log for i in (1, 2, 3)] == [True, True, True]

@@ -14,6 +14,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from ..errors import DecodeError
 
 __all__ = [
@@ -27,6 +29,14 @@ __all__ = [
 
 MAX_BODY_BYTES = 3_500_000
 """3.5 MB, read as decimal megabytes: the stricter reading of Optimizely's limit."""
+
+
+_FAST = msgspec.json.Decoder()
+"""msgspec parses in C, about 5x `json.loads`, with exact integers. It accepts a subset
+of what `json.loads` accepts here (it refuses lone surrogate escapes, `1e400`, NaN), and
+where both accept they give the same value (tests/test_decoding.py checks with
+Hypothesis). So it goes first, and whatever it refuses is decided by the `json.loads`
+path: its value, or its error message."""
 
 
 @dataclass
@@ -89,6 +99,10 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY
         raise DecodeError(
             f"Content-Encoding {content_encoding!r} is not supported; send identity or gzip"
         )
+    try:
+        return Decoded(payload=_FAST.decode(body), text=body)
+    except Exception:  # refused: json.loads below decides, and says what is wrong
+        pass
     if body.startswith(b"\xef\xbb\xbf"):
         raise DecodeError("the body starts with a UTF-8 byte order mark; send JSON without a BOM")
     try:

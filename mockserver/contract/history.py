@@ -13,7 +13,15 @@ from typing import Any, Protocol
 from ..model import RequestRecord
 from ..violations import Violation
 
-__all__ = ["History", "RecentHistory", "accepted_keys", "apply_history", "dedupe_key"]
+__all__ = [
+    "Contributions",
+    "History",
+    "RecentHistory",
+    "accepted_keys",
+    "apply_history",
+    "contributions",
+    "dedupe_key",
+]
 
 DedupeKey = tuple[Any, Any, Any]
 
@@ -46,23 +54,29 @@ class RecentHistory:
     def __init__(self, over: History | None = None, *, known: set[DedupeKey] | None = None) -> None:
         self._over = over
         self._keys: Counter[DedupeKey] = Counter(known or ())
-        self._impressions: dict[Any, Counter[int]] = {}
+        # Plain dicts of ints, not Counters: the collector leaves those untracked, and a
+        # journal holds one per visitor.
+        self._impressions: dict[Any, dict[int, int]] = {}
 
     def remember(self, record: RequestRecord, count: int = 1) -> None:
         """Add an accepted record's events (others make no history)."""
-        if record.verdict != "accepted":
-            return
-        for event in record.events:
-            _add(self._keys, dedupe_key(event.entity_id, event.uuid, event.timestamp), count)
-            if event.kind == "impression" and _is_stamp(event.timestamp):
-                stamps = self._impressions.setdefault(event.visitor_id, Counter())
-                _add(stamps, event.timestamp, count)
-                if not stamps:
-                    del self._impressions[event.visitor_id]
+        self.count(contributions(record), count)
 
     def forget(self, record: RequestRecord) -> None:
         """Take back what `remember(record)` added (the record was evicted)."""
         self.remember(record, -1)
+
+    def count(self, brought: Contributions, count: int) -> None:
+        """Add (count 1) or take back (count -1) what a record brought, as `contributions`
+        gave it: a memory journal keeps that, not the record, to forget it on eviction."""
+        for at in range(0, len(brought), 4):
+            entity_id, uuid, timestamp, visitor_id = brought[at : at + 4]
+            _add(self._keys, dedupe_key(entity_id, uuid, timestamp), count)
+            if visitor_id is not None:
+                stamps = self._impressions.setdefault(visitor_id, {})
+                _add(stamps, timestamp, count)
+                if not stamps:
+                    del self._impressions[visitor_id]
 
     def clear(self) -> None:
         self._keys.clear()
@@ -79,14 +93,34 @@ class RecentHistory:
         return self._over is not None and self._over.impression_before(visitor_id, timestamp)
 
 
+Contributions = tuple[Any, ...]
+"""Flat, four values per accepted event: entity_id, uuid, timestamp, and the visitor_id when
+it is an impression with an integer timestamp (else None; an accepted visitor_id is a
+string). One flat tuple of plain values, which the garbage collector stops tracking at its
+first look."""
+
+
+def contributions(record: RequestRecord) -> Contributions:
+    """What `record` adds to history (nothing unless it was accepted)."""
+    if record.verdict != "accepted":
+        return ()
+    flat: list[Any] = []
+    for e in record.events:
+        impression = e.kind == "impression" and _is_stamp(e.timestamp)
+        flat += (e.entity_id, e.uuid, e.timestamp, e.visitor_id if impression else None)
+    return tuple(flat)
+
+
 def _is_stamp(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _add(counter: Counter[Any], key: Any, count: int) -> None:
-    counter[key] += count
-    if counter[key] <= 0:
-        del counter[key]
+def _add(counts: dict[Any, int], key: Any, count: int) -> None:
+    total = counts.get(key, 0) + count
+    if total > 0:
+        counts[key] = total
+    else:
+        counts.pop(key, None)
 
 
 def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:

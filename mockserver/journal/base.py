@@ -1,8 +1,8 @@
 """The journal: every request with its verdict, and its flattened events.
 
 `Journal` is the interface the core and the admin API use; `MemoryJournal`
-keeps everything in lists (tests), `SqliteJournal` (in `sqlite_journal.py`)
-in a file that survives restarts. Ids only grow, also across `clear()`.
+(in `memory.py`) keeps everything in process memory (tests), `SqliteJournal`
+(in `sqlite.py`) in a file that survives restarts. Ids only grow, also across `clear()`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from typing import Any
 
-from ..contract.history import RecentHistory, apply_history
 from ..errors import ConfigError, JournalError
 from ..model import EventRecord, RequestRecord
 
@@ -24,7 +23,6 @@ __all__ = [
     "MAX_LIMIT",
     "Journal",
     "JournalError",
-    "MemoryJournal",
     "as_text",
     "event_matches",
 ]
@@ -184,87 +182,3 @@ def _limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"must be between 1 and {MAX_LIMIT:,}, got {limit}", setting="limit")
     return limit
-
-
-class MemoryJournal(Journal):
-    """Everything in process memory, guarded by one lock. Commits are immediate."""
-
-    def __init__(self, *, max_requests: int | None = None) -> None:
-        super().__init__(max_requests=max_requests)
-        self._lock = threading.RLock()
-        self._records: list[RequestRecord] = []
-        self._history = RecentHistory()
-        self._next_id = 1
-
-    def __repr__(self) -> str:
-        return f"<MemoryJournal requests={len(self._records)} last_id={self._last_id}>"
-
-    def append(self, record: RequestRecord) -> Future[RequestRecord]:
-        future: Future[RequestRecord] = Future()
-        with self._lock:
-            record.id = self._next_id
-            self._next_id += 1
-            for event in record.events:
-                event.request_id = record.id
-            apply_history(record, self._history)
-            self._history.remember(record)
-            self._records.append(record)
-            self._evict()
-        future.set_result(record)
-        self._committed(record.id)
-        return future
-
-    def _evict(self) -> None:
-        if self.max_requests is None or len(self._records) <= self.max_requests:
-            return
-        excess = len(self._records) - self.max_requests
-        for record in self._records[:excess]:
-            self._history.forget(record)
-        del self._records[:excess]
-        log.info(
-            "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
-        )
-
-    def requests(
-        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
-    ) -> list[RequestRecord]:
-        limit = _limit(limit)
-        with self._lock:
-            found = [
-                r
-                for r in self._records
-                if r.id > after and (verdict is None or r.verdict == verdict)
-            ]
-        return found[:limit]
-
-    def scan(self, *, after: int = 0, until: int | None = None) -> Iterator[RequestRecord]:
-        with self._lock:
-            records = list(self._records)  # the references only: appends go on meanwhile
-        for record in records:
-            if record.id > after and (until is None or record.id <= until):
-                yield record
-
-    def request(self, request_id: int) -> RequestRecord | None:
-        with self._lock:
-            return next((r for r in self._records if r.id == request_id), None)
-
-    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
-        check_filters(filters)
-        limit = _limit(limit)
-        found: list[EventRecord] = []
-        with self._lock:
-            for record in self._records:
-                if record.id <= after:
-                    continue
-                for event in record.events:
-                    if event_matches(event, filters):
-                        found.append(event)
-                        if len(found) >= limit:
-                            return found
-        return found
-
-    def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
-            self._history.clear()
-        self._cleared()

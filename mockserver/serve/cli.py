@@ -29,7 +29,8 @@ from ..contract.validation import validate
 from ..endpoint import EVENTS_PATH, Endpoint, EndpointConfig
 from ..errors import ConfigError, JournalCause, JournalError
 from ..faults import FaultError, FaultRule, parse_spec
-from ..journal.base import EVENT_FILTERS, Journal, MemoryJournal
+from ..journal.base import EVENT_FILTERS, Journal
+from ..journal.memory import MemoryJournal
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
 from ..web.protocol import ServerLimits

@@ -8,6 +8,7 @@ by uvicorn's own startup: never a sleep.
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from typing import Protocol
 import uvicorn
 
 from ..endpoint import EVENTS_PATH, Endpoint
-from ..journal.base import MemoryJournal
+from ..journal.memory import MemoryJournal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
 from ..web.protocol import BoundedHttpToolsProtocol, LimitedConfig, ServerLimits
@@ -99,6 +100,10 @@ class _ReadyServer(uvicorn.Server):
         for listener in self.side:
             listener.close()
         await super().shutdown(sockets)
+        # uvicorn re-raises SIGTERM once it has shut down, which ends the process at once:
+        # write the request lines still queued for the log (serve logs off the loop) first.
+        for handler in logging.getLogger("logx_mock").handlers:
+            handler.flush()
 
 
 class ThreadedServer:

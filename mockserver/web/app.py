@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -48,20 +49,26 @@ async def _read_body(
     Past the limit nothing more is kept, but up to `_DRAIN_FACTOR` times the
     limit is still read and thrown away: closing on unread data makes the
     kernel reset the connection, and the client would never see its 413.
-    The whole body must arrive within `timeout` seconds (slow or endless uploads).
+    The whole body must arrive within `timeout` seconds (slow or endless uploads):
+    one deadline for the whole read, not a timer and a task per chunk.
     """
     drain_cap = _DRAIN_FACTOR * limit
     if declared is not None and declared > drain_cap:
         return b"", True
-    deadline = asyncio.get_running_loop().time() + timeout
+    try:
+        if sys.version_info >= (3, 11):
+            async with asyncio.timeout(timeout):
+                return await _read_chunks(receive, limit, drain_cap)
+        return await asyncio.wait_for(_read_chunks(receive, limit, drain_cap), timeout)
+    except asyncio.TimeoutError:
+        raise _TimedOut from None
+
+
+async def _read_chunks(receive: Receive, limit: int, drain_cap: int) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while True:
-        remaining = deadline - asyncio.get_running_loop().time()
-        try:
-            message = await asyncio.wait_for(receive(), max(remaining, 0.001))
-        except asyncio.TimeoutError:
-            raise _TimedOut from None
+        message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
         chunk = message.get("body", b"")

@@ -1,0 +1,165 @@
+"""The memory journal: everything in process memory, guarded by one lock; commits are
+immediate (the pytest fixtures, `serve --memory`).
+
+It keeps the rows the SQLite journal stores (`rows.py`), not the records themselves: a
+record is a tree of dicts, lists and dataclasses, and a journal of tens of thousands of
+them made every full garbage collection walk millions of objects, pausing the server for
+hundreds of milliseconds (the `--memory` p99 of benchmarks/NOTES.md). Rows are tuples of
+strings, numbers and bytes, which the collector leaves alone. Reads build records again,
+as the SQLite journal's do.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from ..contract.history import Contributions, RecentHistory, apply_history, contributions
+from ..model import EventRecord, RequestRecord
+from .base import Journal, JournalError, _limit, as_text, check_filters
+from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
+
+__all__ = ["MemoryJournal"]
+
+log = logging.getLogger("logx_mock")
+
+
+def _request_id(row: tuple[Any, ...]) -> int:
+    return int(row[0])
+
+
+def request_row(record: RequestRecord) -> tuple[Any, ...]:
+    """The row the SQLite journal's `requests` table holds for `record`."""
+    return (record.id, record.verdict, meta_text(record), *body_cells(record))
+
+
+class MemoryJournal(Journal):
+    """Everything in process memory, guarded by one lock. Commits are immediate."""
+
+    def __init__(self, *, max_requests: int | None = None) -> None:
+        super().__init__(max_requests=max_requests)
+        self._lock = threading.RLock()
+        self._rows: list[tuple[Any, ...]] = []  # request rows, ids ascending
+        self._event_rows: list[tuple[Any, ...]] = []  # (request_id, index) ascending
+        self._brought: list[Contributions] = []  # what each request added to history
+        self._history = RecentHistory()
+        self._next_id = 1
+
+    def __repr__(self) -> str:
+        return f"<MemoryJournal requests={len(self._rows)} last_id={self._last_id}>"
+
+    def append(self, record: RequestRecord) -> Future[RequestRecord]:
+        future: Future[RequestRecord] = Future()
+        with self._lock:
+            record.id = self._next_id
+            for event in record.events:
+                event.request_id = record.id
+            apply_history(record, self._history)
+            try:
+                row = request_row(record)
+            except (TypeError, ValueError) as exc:
+                future.set_exception(JournalError(f"the journal could not record it: {exc}"))
+                return future
+            self._next_id += 1
+            brought = contributions(record)
+            self._history.count(brought, 1)
+            self._brought.append(brought)
+            self._rows.append(row)
+            self._event_rows.extend(event_row(event) for event in record.events)
+            self._evict()
+        future.set_result(record)
+        self._committed(record.id)
+        return future
+
+    def _evict(self) -> None:
+        if self.max_requests is None or len(self._rows) <= self.max_requests:
+            return
+        excess = len(self._rows) - self.max_requests
+        newest_evicted = _request_id(self._rows[excess - 1])
+        for brought in self._brought[:excess]:  # as the SQLite journal's rows go
+            self._history.count(brought, -1)
+        del self._rows[:excess]
+        del self._brought[:excess]
+        del self._event_rows[: self._events_after(newest_evicted)]
+        log.info(
+            "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
+        )
+
+    def _after(self, request_id: int) -> int:
+        return bisect.bisect_right(self._rows, request_id, key=_request_id)
+
+    def _events_after(self, request_id: int) -> int:
+        return bisect.bisect_right(self._event_rows, request_id, key=_request_id)
+
+    def _row(self, request_id: int) -> tuple[Any, ...] | None:
+        at = self._after(request_id) - 1
+        found = at >= 0 and _request_id(self._rows[at]) == request_id
+        return self._rows[at] if found else None
+
+    def _duplicates(self, request_id: int) -> set[int]:
+        start = self._events_after(request_id - 1)
+        return {
+            row[1] for row in self._event_rows[start : self._events_after(request_id)] if row[-1]
+        }
+
+    def requests(
+        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+    ) -> list[RequestRecord]:
+        limit = _limit(limit)
+        with self._lock:
+            rows = self._rows[self._after(after) :]
+            if verdict is not None:
+                rows = [row for row in rows if row[1] == verdict]
+            chosen = [(row, self._duplicates(_request_id(row))) for row in rows[:limit]]
+        return [record_from_row(row, duplicates) for row, duplicates in chosen]
+
+    def request(self, request_id: int) -> RequestRecord | None:
+        with self._lock:
+            row = self._row(request_id)
+            duplicates = self._duplicates(request_id) if row else set()
+        return record_from_row(row, duplicates) if row else None
+
+    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+        check_filters(filters)
+        limit = _limit(limit)
+        wanted = [(2 + EVENT_COLUMNS.index(k), as_text(v)) for k, v in filters.items()]
+        chosen: list[tuple[int, int, bool]] = []
+        with self._lock:
+            for row in self._event_rows[self._events_after(after) :]:
+                if all(row[column] == value for column, value in wanted):
+                    chosen.append((row[0], row[1], bool(row[-1])))
+                    if len(chosen) >= limit:
+                        break
+            rows = {rid: self._row(rid) for rid in {rid for rid, _, _ in chosen}}
+        return _pick_events(chosen, rows.get)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._rows.clear()
+            self._event_rows.clear()
+            self._brought.clear()
+            self._history.clear()
+        self._cleared()
+
+
+def _pick_events(
+    chosen: list[tuple[int, int, bool]],
+    row_of: Callable[[int], Any],
+) -> list[EventRecord]:
+    """The events named by (request_id, index, duplicate), in that order, each from its
+    request rebuilt once (`row_of` gives a request's row, or None once it is evicted)."""
+    wanted: dict[int, dict[int, bool]] = {}
+    for request_id, index, duplicate in chosen:
+        wanted.setdefault(request_id, {})[index] = duplicate
+    found: list[EventRecord] = []
+    for request_id, indexes in wanted.items():
+        row = row_of(request_id)
+        if row is None:
+            continue  # evicted between the two reads
+        record = record_from_row(row, {i for i, dup in indexes.items() if dup})
+        found.extend(e for e in record.events if e.index in indexes)
+    return found
