@@ -290,3 +290,17 @@ def test_memory_journal_keeps_rows_not_object_trees() -> None:
     assert grown < 50, f"{grown} tracked objects for 500 requests"
     stored = endpoint.journal.events(limit=1000)
     assert [e.visitor_id for e in stored][-500:] == [f"visitor-{i}" for i in range(500)]
+
+
+def test_lone_surrogates_in_what_is_kept_round_trip(make_journal: Callable[..., Journal]) -> None:
+    """JSON escapes a lone surrogate but UTF-8 cannot carry it: the stored meta falls back
+    to an escaping encoder, and reading gives back the same text."""
+    endpoint = Endpoint(make_journal())
+    payload = impression()
+    payload["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = "a\ud800"
+    record = _post(endpoint, payload)
+    assert [v.to_dict()["actual"] for v in record.errors] == ["a\ud800"]
+    stored = endpoint.journal.request(record.id)
+    assert stored is not None
+    assert [v.to_dict() for v in stored.errors] == [v.to_dict() for v in record.errors]
+    assert stored.payload == record.payload
