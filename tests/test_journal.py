@@ -304,3 +304,14 @@ def test_lone_surrogates_in_what_is_kept_round_trip(make_journal: Callable[..., 
     assert stored is not None
     assert [v.to_dict() for v in stored.errors] == [v.to_dict() for v in record.errors]
     assert stored.payload == record.payload
+
+
+def test_the_shared_journal_counts_by_two_index_lookups(tmp_path: Path) -> None:
+    """`serve --workers` counts the table on every commit: that must not read all of it."""
+    from mockserver.journal.sqlite import ID_RANGE
+
+    SqliteJournal(tmp_path / "j.db").close()
+    with sqlite3.connect(tmp_path / "j.db") as conn:
+        plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + ID_RANGE))
+    assert "SCAN requests" not in plan, plan
+    assert plan.count("SEARCH requests") == 2, plan
