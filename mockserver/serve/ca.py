@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ..cdn import DATAFILE_HOSTS
 from ..errors import CAError
 
 __all__ = [
@@ -46,12 +47,7 @@ __all__ = [
 HOME_ENV = "LOGX_MOCK_HOME"
 CA_CERT = "ca.pem"
 CA_KEY = "ca-key.pem"
-OPTIMIZELY_HOSTS = (
-    "logx.optimizely.com",
-    "eu.logx.optimizely.com",
-    "cdn.optimizely.com",
-    "config.optimizely.com",
-)
+OPTIMIZELY_HOSTS = ("logx.optimizely.com", "eu.logx.optimizely.com", *DATAFILE_HOSTS)
 """The hosts an Optimizely SDK talks to: the Log Endpoint (US, EU) and the datafile CDN."""
 SERVED_NAMES = (*OPTIMIZELY_HOSTS, "localhost", "127.0.0.1", "::1")
 """Every name the server's leaf certificate is valid for."""
