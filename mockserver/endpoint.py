@@ -19,7 +19,8 @@ from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .contract.flatten import flatten
 from .contract.validation import validate
 from .errors import ConfigError
-from .faults import NO_ANSWER, FaultAction, FaultPlan
+from .fault_plan import FaultPlan
+from .faults import NO_ANSWER, FaultAction
 from .journal.base import Journal
 from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
 from .problem import problem
@@ -64,11 +65,11 @@ class EndpointConfig:
 
 @dataclass
 class _Pending:
-    """A judged record, to be committed before it is answered."""
+    """A judged record, to be committed (and decided by the fault plan) before it is
+    answered."""
 
     record: RequestRecord
     cors: list[tuple[str, str]]
-    fault: FaultAction | None
 
 
 class Endpoint:
@@ -77,9 +78,14 @@ class Endpoint:
     def __init__(self, journal: Journal, *, config: EndpointConfig | None = None) -> None:
         self.journal = journal
         self.config = config or EndpointConfig()
-        self.faults = FaultPlan()
         self.cdn = DatafileCdn()
         """Serves the loaded datafiles to SDKs (`GET /datafiles/{sdk_key}.json`)."""
+
+    @property
+    def faults(self) -> FaultPlan:
+        """The fault plan: the journal's, which decides each request as it commits it (so
+        a plan in a shared journal is shared too)."""
+        return self.journal.faults
 
     def __repr__(self) -> str:
         return f"<Endpoint journal={self.journal!r}>"
@@ -130,11 +136,7 @@ class Endpoint:
                 "method", 405, f"{request.method} is not allowed; send POST {EVENTS_PATH}"
             )
             return Outcome(405, [*headers, ("allow", "POST, OPTIONS"), *cors], body)
-        record = self._judge(request)
-        fault = self.faults.decide(record.payload)
-        if fault is not None:
-            _apply_fault(record, fault)
-        return _Pending(record, cors, fault)
+        return _Pending(self._judge(request), cors)
 
     def _judge(self, request: CoreRequest) -> RequestRecord:
         """Decode, validate and anonymize: the whole verdict, before anything is stored."""
@@ -213,7 +215,7 @@ class Endpoint:
             record.headers = scrub_headers(record.headers)
 
     def _finish(self, step: _Pending) -> Outcome:
-        record, fault = step.record, step.fault
+        record, fault = step.record, step.record.action
         log.info("%s", _LogLine(record))  # formatted only if a handler writes it
         if fault is not None and fault.faulted:
             return _fault_outcome(record, fault, step.cors)
@@ -243,17 +245,6 @@ class Endpoint:
 
 def _too_deep(report: Report) -> bool:
     return any(v.rule == "depth" for v in report.errors)
-
-
-def _apply_fault(record: RequestRecord, fault: FaultAction) -> None:
-    """A faulted request is journaled as such; its events were not delivered."""
-    record.fault = fault.to_dict()
-    if not fault.faulted:
-        return  # a pure delay: the normal answer, late, and its events count
-    record.verdict = "faulted"
-    record.status = fault.status or 0
-    for event in record.events:
-        event.verdict = "faulted"
 
 
 def _fault_outcome(

@@ -1,28 +1,20 @@
-"""The fault plan: rules that make the endpoint fail on purpose, repeatably.
+"""Fault rules: what makes the endpoint fail on purpose, repeatably, and what it does.
 
-A plan is an ordered list of rules; the first rule that matches a request
-applies. A rule is one flat dict, the same from the CLI (`--fault
-status=503,times=2`), the admin API (`POST /_mock/faults`) and pytest
-(`handle.faults.add(status=503, times=2)`).
-
-The plan decides; it never sleeps or touches a socket. Its decision, a
-`FaultAction`, is data ("wait 0.2 s, then reset the connection") that each
-door renders its own way. Pending delays wait on `Waiter`s the plan can cancel
-from any thread (`clear()`, `DELETE /_mock/faults`).
+A rule is one flat dict, the same from the CLI (`--fault status=503,times=2`), the
+admin API (`POST /_mock/faults`) and pytest (`handle.faults.add(status=503,
+times=2)`). A `FaultAction` is one decision, as data ("wait 0.2 s, then reset the
+connection") that each door renders its own way. The plan that holds the rules and
+decides is `fault_plan.FaultPlan`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import random
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal, get_args
 
 from .errors import DurationError, FaultError, FaultPlanFull
-from .timing import Delay, Waiter, parse_duration
+from .timing import Delay, parse_duration
 from .violations import shown
 
 __all__ = [
@@ -32,7 +24,6 @@ __all__ = [
     "FaultAction",
     "FaultError",
     "FaultKind",
-    "FaultPlan",
     "FaultPlanFull",
     "FaultRule",
     "parse_spec",
@@ -45,7 +36,7 @@ TERMINALS: tuple[FaultKind, ...] = ("reset", "close", "hang", "dribble")
 """The kinds a rule names by a flag (`reset=True`); `status` is given by its number."""
 NO_ANSWER: tuple[FaultKind, ...] = ("reset", "close", "hang")
 """The kinds that end without any HTTP answer."""
-_STEP_KINDS: dict[str, FaultKind | None] = {"normal": None, **{k: k for k in TERMINALS}}
+STEP_KINDS: dict[str, FaultKind | None] = {"normal": None, **{k: k for k in TERMINALS}}
 """A `sequence` step by name: `normal` (the normal answer) or a terminal kind."""
 STATUSES = (400, 413, 429, 500, 502, 503, 504)
 MAX_RULES = 100
@@ -103,7 +94,7 @@ class FaultRule:
         if self.rate is not None and not 0 <= self.rate <= 1:
             raise FaultError(f"rate={self.rate}: a probability between 0 and 1, e.g. 0.1")
         for step in self.sequence:
-            if not (isinstance(step, int) and 400 <= step <= 599) and step not in _STEP_KINDS:
+            if not (isinstance(step, int) and 400 <= step <= 599) and step not in STEP_KINDS:
                 names = ", ".join(TERMINALS)
                 raise FaultError(
                     f"sequence step {shown(step)}: use a 4xx/5xx status, normal, or {names}"
@@ -233,152 +224,6 @@ class FaultAction:
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         return data
-
-
-@dataclasses.dataclass
-class _Slot:
-    id: int
-    rule: FaultRule
-    rng: random.Random
-    seed: int
-    fired: int = 0
-
-
-class FaultPlan:
-    """An ordered list of rules, consulted once per request; thread-safe."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._slots: list[_Slot] = []
-        self._seen = 0
-        self._next_id = 1
-        self._waiters: set[Waiter] = set()
-
-    def __repr__(self) -> str:
-        return f"<FaultPlan rules={len(self._slots)} seen={self._seen}>"
-
-    def __len__(self) -> int:
-        return len(self._slots)
-
-    def add(self, rule: FaultRule | None = None, **options: Any) -> int:
-        """Append a rule (a FaultRule, or its options as keywords); returns its id."""
-        rule = rule if rule is not None else FaultRule.from_dict(options)
-        seed = rule.seed if rule.seed is not None else random.SystemRandom().randrange(2**32)
-        with self._lock:
-            if len(self._slots) >= MAX_RULES:
-                raise FaultPlanFull(
-                    f"the fault plan already holds {MAX_RULES} rules, the most it takes; "
-                    "remove some (DELETE /_mock/faults clears the plan) or merge them"
-                )
-            slot = _Slot(self._next_id, rule, random.Random(seed), seed)
-            self._next_id += 1
-            self._slots.append(slot)
-            return slot.id
-
-    def remove(self, rule_id: int) -> None:
-        with self._lock:
-            self._slots = [s for s in self._slots if s.id != rule_id]
-
-    def replace(self, rules: list[FaultRule]) -> list[int]:
-        """Clear the plan (cancelling pending delays) and add `rules`."""
-        if len(rules) > MAX_RULES:
-            raise FaultError(f"{len(rules):,} fault rules: a plan takes at most {MAX_RULES}")
-        self.clear()
-        return [self.add(rule) for rule in rules]
-
-    def clear(self) -> None:
-        """Remove every rule, restart the request count, cancel pending delays."""
-        with self._lock:
-            self._slots = []
-            self._seen = 0
-            waiters, self._waiters = self._waiters, set()
-        for waiter in waiters:
-            waiter.cancel()
-
-    @contextmanager
-    def inject(self, **options: Any) -> Iterator[int]:
-        """`with plan.inject(status=503, times=2): ...` adds a rule for the block only."""
-        rule_id = self.add(**options)
-        try:
-            yield rule_id
-        finally:
-            self.remove(rule_id)
-
-    def describe(self) -> list[dict[str, Any]]:
-        """The rules in force, with their ids, seeds and how often each fired."""
-        with self._lock:
-            return [
-                {"id": s.id, **s.rule.to_dict(), "seed": s.seed, "fired": s.fired}
-                for s in self._slots
-            ]
-
-    def waiter(self) -> Waiter:
-        """A cancellable delay, registered so `clear()` can cut it short."""
-        waiter = Waiter()
-        with self._lock:
-            self._waiters.add(waiter)
-        return waiter
-
-    def release(self, waiter: Waiter) -> None:
-        with self._lock:
-            self._waiters.discard(waiter)
-
-    def decide(self, payload: Any) -> FaultAction | None:
-        """Count one request and return the action of the first rule that applies."""
-        with self._lock:
-            self._seen += 1
-            for slot in self._slots:
-                action = self._try(slot, self._seen, payload)
-                if action is not None:
-                    return action
-        return None
-
-    def _try(self, slot: _Slot, number: int, payload: Any) -> FaultAction | None:
-        rule = slot.rule
-        if rule.times is not None and slot.fired >= rule.times:
-            return None
-        if rule.sequence and slot.fired >= len(rule.sequence):
-            return None
-        if rule.nth is not None and number != rule.nth:
-            return None
-        if rule.first is not None and number > rule.first:
-            return None
-        if rule.every is not None and number % rule.every:
-            return None
-        if not rule.matches_content(payload):
-            return None
-        if rule.rate is not None and slot.rng.random() >= rule.rate:
-            return None
-        step = rule.sequence[slot.fired] if rule.sequence else None
-        slot.fired += 1
-        return self._action(slot, step)
-
-    @staticmethod
-    def _action(slot: _Slot, step: int | str | None) -> FaultAction:
-        rule = slot.rule
-        delay = rule.delay.sample(slot.rng) if rule.delay is not None else 0.0
-        kind: FaultKind | None
-        status = rule.status
-        if isinstance(step, int):
-            kind, status = "status", step
-        elif step is not None:
-            kind, status = _STEP_KINDS[step], None
-        else:
-            kind = next((name for name in TERMINALS if getattr(rule, name)), None)
-            if kind is None and (status is not None or rule.delay is None):
-                kind, status = "status", status or 500
-        if kind == "dribble":
-            status = rule.status or 500
-        return FaultAction(
-            rule_id=slot.id,
-            seed=slot.seed,
-            delay=delay,
-            kind=kind,
-            status=status,
-            retry_after=rule.retry_after,
-            hang_max=rule.hang_max,
-            dribble_interval=rule.dribble_interval,
-        )
 
 
 def parse_spec(spec: str) -> FaultRule:

@@ -162,6 +162,8 @@ class RequestRecord:
     own path -> its flag key)."""
     source: bytes | None = field(default=None, repr=False, compare=False)
     """The decoded bytes `payload` was parsed from, so a journal can store them as they came."""
+    action: FaultAction | None = field(default=None, repr=False, compare=False)
+    """The fault plan's decision, for the door to render (kept as `fault` in the journal)."""
 
     def to_dict(self, *, with_events: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `raw` is given as text (invalid UTF-8 replaced)."""

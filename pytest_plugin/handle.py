@@ -22,7 +22,7 @@ from mockserver import (
     RequestRecord,
     Verdict,
 )
-from mockserver.faults import FaultPlan
+from mockserver.fault_plan import FaultPlan
 
 from .matching import check_filters, describe_event, difference, near_misses
 from .results_check import ResultsAssertions

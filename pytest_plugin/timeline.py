@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from mockserver import Outcome
-from mockserver.faults import FaultPlan
+from mockserver.fault_plan import FaultPlan
 
 __all__ = ["Ending", "Timeline", "timeline", "wait_out", "wait_out_async"]
 

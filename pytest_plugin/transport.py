@@ -10,7 +10,7 @@ from __future__ import annotations
 import httpx
 
 from mockserver import CoreRequest, Endpoint, Outcome
-from mockserver.faults import FaultPlan
+from mockserver.fault_plan import FaultPlan
 
 from .timeline import Ending, Timeline, timeline, wait_out, wait_out_async
 

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from helpers import conversion, impression
 
-from mockserver.faults import FaultError, FaultPlan, FaultRule, parse_spec
+from mockserver.fault_plan import FaultPlan
+from mockserver.faults import FaultError, FaultRule, parse_spec
 from mockserver.timing import Delay, Waiter, parse_duration
 
 

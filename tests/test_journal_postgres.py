@@ -18,9 +18,10 @@ from helpers import conversion, impression
 from test_journal import _post
 
 from contract_tests.pgserver import PostgresServer
-from mockserver import CoreRequest, Endpoint, JournalError
+from mockserver import CoreRequest, Endpoint, JournalError, MemoryJournal
 from mockserver.journal.pg_schema import SCHEMA_VERSION, prepare
 from mockserver.journal.postgres import PostgresJournal, is_postgres_url, shown_url
+from mockserver.journal.rows import body_cells, event_row, meta_text
 
 WRITER = textwrap.dedent(
     """
@@ -259,3 +260,33 @@ def test_a_database_that_goes_away_answers_503_then_recovers(
 def _request(payload: object) -> CoreRequest:
     body = json.dumps(payload).encode()
     return CoreRequest("POST", "/v1/events", body, headers=[("content-type", "application/json")])
+
+
+def test_a_version_1_database_is_migrated_keeping_its_requests(pg_url: str) -> None:
+    """Version 1 had no shared fault plan: open it, and it gains one, requests intact."""
+    old = _post(Endpoint(MemoryJournal()), impression("from-v1"))
+    body, is_json = body_cells(old)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert prepare(conn, target=1) == 0
+        conn.execute(
+            "INSERT INTO logx_requests VALUES (%s, %s, %s, %s, %s)",
+            (old.id, old.verdict, meta_text(old), body, is_json),
+        )
+        conn.execute(
+            "INSERT INTO logx_events VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            event_row(old.events[0], clean=True),
+        )
+        conn.execute("UPDATE logx_state SET next_id = 2, count = 1")
+    journal = PostgresJournal(pg_url)
+    try:
+        with psycopg.connect(pg_url) as conn:
+            version = conn.execute("SELECT value FROM logx_meta WHERE key = 'schema_version'")
+            assert version.fetchone() == (str(SCHEMA_VERSION),)
+        assert SCHEMA_VERSION == 2
+        (kept,) = journal.requests()
+        assert (kept.id, kept.payload, kept.events[0].visitor_id) == (1, old.payload, "from-v1")
+        journal.faults.add(status=503, times=1)
+        assert _post(Endpoint(journal), impression()).verdict == "faulted"
+        assert _post(Endpoint(journal), impression()).id == 3
+    finally:
+        journal.close()

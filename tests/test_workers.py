@@ -85,3 +85,24 @@ def test_workers_need_a_shared_journal() -> None:
     )
     assert done.returncode == 2
     assert "--workers N needs N >= 1, and a SQLite journal (--db)" in done.stderr
+
+
+def test_the_fault_plan_is_one_for_every_worker(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2", "--fault", "status=502,nth=1")
+    faults = server.url + "/_mock/faults"
+    closing = {"Connection": "close"}  # fresh connections: the kernel spreads them
+    added = requests.post(faults, json={"status": 503, "times": 6}, timeout=30, headers=closing)
+    assert added.status_code == 201 and added.json()["id"] == 2
+    statuses = [
+        requests.post(
+            server.events_url, json=impression(f"f{i}"), timeout=30, headers=closing
+        ).status_code
+        for i in range(12)
+    ]
+    assert statuses == [502] + [503] * 6 + [204] * 5  # one plan, one count, in commit order
+    for _ in range(6):  # whichever worker answers, the counts are the same
+        listed = requests.get(faults, timeout=30, headers=closing).json()["rules"]
+        assert [(r["id"], r["fired"]) for r in listed] == [(1, 1), (2, 6)]
+    assert requests.delete(faults, timeout=30, headers=closing).status_code == 204
+    for _ in range(6):
+        assert requests.get(faults, timeout=30, headers=closing).json() == {"rules": []}

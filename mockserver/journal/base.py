@@ -16,6 +16,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..errors import ConfigError, JournalError
+from ..fault_plan import FaultPlan
 from ..model import EventRecord, RequestRecord
 
 __all__ = [
@@ -75,7 +76,8 @@ class Journal(ABC):
     """Where requests are recorded, and how they are read back.
 
     Listeners added with `add_listener` are called with the newest request id
-    after every commit, from the committing thread.
+    after every commit, from the committing thread. The journal also holds the fault
+    plan (`faults`) and decides each request with it as it commits it, in id order.
     """
 
     def __init__(self, *, max_requests: int | None = None) -> None:
@@ -87,6 +89,8 @@ class Journal(ABC):
         self._last_id = 0
         self.generation = 0
         """Grows by one at each `clear()`, so watchers (the web page) know to start over."""
+        self.faults = FaultPlan()
+        """The fault plan; in memory unless the journal stores it (a shared database)."""
 
     @abstractmethod
     def append(self, record: RequestRecord) -> Future[RequestRecord]:

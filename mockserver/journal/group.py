@@ -8,6 +8,11 @@ requests of one event-loop tick travel as one job, and are woken together by one
 callback on the loop, not one thread hop each. A request whose body cannot be
 stored fails alone, before the transaction; a transaction that fails fails every
 request in it, and the writer carries on with the next jobs.
+
+The fault plan lives in the same database when the journal is shared (`FaultPlan`
+over this journal as its `PlanStore`): changes to it travel through the same queue,
+and the writer decides every request with the plan inside the transaction that
+gives it its id, so the plan and the requests are in one order for every process.
 """
 
 from __future__ import annotations
@@ -18,36 +23,43 @@ import logging
 import queue
 import threading
 from abc import abstractmethod
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
+from ..fault_plan import FaultPlan, PlanState, apply_decision
 from ..model import RequestRecord
 from .base import Journal, JournalError
 from .rows import body_cells
 
-__all__ = ["GroupCommitJournal", "Step", "Stored"]
+__all__ = ["GroupCommitJournal", "Stored"]
 
 log = logging.getLogger("logx_mock")
 
 Stored = tuple[RequestRecord, tuple[bytes | None, bool]]
 """A request to insert, with its body cells (computed before the transaction)."""
-Step = list[Stored] | None
-"""One step of a transaction: requests to insert in this order, or None for a clear."""
 _STOP = object()
+_T = TypeVar("_T")
 _MAX_JOBS = 512
 
 
 @dataclass
 class _Job:
-    """Requests handed over together (none: a clear), and who waits for them: a
-    `Future` per request from a thread, or the requests' loop and one waiter each."""
+    """Requests handed over together, a clear (no records), or a change to the fault
+    plan; and who waits: a `Future` per request from a thread, or the requests' loop
+    and one waiter each."""
 
     records: list[RequestRecord]
     waiters: list[Any]
     loop: asyncio.AbstractEventLoop | None = None
     failed: dict[int, Exception] = field(default_factory=dict)
     """Requests that cannot be stored, by their index in `records`."""
+    change: Callable[[PlanState], Any] | None = None
+    result: Any = None
+    """What `change` returned (given to its waiter)."""
+    stored: list[Stored] = field(default_factory=list)
+    """The records that can be stored, with their body cells."""
 
 
 def _wake(waiters: list[Any], records: list[RequestRecord], errors: list[Exception | None]) -> None:
@@ -62,21 +74,51 @@ def _wake(waiters: list[Any], records: list[RequestRecord], errors: list[Excepti
 
 
 class GroupCommitJournal(Journal):
-    """A journal written by one thread in groups; subclasses say how one group is
-    written (`_write`) and call `_start_writer` once they can write."""
+    """A journal written by one thread in groups, with its fault plan in the same store.
+
+    Subclasses run the statements of one transaction (`_begin`, `_insert`,
+    `_clear_tables`, `_load_plan`, `_save_plan`, `_end`, `_abort`) and call
+    `_start_writer` once they can write."""
 
     def __init__(self, *, max_requests: int | None = None) -> None:
         super().__init__(max_requests=max_requests)
+        self.faults = FaultPlan(store=self)
         self._queue: queue.SimpleQueue[_Job | object] = queue.SimpleQueue()
         self._ticks: dict[asyncio.AbstractEventLoop, _Job] = {}
+        self._plan: tuple[int, PlanState] | None = None
+        """The plan as last read or written, with its version (the writer's only)."""
+        self._clears_seen = -1  # the first look only learns the count
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="logx-journal", daemon=True
         )
 
     @abstractmethod
-    def _write(self, steps: list[Step]) -> None:
-        """Run `steps` in one transaction and commit, giving each inserted request its
-        id; raise to fail every request of the group (nothing of it may stay)."""
+    def _begin(self) -> int:
+        """Start a transaction holding the store's write lock; returns the plan's version."""
+
+    @abstractmethod
+    def _insert(self, stored: list[Stored]) -> None:
+        """Give the requests their ids, flag their history, and insert them."""
+
+    @abstractmethod
+    def _clear_tables(self) -> None:
+        """Forget every request (ids keep growing) and grow the generation."""
+
+    @abstractmethod
+    def _load_plan(self) -> PlanState:
+        """The fault plan as stored."""
+
+    @abstractmethod
+    def _save_plan(self, text: str) -> int:
+        """Store the plan (its JSON); returns its new version."""
+
+    @abstractmethod
+    def _end(self) -> None:
+        """Evict past the cap and commit."""
+
+    @abstractmethod
+    def _abort(self) -> None:
+        """Roll the transaction back, if one is open."""
 
     @property
     def where(self) -> str:
@@ -111,6 +153,14 @@ class GroupCommitJournal(Journal):
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         self._queue.put(self._ticks.pop(loop))
 
+    def change_plan(self, change: Callable[[PlanState], _T]) -> _T:
+        """Run `change` on the stored plan in the writer's next transaction (in order with
+        the requests committed before and after it); returns what it returned."""
+        future: Future[Any] = Future()
+        self._queue.put(_Job([], [future], change=change))
+        result: _T = future.result()
+        return result
+
     def _clear_stored(self) -> None:
         """Queue a clear behind the writes already waiting, and wait for its commit."""
         future: Future[Any] = Future()
@@ -129,33 +179,73 @@ class GroupCommitJournal(Journal):
                 return
 
     def _run_batch(self, jobs: list[_Job]) -> None:
-        steps: list[Step] = []
         for job in jobs:
-            if not job.records:
-                steps.append(None)
-                continue
-            if not steps or steps[-1] is None:
-                steps.append([])
-            steps[-1].extend(_storable(job))  # type: ignore[union-attr]
+            job.stored = _storable(job)
         error: Exception | None = None
         try:
-            self._write(steps)
+            self._write(jobs)
         except Exception as exc:
+            self._plan = None  # decided in a transaction that is gone: read it again
             count = sum(len(job.records) for job in jobs)
             log.error(
                 "journal write failed (%s), %d request(s) not recorded: %s", self.where, count, exc
             )
             error = JournalError(f"the journal could not record the request: {exc}")
-        ids = [step[-1][0].id for step in steps if step]
+        ids = [record.id for job in jobs for record, _ in job.stored]
         if error is None and ids:
             self._committed(max(ids))  # before the waiters wake: their ids are in last_id
         for job in jobs:
             self._settle(job, error)
 
+    def _write(self, jobs: list[_Job]) -> None:
+        """The jobs in one transaction: every request decided by the plan, then inserted,
+        in the order they came; raise to fail them all (nothing of them stays)."""
+        try:
+            plan = self._plan_now(self._begin())
+            before = plan.to_json()
+            for job in jobs:
+                if job.change is not None:
+                    self._change(job, plan)
+                elif not job.records:
+                    self._clear_tables()
+                elif job.stored:
+                    for record, _ in job.stored:
+                        apply_decision(record, plan.decide(record.payload))
+                    self._insert(job.stored)
+            after = plan.to_json()
+            if after != before:
+                self._plan = (self._save_plan(after), plan)
+            self._end()
+        except Exception:
+            self._abort()
+            raise
+
+    @staticmethod
+    def _change(job: _Job, plan: PlanState) -> None:
+        """A change that fails (a full plan) fails alone; it changed nothing."""
+        try:
+            job.result = job.change(plan)  # type: ignore[misc]
+        except Exception as exc:
+            job.failed[0] = exc
+
+    def _plan_now(self, version: int) -> PlanState:
+        """The stored plan (read again only when another process changed it)."""
+        if self._plan is None or self._plan[0] != version:
+            self._plan = (version, self._load_plan())
+        return self._plan[1]
+
+    def _plan_changed_elsewhere(self, plan: PlanState) -> None:
+        """A watcher saw the stored plan change: if it was cleared since this process last
+        looked, cut this process's pending delays short (as `DELETE /_mock/faults` does
+        on the instance that answers it)."""
+        if 0 <= self._clears_seen < plan.clears:
+            self.faults.cut_delays_short()
+        self._clears_seen = max(self._clears_seen, plan.clears)
+
     @staticmethod
     def _settle(job: _Job, error: Exception | None) -> None:
         """Wake the job's waiters: a thread's future directly, a loop tick's in one callback."""
-        records: list[Any] = job.records or [None]  # a clear: its one waiter gets None
+        records: list[Any] = job.records or [job.result]  # a clear or a plan change
         errors = [job.failed.get(i, error) for i in range(len(records))]
         if job.loop is None:
             _wake(job.waiters, records, errors)

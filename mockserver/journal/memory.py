@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..contract.history import Contributions, RecentHistory, apply_history, contributions
+from ..fault_plan import apply_decision
 from ..model import EventRecord, RequestRecord
 from .base import Journal, JournalError, _limit, as_text, check_filters
 from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
@@ -58,6 +59,7 @@ class MemoryJournal(Journal):
             record.id = self._next_id
             for event in record.events:
                 event.request_id = record.id
+            apply_decision(record, self.faults.decide(record.payload))
             apply_history(record, self._history)
             try:
                 row = request_row(record)

@@ -46,6 +46,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX logx_events_key ON logx_events (key);
     CREATE INDEX logx_events_identity ON logx_events (uuid, entity_id, timestamp);
     """,
+    # 1 -> 2: the fault plan, shared by every instance (its JSON, and a version that grows
+    # with every change, so a writer reads it again only when another instance changed it).
+    """
+    ALTER TABLE logx_state
+        ADD COLUMN plan TEXT NOT NULL DEFAULT '',
+        ADD COLUMN plan_version BIGINT NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

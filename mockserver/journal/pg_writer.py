@@ -24,7 +24,7 @@ from .rows import (
     timestamp_cell,
 )
 
-__all__ = ["GroupHistory", "clear_tables", "evict", "insert", "take_ids"]
+__all__ = ["GroupHistory", "clear_tables", "evict", "insert", "lock_state", "take_ids"]
 
 log = logging.getLogger("logx_mock")
 
@@ -48,9 +48,16 @@ _DECIDED = (
 )
 
 
+def lock_state(conn: Connection) -> int:
+    """The transaction's first statement: lock the state row until commit (serializing
+    every writer of every instance); returns the fault plan's version."""
+    row = conn.execute("UPDATE logx_state SET next_id = next_id RETURNING plan_version").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
 def take_ids(conn: Connection, count: int) -> int:
-    """Lock the state row until commit (serializing every writer of every instance)
-    and take `count` ids; returns the first."""
+    """Take `count` ids (the state row is locked already); returns the first."""
     row = conn.execute(
         "UPDATE logx_state SET next_id = next_id + %s, count = count + %s RETURNING next_id - %s",
         (count, count, count),
@@ -61,7 +68,6 @@ def take_ids(conn: Connection, count: int) -> int:
 
 def clear_tables(conn: Connection) -> int:
     """Forget every request (ids keep growing); returns the new generation."""
-    take_ids(conn, 0)
     conn.execute("DELETE FROM logx_requests")
     conn.execute("DELETE FROM logx_events")
     row = conn.execute(

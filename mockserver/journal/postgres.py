@@ -39,6 +39,7 @@ reconnects on its own: the instance recovers without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -49,11 +50,12 @@ import psycopg
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
+from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import JournalError, _limit, check_filters
-from .group import GroupCommitJournal, Step
+from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
-from .pg_writer import clear_tables, evict, insert, take_ids
+from .pg_writer import clear_tables, evict, insert, lock_state
 from .rows import REQUEST_COLUMNS, record_from_row, text_cell
 
 __all__ = ["PostgresJournal", "is_postgres_url", "shown_url"]
@@ -87,6 +89,7 @@ class PostgresJournal(GroupCommitJournal):
         super().__init__(max_requests=max_requests)
         self.url = url
         self._closing = threading.Event()
+        self._plan_followed = -1
         try:
             with self._connect() as conn:
                 prepare(conn)
@@ -126,18 +129,25 @@ class PostgresJournal(GroupCommitJournal):
         return psycopg.connect(self.url, **_kwargs())
 
     def _refresh(self, conn: psycopg.Connection[Any]) -> None:
-        """Catch up with the state row: the newest committed id and the generation."""
-        row = conn.execute("SELECT next_id - 1, generation FROM logx_state").fetchone()
-        assert row is not None
-        self._caught_up(int(row[0]), int(row[1]))
+        """Catch up with the state row: the newest committed id, the generation, the plan."""
+        row = conn.execute("SELECT next_id - 1, generation, plan_version FROM logx_state")
+        self._caught_up(conn, *(int(cell) for cell in row.fetchone() or ()))
 
-    def _caught_up(self, newest: int, generation: int) -> None:
-        """Another instance (or this one) committed up to `newest`, or cleared."""
+    def _caught_up(
+        self, conn: psycopg.Connection[Any], newest: int, generation: int, plan: int
+    ) -> None:
+        """Another instance (or this one) committed up to `newest`, cleared the journal
+        (`generation`), or changed the plan (its version): wake who waits for that."""
         if generation != self.generation:
             self.generation = generation
             self._notify(self._last_id)
         if newest > self._last_id:
             self._committed(newest)
+        if plan != self._plan_followed:
+            row = conn.execute("SELECT plan FROM logx_state").fetchone()
+            if row and row[0]:
+                self._plan_changed_elsewhere(PlanState.from_json(row[0]))
+            self._plan_followed = plan
 
     # Writing ------------------------------------------------------------------
 
@@ -156,25 +166,29 @@ class PostgresJournal(GroupCommitJournal):
             self._writer.close()
         self._pool.close()
 
-    def _write(self, steps: list[Step]) -> None:
-        """One transaction. A connection found broken by its first statement (PostgreSQL
-        restarted since the last group) is replaced once: nothing had changed yet,
-        neither in the database nor in the records."""
+    def _write(self, jobs: list[Any]) -> None:
+        """One transaction (group.py). A connection found broken by its first statement
+        (PostgreSQL restarted since the last group) is replaced once: nothing had
+        changed yet, neither in the database nor in the records."""
         for attempt in (1, 2):
-            conn = self._writer_connection()
             self._touched = False
             try:
-                self._transact(conn, steps)
+                super()._write(jobs)
                 return
             except psycopg.Error as exc:
                 if isinstance(exc, psycopg.OperationalError):
-                    self._writer = None
-                    conn.close()
+                    self._drop_writer()
                     if attempt == 1 and not self._touched:
                         continue
                 raise JournalError(_reason(exc)) from exc
 
-    def _writer_connection(self) -> psycopg.Connection[Any]:
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._writer = None
+
+    def _conn(self) -> psycopg.Connection[Any]:
+        """The writer's connection, made again after a failure."""
         if self._writer is None or self._writer.closed:
             try:
                 self._writer = self._connect()
@@ -182,23 +196,54 @@ class PostgresJournal(GroupCommitJournal):
                 raise JournalError(_reason(exc)) from exc
         return self._writer
 
-    def _transact(self, conn: psycopg.Connection[Any], steps: list[Step]) -> None:
-        generation = self.generation
-        with conn.transaction():  # commits at the end of the block
-            take_ids(conn, 0)  # the lock first: a stale connection fails here, harmlessly
-            self._touched = True  # from here on the records change: no second attempt
-            for step in steps:
-                if step is None:
-                    generation = clear_tables(conn)
-                else:
-                    insert(conn, step)
-            if self.max_requests is not None:
-                evict(conn, self.max_requests)
-            conn.execute(
-                "SELECT pg_notify(%s, next_id - 1 || ' ' || generation) FROM logx_state",
-                (self._channel,),
+    # One transaction (group.py drives it).
+    def _begin(self) -> int:
+        conn = self._conn()
+        conn.execute("BEGIN")
+        version = lock_state(conn)  # a stale connection fails here, harmlessly
+        self._touched = True  # from here on the records change: no second attempt
+        self._generation = self.generation
+        return version
+
+    def _insert(self, stored: list[Stored]) -> None:
+        insert(self._conn(), stored)
+
+    def _clear_tables(self) -> None:
+        self._generation = clear_tables(self._conn())
+
+    def _load_plan(self) -> PlanState:
+        row = self._conn().execute("SELECT plan FROM logx_state").fetchone()
+        return PlanState.from_json(row[0]) if row and row[0] else PlanState()
+
+    def _save_plan(self, text: str) -> int:
+        row = (
+            self._conn()
+            .execute(
+                "UPDATE logx_state SET plan = %s, plan_version = plan_version + 1 "
+                "RETURNING plan_version",
+                (text,),
             )
-        self.generation = generation
+            .fetchone()
+        )
+        assert row is not None
+        return int(row[0])
+
+    def _end(self) -> None:
+        conn = self._conn()
+        if self.max_requests is not None:
+            evict(conn, self.max_requests)
+        conn.execute(
+            "SELECT pg_notify(%s, concat_ws(' ', next_id - 1, generation, plan_version)) "
+            "FROM logx_state",
+            (self._channel,),
+        )
+        conn.execute("COMMIT")
+        self.generation = self._generation
+
+    def _abort(self) -> None:
+        if self._writer is not None and not self._writer.closed:
+            with contextlib.suppress(psycopg.Error):
+                self._writer.execute("ROLLBACK")
 
     # Other instances ----------------------------------------------------------
 
@@ -220,9 +265,9 @@ class PostgresJournal(GroupCommitJournal):
             if time.monotonic() - refreshed >= 1.0:
                 self._refresh(conn)
                 refreshed = time.monotonic()
-            for note in conn.notifies(timeout=0.25):  # short: close() does not wait on it
-                newest, generation = (int(part) for part in note.payload.split())
-                self._caught_up(newest, generation)
+            # short: close() does not wait on it; read them all before querying again
+            for note in list(conn.notifies(timeout=0.25)):
+                self._caught_up(conn, *(int(part) for part in note.payload.split()))
 
     # Reading ------------------------------------------------------------------
 

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
+from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, JournalError, _limit, as_text, check_filters
-from .group import GroupCommitJournal, Step, Stored
+from .group import GroupCommitJournal, Stored
 from .rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
@@ -153,17 +154,24 @@ class SqliteJournal(GroupCommitJournal):
         return int(row[0]) if row else 0
 
     def _watch(self) -> None:
-        """Poll for commits and clears made by other processes."""
+        """Poll for commits, clears and plan changes made by other processes."""
+        plan_seen = -1
         while not self._closing.wait(0.05):
             try:
                 rows = self._read(
                     "SELECT COALESCE(MAX(id), 0), "
-                    "(SELECT value FROM meta WHERE key='generation') FROM requests",
+                    "(SELECT value FROM meta WHERE key='generation'), "
+                    "(SELECT value FROM meta WHERE key='plan_version') FROM requests",
                     (),
                 )
+                newest, generation, plan = (int(cell or 0) for cell in rows[0])
+                if plan != plan_seen:
+                    plan_seen = plan
+                    stored = self._read("SELECT value FROM meta WHERE key='plan'", ())
+                    if stored:
+                        self._plan_changed_elsewhere(PlanState.from_json(stored[0][0]))
             except (sqlite3.Error, JournalError):
                 continue  # closing, or busy: look again
-            newest, generation = int(rows[0][0]), int(rows[0][1] or 0)
             if generation != self.generation:
                 self.generation = generation
                 self._notify(self._last_id)
@@ -263,21 +271,36 @@ class SqliteJournal(GroupCommitJournal):
     def where(self) -> str:
         return str(self.path)
 
-    def _write(self, steps: list[Step]) -> None:
-        try:
-            self._writer.execute("BEGIN IMMEDIATE")
-            for step in steps:
-                if step is None:
-                    self._clear_tables()
-                else:
-                    self._insert(step)
-            self._evict()
-            self._writer.execute("COMMIT")
-        except Exception:
-            if self._writer.in_transaction:
-                self._writer.execute("ROLLBACK")
-            self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-            raise
+    # One transaction (group.py drives it).
+    def _begin(self) -> int:
+        self._writer.execute("BEGIN IMMEDIATE")
+        row = self._writer.execute("SELECT value FROM meta WHERE key='plan_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _load_plan(self) -> PlanState:
+        row = self._writer.execute("SELECT value FROM meta WHERE key='plan'").fetchone()
+        return PlanState.from_json(row[0]) if row else PlanState()
+
+    def _save_plan(self, text: str) -> int:
+        self._writer.execute(
+            "INSERT INTO meta (key, value) VALUES ('plan', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (text,),
+        )
+        row = self._writer.execute(
+            "INSERT INTO meta (key, value) VALUES ('plan_version', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def _end(self) -> None:
+        self._evict()
+        self._writer.execute("COMMIT")
+
+    def _abort(self) -> None:
+        if self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
+        self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def _clear_tables(self) -> None:
         self._writer.execute("DELETE FROM requests")

@@ -437,7 +437,6 @@ def _run(
             "max_requests": _retention(args),
             "trust_proxy": args.trust_proxy,
             "body_timeout": args.body_timeout,
-            "faults": [rule.to_dict() for rule in rules],
             "datafiles": [str(Path(p).resolve()) for p in args.datafile],
             "admin_token_sha256": guard.token_sha256,
             "allowed_hosts": sorted(guard.allowed_hosts),

@@ -5,8 +5,9 @@ worker builds its own app from the settings the parent put in the environment
 (`LOGX_MOCK_WORKER`), read when the worker starts, never at import time. The
 journal is the only shared state: SQLite serializes the writers, ids come from
 one sequence, and each worker watches the file so long-polls and the page see
-what any worker recorded. Fault plans stay per worker, so give them at start
-(`--fault`, `--faults-file`): every worker loads the same plan.
+what any worker recorded. The fault plan is in the file too: the parent sets it
+from `--fault`/`--faults-file` once, and `/_mock/faults` on any worker changes it
+for all.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from ..anonymize import TrustedProxies
 from ..contract.datafile import Datafiles
 from ..endpoint import Endpoint, EndpointConfig
-from ..faults import FaultRule
 from ..journal.sqlite import SqliteJournal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
@@ -46,8 +46,7 @@ def app_from_env() -> LogxApp:
         body_timeout=settings["body_timeout"],
         datafiles=Datafiles.load(settings.get("datafiles", [])),
     )
-    endpoint = Endpoint(journal, config=config)
-    endpoint.faults.replace([FaultRule.from_dict(rule) for rule in settings["faults"]])
+    endpoint = Endpoint(journal, config=config)  # the plan is in the file: the parent set it
     if settings.get("datafiles"):
         watch_datafiles(endpoint, settings["datafiles"])
     guard = GuardConfig(

@@ -18,7 +18,8 @@ from typing import Any, cast
 from starlette.types import Receive, Send
 
 from ..errors import NoTransportError
-from ..faults import NO_ANSWER, FaultPlan
+from ..fault_plan import FaultPlan
+from ..faults import NO_ANSWER
 from ..model import Outcome
 from ..timing import Waiter
 
