@@ -26,7 +26,7 @@ from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
 from .problem import problem
 from .violations import Report, Violation
 
-__all__ = ["EVENTS_PATH", "Endpoint", "EndpointConfig", "is_strict"]
+__all__ = ["EVENTS_PATH", "Endpoint", "EndpointConfig", "is_strict", "recorded_answer"]
 
 log = logging.getLogger("logx_mock")
 
@@ -219,19 +219,9 @@ class Endpoint:
         log.info("%s", _LogLine(record))  # formatted only if a handler writes it
         if fault is not None and fault.faulted:
             return _fault_outcome(record, fault, step.cors)
-        if record.status == 204:
-            return Outcome(204, step.cors, b"", record, fault)
-        kind = {400: "invalid", 413: "too_large"}[record.status]
-        if record.verdict == "malformed":
-            kind = "malformed"
-        detail = _detail(record)
-        headers, body = problem(
-            kind, record.status, detail, violations=record.errors, request_id=record.id
-        )
-        if record.status == 413:
-            # The rest of the body was never read: close rather than drain it.
-            headers.append(("connection", "close"))
-        return Outcome(record.status, headers + step.cors, body, record, fault)
+        outcome = _verdict_outcome(record, step.cors)
+        outcome.fault = fault
+        return outcome
 
     def _unavailable(self, step: _Pending, exc: Exception) -> Outcome:
         log.error("request not recorded, answering 503: %s", exc)
@@ -241,6 +231,41 @@ class Endpoint:
             f"{exc}. Nothing was recorded; resend the batch once the journal is writable.",
         )
         return Outcome(503, [*headers, ("retry-after", "1"), *step.cors], body)
+
+
+def recorded_answer(record: RequestRecord) -> Outcome:
+    """The answer a journaled request got, rebuilt from its record as `Endpoint` built it
+    (status, headers, body; a fault's delay is not part of it). Status 0: no HTTP answer
+    (a reset, close or hang fault). For exports: a HAR entry's response."""
+    cors = _cors_headers(CoreRequest(record.method, record.path, headers=record.headers))
+    fault = record.fault
+    if fault is not None and fault.get("kind") != "delay":
+        action = FaultAction(
+            rule_id=fault.get("rule", 0),
+            seed=fault.get("seed"),
+            kind=fault.get("kind"),
+            status=fault.get("status"),
+            retry_after=fault.get("retry_after"),
+        )
+        return _fault_outcome(record, action, cors)
+    return _verdict_outcome(record, cors)
+
+
+def _verdict_outcome(record: RequestRecord, cors: list[tuple[str, str]]) -> Outcome:
+    """The answer to a request that got its verdict's status: 204, or a problem."""
+    if record.status not in (400, 413):
+        return Outcome(record.status, cors, b"", record)
+    kind = {400: "invalid", 413: "too_large"}[record.status]
+    if record.verdict == "malformed":
+        kind = "malformed"
+    detail = _detail(record)
+    headers, body = problem(
+        kind, record.status, detail, violations=record.errors, request_id=record.id
+    )
+    if record.status == 413:
+        # The rest of the body was never read: close rather than drain it.
+        headers.append(("connection", "close"))
+    return Outcome(record.status, headers + cors, body, record)
 
 
 def _too_deep(report: Report) -> bool:

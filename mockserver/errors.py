@@ -77,14 +77,14 @@ class DecodeError(LogxMockError):
         self.too_large = too_large
 
 
-JournalCause = Literal["open", "folder", "damaged", "version", "busy", "write"]
+JournalCause = Literal["open", "folder", "damaged", "version", "busy", "write", "missing"]
 
 
 class JournalError(LogxMockError):
     """The journal cannot record or read.
 
-    `cause` says why (`open`, `folder`, `damaged`, `version`, `busy`, `write`) so a front end
-    can name its own fix; `message` is what went wrong, `fix` the library's advice.
+    `cause` says why (`open`, `folder`, `damaged`, `version`, `busy`, `write`, `missing`) so a
+    front end can name its own fix; `message` is what went wrong, `fix` the library's advice.
     """
 
     def __init__(

@@ -164,6 +164,9 @@ class RequestRecord:
     """The decoded bytes `payload` was parsed from, so a journal can store them as they came."""
     action: FaultAction | None = field(default=None, repr=False, compare=False)
     """The fault plan's decision, for the door to render (kept as `fault` in the journal)."""
+    source_id: int | None = None
+    """For a request loaded by `logx-mock import`: its id in the journal it was exported
+    from (it came judged: history is not applied to it again)."""
 
     def to_dict(self, *, with_events: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `raw` is given as text (invalid UTF-8 replaced)."""
@@ -186,6 +189,7 @@ class RequestRecord:
             "raw": None if self.raw is None else self.raw.decode("utf-8", "replace"),
             "fault": self.fault,
             "keys": self.keys,
+            "source_id": self.source_id,
             "event_count": len(self.events),
         }
         if with_events:

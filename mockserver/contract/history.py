@@ -134,8 +134,11 @@ def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:
 
 
 def apply_history(record: RequestRecord, history: History) -> None:
-    """Flag duplicates and conversions-before-decision in an accepted record, in place."""
-    if record.verdict != "accepted":
+    """Flag duplicates and conversions-before-decision in an accepted record, in place.
+
+    An imported record (`source_id` set) was judged where it first arrived, and brings
+    those warnings and flags with it: it is left as it is (it still makes history)."""
+    if record.verdict != "accepted" or record.source_id is not None:
         return
     batch_keys: set[DedupeKey] = set()
     batch_impressions: dict[Any, list[Any]] = {}

@@ -42,6 +42,7 @@ _META_FIELDS = (
     "status",
     "fault",
     "keys",
+    "source_id",
 )
 
 
@@ -102,7 +103,8 @@ def record_from_row(row: Any, duplicates: set[int]) -> RequestRecord:
         **meta,
     )
     if body_is_json and body is not None:
-        record.payload = json.loads(body)
+        record.source = bytes(body)  # the body as it came: exports give it back byte for byte
+        record.payload = json.loads(record.source)
     elif body is not None:
         record.raw = bytes(body)
     if verdict in WITH_EVENTS:

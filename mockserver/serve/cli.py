@@ -1,4 +1,5 @@
-"""The `logx-mock` command: `serve`, `validate`, `events` and `results`.
+"""The `logx-mock` command: `serve`, `validate`, `events`, `results`, `export`, `import`,
+`replay` and `check`.
 
 `main(argv)` returns an exit code and changes no global state beyond the
 logging handler `serve` installs for its own run.
@@ -45,6 +46,7 @@ from .ca import (
 )
 from .logsink import BackgroundHandler
 from .results_cli import add_results_command, admin_get, run_results
+from .transfer_cli import add_transfer_commands, run_export, run_import
 
 __all__ = ["build_parser", "main"]
 
@@ -231,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     add_results_command(commands)
+    add_transfer_commands(commands)
     return parser
 
 
@@ -250,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "validate": _validate,
         "events": _events,
         "results": run_results,
+        "export": run_export,
+        "import": run_import,
         "ca": _ca,
     }[args.command]
     try:

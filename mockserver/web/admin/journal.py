@@ -258,6 +258,10 @@ SCHEMAS: dict[str, Any] = {
                 "additionalProperties": STR,
                 "description": "the datafile's key for each id it resolved, by JSON path",
             },
+            "source_id": {
+                "type": ["integer", "null"],
+                "description": "for an imported request, its id in the journal it came from",
+            },
             "event_count": {"type": "integer"},
             "events": array("EventRecord"),
         },

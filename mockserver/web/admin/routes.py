@@ -19,7 +19,7 @@ from ...journal.base import JournalError
 from .. import inspector
 from ..guard import ADMIN_PREFIX
 from ..openapi import build_document
-from . import datafiles, faults, journal, results
+from . import datafiles, export, faults, journal, results
 from .http import Handler, JSONResponse, Operation, Operations, problem_response
 
 __all__ = ["admin_exception_handlers", "admin_routes", "openapi_document"]
@@ -47,12 +47,13 @@ async def openapi(endpoint: Endpoint, request: Request) -> Response:
 OPERATIONS: tuple[Operation, ...] = (
     *journal.OPERATIONS,
     *results.OPERATIONS,
+    *export.OPERATIONS,
     *faults.OPERATIONS,
     *datafiles.OPERATIONS,
     *inspector.OPERATIONS,
     *_OWN,
 )
-_SCHEMAS = (journal.SCHEMAS, results.SCHEMAS, faults.SCHEMAS, datafiles.SCHEMAS)
+_SCHEMAS = (journal.SCHEMAS, results.SCHEMAS, export.SCHEMAS, faults.SCHEMAS, datafiles.SCHEMAS)
 
 
 def openapi_document() -> dict[str, Any]:

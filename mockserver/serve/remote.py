@@ -1,0 +1,122 @@
+"""What the journal commands (`export`, `import`, `check`) share: where the journal is
+(`--url` of a running server, or `--db PATH|URL`), the admin client, and the export
+stream read from a server.
+
+Each command reads the journal the same way whichever way it is reached: `--db` opens
+it (`journal.opening.open_journal`), `--url` streams `GET /_mock/export`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ..journal.base import EVENT_FILTERS
+from ..web.guard import ADMIN_PREFIX
+from .admin_token import TOKEN_ENV
+
+__all__ = [
+    "DEFAULT_URL",
+    "RemoteError",
+    "add_filter_options",
+    "add_source_options",
+    "admin_client",
+    "chosen_filters",
+    "export_stream",
+    "post_json",
+]
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class RemoteError(Exception):
+    """The server could not be asked, or answered with an error; the message says which."""
+
+
+def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
+    """`--url URL | --db PATH|URL`, and `--token`."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--url",
+        help=f"{verb} the journal of the logx-mock server at URL (default {DEFAULT_URL})",
+    )
+    where.add_argument(
+        "--db",
+        metavar="PATH|URL",
+        help=f"{verb} the journal directly: a SQLite file or a postgresql:// URL",
+    )
+    parser.add_argument(
+        "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
+    )
+
+
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    """The event filters of `logx-mock events`, one option each."""
+    for name in EVENT_FILTERS:
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar="VALUE",
+            help=f"only requests with an event whose {name} is VALUE",
+        )
+
+
+def chosen_filters(args: argparse.Namespace) -> dict[str, str]:
+    return {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
+
+
+def admin_client(args: argparse.Namespace) -> httpx.Client:
+    """A client for the admin API of `--url`, with the token when there is one."""
+    token = args.token or os.environ.get(TOKEN_ENV)
+    headers = {"authorization": f"Bearer {token}"} if token else {}
+    timeout = httpx.Timeout(30.0, read=600.0)  # a filtered export may scan a while
+    return httpx.Client(base_url=_base(args), headers=headers, timeout=timeout)
+
+
+def _base(args: argparse.Namespace) -> str:
+    return str(args.url or DEFAULT_URL).rstrip("/")
+
+
+def _refused(response: httpx.Response) -> RemoteError:
+    try:
+        detail = response.json().get("detail") or response.text
+    except ValueError:
+        detail = response.text
+    return RemoteError(f"{response.url} answered {response.status_code}: {detail}")
+
+
+def export_stream(client: httpx.Client, params: dict[str, Any]) -> Iterator[bytes]:
+    """The bytes of `GET /_mock/export` as they arrive; RemoteError when the server cannot
+    be reached, refuses, or the stream is cut off."""
+    try:
+        with client.stream("GET", f"{ADMIN_PREFIX}/export", params=params) as response:
+            if response.status_code != 200:
+                response.read()
+                raise _refused(response)
+            yield from response.iter_bytes()
+    except httpx.HTTPError as exc:
+        raise RemoteError(_unreachable(client, exc)) from exc
+
+
+def post_json(client: httpx.Client, path: str, body: bytes) -> dict[str, Any]:
+    """POST a JSON body to an admin path; its JSON answer, or RemoteError."""
+    try:
+        response = client.post(
+            f"{ADMIN_PREFIX}{path}", content=body, headers={"content-type": "application/json"}
+        )
+    except httpx.HTTPError as exc:
+        raise RemoteError(_unreachable(client, exc)) from exc
+    if response.status_code != 200:
+        raise _refused(response)
+    answer: dict[str, Any] = response.json()
+    return answer
+
+
+def _unreachable(client: httpx.Client, exc: httpx.HTTPError) -> str:
+    if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.RemoteProtocolError):
+        return f"cannot reach {client.base_url} ({exc}); is `logx-mock serve` running there?"
+    return f"the answer of {client.base_url} was cut off ({exc}); nothing complete was read"
