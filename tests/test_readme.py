@@ -75,3 +75,89 @@ def test_readme_datafile_examples_are_contract_cases() -> None:
     rows = re.findall(r"^\| `(\w+)`", section, re.M)
     assert set(rows) == expected_rules
     assert set(DATAFILE_RULES) <= expected_rules
+
+
+def _section(title: str) -> str:
+    return README.split(f"### {title}", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+
+
+def _run_ci_recipe(tmp_path: Path, batches: list[bytes]) -> tuple[int, str]:
+    """The README's three-command CI job, as written (on a free port), with curl as the
+    app's tests; returns check's exit status and the JUnit report."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    (recipe,) = re.findall(r"```sh\n(.*?)```", _section("A CI job in any language"), re.S)
+    tmp_path.mkdir()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    health = f"http://127.0.0.1:{port}/_mock/health"
+    sends = []
+    for n, batch in enumerate(batches):
+        (tmp_path / f"batch{n}.json").write_bytes(batch)
+        sends.append(
+            f"curl -s -o /dev/null -H 'content-type: application/json' "
+            f"--data-binary @batch{n}.json http://127.0.0.1:{port}/v1/events"
+        )
+    tests = tmp_path / "run-e2e-tests.sh"
+    tests.write_text(
+        "#!/bin/sh\nset -e\n"
+        f"until curl -sf {health} >/dev/null; do sleep 0.1; done\n" + "\n".join(sends) + "\n"
+    )
+    tests.chmod(0o755)
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    with subprocess.Popen(
+        ["bash", "-c", recipe.replace("8080", str(port))],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    ) as job:
+        try:
+            code = job.wait(timeout=120)
+        finally:
+            os.killpg(job.pid, signal.SIGTERM)  # the background server, as a CI runner would
+    return code, (tmp_path / "logx-mock.xml").read_text()
+
+
+def test_readme_ci_recipe_passes_and_fails_a_job_without_python(tmp_path: Path) -> None:
+    import json
+
+    from helpers import impression
+
+    good = json.dumps(impression("ci-visitor")).encode()
+    code, report = _run_ci_recipe(tmp_path / "pass", [good])
+    assert code == 0 and 'tests="1" failures="0"' in report
+    bad = json.dumps({**impression("ci-visitor"), "account_id": 5}).encode()
+    code, report = _run_ci_recipe(tmp_path / "fail", [good, bad])
+    assert code == 1 and 'tests="2" failures="1"' in report
+    assert "account_id: 'account_id' must be a string, got integer [type]</failure>" in report
+
+
+def test_readme_github_actions_recipe_runs_real_commands() -> None:
+    """The workflow is not run here (no GitHub), but it parses, keeps its steps in the
+    recipe's order, and every logx-mock command in it is one the command line accepts."""
+    import shlex
+
+    import yaml
+
+    from mockserver.serve.cli import build_parser
+
+    (workflow,) = re.findall(r"```yaml\n(.*?)```", _section("GitHub Actions"), re.S)
+    steps = yaml.safe_load(workflow)["jobs"]["e2e"]["steps"]
+    commands = [
+        line.strip().removeprefix("nohup ").split(" > ")[0].removesuffix(" &")
+        for step in steps
+        for line in step.get("run", "").splitlines()
+        if "logx-mock " in line and not line.strip().startswith("pip ")
+    ]
+    assert [shlex.split(c)[1] for c in commands] == ["serve", "check", "export"]
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "logx-mock"
+        build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown option
+    reports = [s for s in steps if s.get("uses", "").startswith("mikepenz/action-junit-report")]
+    assert reports[0]["with"]["report_paths"] == "logx-mock.xml"

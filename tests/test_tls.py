@@ -167,7 +167,7 @@ def test_the_readmes_compose_recipe_names_the_certificates_hosts_and_real_option
     """The recipe is not run (no Docker here), but it parses, its aliases are the names the
     certificate carries, and its commands are ones `logx-mock` accepts."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    (recipe,) = re.findall(r"```yaml\n(.*?)```", readme, re.S)
+    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "services:" in b]
     compose = yaml.safe_load(recipe)
     mock = compose["services"]["logx-mock"]
     assert mock["networks"]["default"]["aliases"] == list(OPTIMIZELY_HOSTS)

@@ -28,7 +28,9 @@ from .schema import EXPORT_LINE_SCHEMA
 __all__ = [
     "NDJSON_MEDIA_TYPE",
     "ExportLineError",
+    "as_imported",
     "body_bytes",
+    "count_export",
     "export_dict",
     "export_line",
     "read_export",
@@ -116,8 +118,8 @@ def _checked(data: Any, number: int) -> dict[str, Any]:
 
 
 def record_from_line(text: str | bytes, number: int) -> RequestRecord:
-    """The request of one export line, its events flattened again from its body; its
-    `id` becomes `source_id` (a journal gives it a new id). Raises `ExportLineError`."""
+    """The request of one export line, its events flattened again from its body.
+    Raises `ExportLineError`."""
     try:
         data = loads(text)
     except (ValueError, RecursionError) as exc:
@@ -132,7 +134,7 @@ def record_from_data(data: Any, number: int) -> RequestRecord:
     if data["body_base64"] is not None:
         raw = base64.b64decode(data["body_base64"], validate=True)  # the schema's pattern
     record = RequestRecord(
-        id=0,
+        id=data["id"],
         received_at=float(data["received_at"]),
         method=data["method"],
         path=data["path"],
@@ -150,7 +152,7 @@ def record_from_data(data: Any, number: int) -> RequestRecord:
         raw=raw,
         fault=data["fault"],
         keys=data["keys"],
-        source_id=data["id"],
+        source_id=data.get("source_id"),
     )
     if record.verdict in WITH_EVENTS:
         duplicates = {e.get("index") for e in data["events"] if e.get("duplicate") is True}
@@ -160,6 +162,20 @@ def record_from_data(data: Any, number: int) -> RequestRecord:
         for event in record.events:
             event.duplicate = event.index in duplicates
     return record
+
+
+def as_imported(record: RequestRecord) -> RequestRecord:
+    """`record` made ready for another journal: its id becomes its `source_id` (the
+    journal gives it a new one)."""
+    record.source_id, record.id = record.id, 0
+    for event in record.events:
+        event.request_id = 0
+    return record
+
+
+def count_export(lines: Iterable[str | bytes]) -> int:
+    """How many requests an export holds, every line checked (`ExportLineError`)."""
+    return sum(1 for _ in read_export(lines))
 
 
 def read_export(lines: Iterable[str | bytes]) -> Iterator[RequestRecord]:

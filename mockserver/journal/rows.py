@@ -103,8 +103,9 @@ def record_from_row(row: Any, duplicates: set[int]) -> RequestRecord:
         **meta,
     )
     if body_is_json and body is not None:
-        record.source = bytes(body)  # the body as it came: exports give it back byte for byte
-        record.payload = json.loads(record.source)
+        record.payload = json.loads(body)
+        if record.payload is not None:  # `null`: no body was kept (too_large)
+            record.source = bytes(body)  # the body as it came: exports give it back as such
     elif body is not None:
         record.raw = bytes(body)
     if verdict in WITH_EVENTS:

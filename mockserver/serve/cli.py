@@ -44,7 +44,9 @@ from .ca import (
     default_ca_dir,
     trust_instructions,
 )
+from .check_cli import add_check_command, run_check
 from .logsink import BackgroundHandler
+from .replay_cli import add_replay_command, run_replay
 from .results_cli import add_results_command, admin_get, run_results
 from .transfer_cli import add_transfer_commands, run_export, run_import
 
@@ -234,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--json", action="store_true", help="one JSON object per line")
     add_results_command(commands)
     add_transfer_commands(commands)
+    add_replay_command(commands)
+    add_check_command(commands)
     return parser
 
 
@@ -255,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": run_results,
         "export": run_export,
         "import": run_import,
+        "replay": run_replay,
+        "check": run_check,
         "ca": _ca,
     }[args.command]
     try:

@@ -9,13 +9,19 @@ it (`journal.opening.open_journal`), `--url` streams `GET /_mock/export`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+from ..export.ndjson import ExportLineError, count_export, read_export
 from ..journal.base import EVENT_FILTERS
+from ..journal.opening import is_postgres_url, open_journal
+from ..model import RequestRecord
 from ..web.guard import ADMIN_PREFIX
 from .admin_token import TOKEN_ENV
 
@@ -25,9 +31,12 @@ __all__ = [
     "add_filter_options",
     "add_source_options",
     "admin_client",
+    "checked_export",
     "chosen_filters",
     "export_stream",
+    "journal_records",
     "post_json",
+    "source_name",
 ]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -120,3 +129,59 @@ def _unreachable(client: httpx.Client, exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.TransportError) and not isinstance(exc, httpx.RemoteProtocolError):
         return f"cannot reach {client.base_url} ({exc}); is `logx-mock serve` running there?"
     return f"the answer of {client.base_url} was cut off ({exc}); nothing complete was read"
+
+
+def source_name(args: argparse.Namespace) -> str:
+    """Where the journal is, as messages name it."""
+    if args.db and is_postgres_url(args.db):
+        try:
+            from ..journal.postgres import shown_url  # hides a password
+        except ImportError:
+            return "the PostgreSQL journal"
+        return shown_url(args.db)
+    return str(args.db) if args.db else _base(args)
+
+
+@contextlib.contextmanager
+def journal_records(
+    args: argparse.Namespace, *, after: int = 0
+) -> Iterator[Iterator[RequestRecord]]:
+    """The requests with an id above `after`, oldest first, from `--db` (read in chunks)
+    or `--url` (its NDJSON export, streamed): the same records either way."""
+    if args.db:
+        journal = open_journal(args.db, existing=True, shared=True)
+        try:
+            yield journal.scan(after=after, until=journal.last_id)
+        finally:
+            journal.close()
+        return
+    with admin_client(args) as client:
+        yield read_export(_lines(export_stream(client, {"format": "ndjson", "after": after})))
+
+
+def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of a byte stream (a long line is joined once, not copied per chunk)."""
+    pending: list[bytes] = []
+    for chunk in chunks:
+        start = 0
+        while (end := chunk.find(b"\n", start)) != -1:
+            pending.append(chunk[start:end])
+            yield b"".join(pending)
+            pending, start = [], end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if pending:
+        yield b"".join(pending)
+
+
+def checked_export(path: Path, consequence: str) -> int | None:
+    """How many requests the export at `path` holds, every line checked; None after
+    saying on stderr what is wrong (and `consequence`)."""
+    try:
+        with path.open("rb") as lines:
+            return count_export(lines)
+    except ExportLineError as exc:
+        print(f"logx-mock: {path}: {exc}; {consequence}", file=sys.stderr)
+    except OSError as exc:
+        print(f"logx-mock: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    return None

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..errors import ConfigError, JournalError
-from ..export.ndjson import ExportLineError, read_export
+from ..export.ndjson import as_imported, read_export
 from ..export.stream import FORMATS, export_chunks
 from ..journal.opening import open_journal
 from ..model import RequestRecord
@@ -28,6 +28,7 @@ from .remote import (
     add_filter_options,
     add_source_options,
     admin_client,
+    checked_export,
     chosen_filters,
     export_stream,
     post_json,
@@ -120,14 +121,8 @@ def _output(name: str | None) -> Iterator[IO[bytes]]:
 def run_import(args: argparse.Namespace) -> int:
     """Check every line, then journal them; 2 when the file or the journal fails."""
     path = Path(args.file)
-    try:
-        with path.open("rb") as lines:
-            count = sum(1 for _ in read_export(lines))
-    except ExportLineError as exc:
-        print(f"logx-mock: {path}: {exc}; nothing was imported", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"logx-mock: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
+    count = checked_export(path, "nothing was imported")
+    if count is None:
         return 2
     try:
         with path.open("rb") as lines:
@@ -149,7 +144,7 @@ def _import_db(db: str, lines: Iterable[bytes]) -> tuple[int | None, int | None]
     pending: list[Future[RequestRecord]] = []
     try:
         for record in read_export(lines):
-            pending.append(journal.append(record))
+            pending.append(journal.append(as_imported(record)))
             if len(pending) >= _WINDOW:
                 first, last = _settled(pending, first)
         first, last = _settled(pending, first) if pending else (first, last)

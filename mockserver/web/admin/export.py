@@ -18,7 +18,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ...endpoint import Endpoint
 from ...errors import ConfigError
-from ...export.ndjson import ExportLineError, record_from_data
+from ...export.ndjson import ExportLineError, as_imported, record_from_data
 from ...export.schema import EXPORT_LINE_SCHEMA
 from ...export.stream import FORMATS, export_chunks, media_type
 from ...journal.base import EVENT_FILTERS
@@ -157,7 +157,7 @@ def _records(body: bytes) -> list[RequestRecord]:
     if len(items) > IMPORT_MAX_REQUESTS:
         raise ValueError(f"{len(items):,} requests at once; send at most {IMPORT_MAX_REQUESTS:,}")
     try:
-        return [record_from_data(item, index) for index, item in enumerate(items, start=1)]
+        return [as_imported(record_from_data(item, n)) for n, item in enumerate(items, start=1)]
     except ExportLineError as exc:
         raise ValueError(f"request {exc.line} of the body: {exc.problem}") from None
 
