@@ -365,3 +365,30 @@ def test_datafile_keys_are_shown_next_to_the_ids(browser: Browser) -> None:
         expect(page.locator("#rows tr")).to_have_count(1)
         assert "keyless" in page.locator("#rows tr").inner_text()
         context.close()
+
+
+def download(page: Page, link: str, href: str) -> tuple[str, str]:
+    """Click a download link once it points at `href`: the file's name and text."""
+    expect(page.locator(link)).to_have_attribute("href", href)
+    with page.expect_download() as started:
+        page.click(link)
+    with open(started.value.path(), encoding="ascii") as file:
+        return started.value.suggested_filename, file.read()
+
+
+def test_download_buttons_export_what_the_filters_show(page: Page, server: ThreadedServer) -> None:
+    post(server, impression("alice"))
+    post(server, impression("bob"))
+    requests.post(server.events_url, data=b"{oops", timeout=10)
+    expect(page.locator("#rows tr")).to_have_count(3)
+    page.fill("#f-visitor", "bob")
+    name, text = download(page, "#download-ndjson", "/_mock/export?format=ndjson&visitor_id=bob")
+    assert name == "logx-mock-export.ndjson"
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["body"]["visitors"][0]["visitor_id"] for line in lines] == ["bob"]
+    page.fill("#f-visitor", "")
+    page.select_option("#f-verdict", "malformed")
+    name, text = download(page, "#download-har", "/_mock/export?format=har&verdict=malformed")
+    assert name == "logx-mock-export.har"
+    entries = json.loads(text)["log"]["entries"]
+    assert [entry["_logx_mock"]["verdict"] for entry in entries] == ["malformed"]

@@ -116,6 +116,22 @@ function filters() {
   };
 }
 
+// The download links export what the filters show, as far as the server's filters match
+// the page's (exact visitor, key, kind and verdict; the search box and the client prefix
+// are the page's own).
+function exportHref(format) {
+  const f = filters();
+  const query = new URLSearchParams({ format });
+  for (const [name, value] of [["visitor_id", f.visitor], ["key", f.key], ["kind", f.kind], ["verdict", f.verdict]]) {
+    if (value) query.set(name, value);
+  }
+  return `${API}/export?${query}`;
+}
+
+function updateDownloads() {
+  for (const link of document.querySelectorAll("a[data-export]")) link.href = exportHref(link.dataset.export);
+}
+
 function clientOf(record) {
   const payload = record.payload && typeof record.payload === "object" ? record.payload : {};
   return [payload.client_name, payload.client_version].filter((x) => typeof x === "string").join(" ");
@@ -395,6 +411,8 @@ async function copyAssertion(event, output) {
 document.addEventListener("DOMContentLoaded", () => {
   document.getElementById("events-url").textContent = `${location.origin}/v1/events`;
   document.getElementById("filters").addEventListener("input", render);
+  document.getElementById("filters").addEventListener("input", updateDownloads);
+  updateDownloads();
   document.getElementById("filters").addEventListener("submit", (e) => e.preventDefault());
   document.getElementById("clear").addEventListener("click", async () => {
     await api("/requests", { method: "DELETE" });
