@@ -136,3 +136,19 @@ def test_check_exits_2_when_it_cannot_read_the_journal(
     with ThreadedServer() as server:
         assert main(["check", "--url", server.url + "/elsewhere"]) == 2
         assert "answered 404" in capsys.readouterr().err
+
+
+def test_check_and_export_send_the_admin_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mockserver.web.guard import GuardConfig
+
+    with ThreadedServer(guard=GuardConfig(token="s3cret-token")) as server:
+        requests.post(server.events_url, json=impression("t"), timeout=10)
+        assert main(["check", "--url", server.url]) == 2
+        assert "answered 401" in capsys.readouterr().err
+        assert main(["check", "--url", server.url, "--token", "s3cret-token"]) == 0
+        monkeypatch.setenv("LOGX_MOCK_ADMIN_TOKEN", "s3cret-token")
+        out = tmp_path / "a.ndjson"
+        assert main(["export", "--url", server.url, "-o", str(out)]) == 0
+    assert len(out.read_text().splitlines()) == 1

@@ -253,3 +253,27 @@ def _line(**changes: Any) -> dict[str, Any]:
         "events": [],
         **changes,
     }
+
+
+def test_an_export_stops_at_the_newest_request_when_it_began_and_holds_no_one_up() -> None:
+    import httpx
+
+    from mockserver import MemoryJournal
+
+    journal = MemoryJournal()
+    with ThreadedServer(Endpoint(journal)) as server:
+        batch = impression("many")
+        for _ in range(2000):
+            requests.post(server.events_url, json=batch, timeout=10)
+        with (
+            httpx.Client(timeout=10) as client,
+            client.stream("GET", server.url + "/_mock/export") as export,
+        ):
+            chunks = export.iter_raw()
+            first = next(chunks)  # of some 2.6 MB, sent 64 KB at a time
+            # The reader pauses mid-stream: the server goes on answering everyone else.
+            assert client.get(server.url + "/_mock/health").json()["last_id"] == 2000
+            assert requests.post(server.events_url, json=batch, timeout=10).status_code == 204
+            rest = b"".join(chunks)
+        lines = (first + rest).splitlines()
+    assert len(lines) == 2000 and json.loads(lines[-1])["id"] == 2000
