@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .anonymize import ADDRESS_HEADERS, ClientAddress, TrustedProxies, scrub_headers
@@ -22,6 +23,7 @@ from .errors import ConfigError
 from .fault_plan import FaultPlan
 from .faults import NO_ANSWER, FaultAction
 from .journal.base import Journal
+from .journal.group import GroupCommitJournal
 from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
 from .problem import problem
 from .violations import Report, Violation
@@ -78,6 +80,10 @@ class Endpoint:
     def __init__(self, journal: Journal, *, config: EndpointConfig | None = None) -> None:
         self.journal = journal
         self.config = config or EndpointConfig()
+        if isinstance(journal, GroupCommitJournal):
+            journal.follow_datafiles(self._follow)
+            if not self.config.datafiles:  # the journal's, when none are given
+                self._follow(journal.stored_datafiles())
         self.cdn = DatafileCdn()
         """Serves the loaded datafiles to SDKs (`GET /datafiles/{sdk_key}.json`)."""
 
@@ -93,6 +99,21 @@ class Endpoint:
     def use_datafiles(self, datafiles: Datafiles) -> None:
         """Check the next batches against `datafiles` (the config is replaced whole, so a
         request in flight keeps the one it started with)."""
+        self.change_datafiles(lambda _: datafiles)
+
+    def change_datafiles(self, change: Callable[[Datafiles], Datafiles]) -> Datafiles:
+        """Check the next batches against what `change` makes of the current datafiles.
+
+        Over a journal that stores them (SQLite, PostgreSQL) the change is made to the
+        stored set, atomically, and every endpoint on that journal, in any process,
+        follows it; otherwise to this endpoint's config."""
+        if isinstance(self.journal, GroupCommitJournal):
+            return self.journal.change_datafiles(change)  # _follow applies it here
+        changed = change(self.config.datafiles)
+        self._follow(changed)
+        return changed
+
+    def _follow(self, datafiles: Datafiles) -> None:
         self.config = dataclasses.replace(self.config, datafiles=datafiles)
 
     def handle(self, request: CoreRequest) -> Outcome:

@@ -13,6 +13,8 @@ The fault plan lives in the same database when the journal is shared (`FaultPlan
 over this journal as its `PlanStore`): changes to it travel through the same queue,
 and the writer decides every request with the plan inside the transaction that
 gives it its id, so the plan and the requests are in one order for every process.
+So do the uploaded datafiles (`change_datafiles`): every process follows the stored
+set (`follow_datafiles`), within the time its watcher takes to notice.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from ..contract.datafile import Datafiles
 from ..fault_plan import FaultPlan, PlanState, apply_decision
 from ..model import RequestRecord
 from .base import Journal, JournalError
+from .datafile_rows import DatafileRow, from_rows, to_rows
 from .rows import body_cells
 
 __all__ = ["GroupCommitJournal", "Stored"]
@@ -56,6 +60,8 @@ class _Job:
     failed: dict[int, Exception] = field(default_factory=dict)
     """Requests that cannot be stored, by their index in `records`."""
     change: Callable[[PlanState], Any] | None = None
+    datafiles: Callable[[Datafiles], Datafiles] | None = None
+    """A change to the stored datafiles."""
     result: Any = None
     """What `change` returned (given to its waiter)."""
     stored: list[Stored] = field(default_factory=list)
@@ -88,6 +94,9 @@ class GroupCommitJournal(Journal):
         self._plan: tuple[int, PlanState] | None = None
         """The plan as last read or written, with its version (the writer's only)."""
         self._clears_seen = -1  # the first look only learns the count
+        self._datafile_followers: list[Callable[[Datafiles], None]] = []
+        self._datafiles_seen = -1
+        self._datafiles_written: tuple[int, Datafiles] | None = None
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="logx-journal", daemon=True
         )
@@ -111,6 +120,18 @@ class GroupCommitJournal(Journal):
     @abstractmethod
     def _save_plan(self, text: str) -> int:
         """Store the plan (its JSON); returns its new version."""
+
+    @abstractmethod
+    def _load_datafile_rows(self) -> list[DatafileRow]:
+        """The stored datafiles, inside the transaction."""
+
+    @abstractmethod
+    def _save_datafile_rows(self, rows: list[DatafileRow]) -> int:
+        """Replace the stored datafiles; returns their new version."""
+
+    @abstractmethod
+    def _read_datafile_rows(self) -> list[DatafileRow]:
+        """The stored datafiles, outside the writer (a watcher, a reader)."""
 
     @abstractmethod
     def _end(self) -> None:
@@ -161,6 +182,44 @@ class GroupCommitJournal(Journal):
         result: _T = future.result()
         return result
 
+    shares_datafiles = True
+
+    def change_datafiles(self, change: Callable[[Datafiles], Datafiles]) -> Datafiles:
+        """Replace the stored datafiles with what `change` makes of them, in one step with
+        the database's write lock held (two instances uploading at once both count);
+        every follower hears of the result."""
+        future: Future[Any] = Future()
+        self._queue.put(_Job([], [future], datafiles=change))
+        result: Datafiles = future.result()
+        return result
+
+    def stored_datafiles(self) -> Datafiles:
+        """The datafiles the database holds."""
+        return from_rows(self._read_datafile_rows())
+
+    def follow_datafiles(self, follower: Callable[[Datafiles], None]) -> None:
+        """Call `follower` with the stored datafiles whenever they change (here, or in
+        another process)."""
+        self._datafile_followers.append(follower)
+
+    def _datafiles_changed(
+        self, version: int, datafiles: Datafiles | Callable[[], Datafiles]
+    ) -> None:
+        """The stored datafiles are at `version` now (`datafiles`, or how to read them):
+        tell the followers, once. A watcher's first look only learns the version: what
+        was stored before is not a change."""
+        if version == self._datafiles_seen:
+            return
+        first, self._datafiles_seen = self._datafiles_seen < 0, version
+        if first and callable(datafiles):
+            return
+        current = datafiles() if callable(datafiles) else datafiles
+        for follower in list(self._datafile_followers):
+            try:
+                follower(current)
+            except Exception:  # a broken follower must not stop the others
+                log.exception("datafile follower failed")
+
     def _clear_stored(self) -> None:
         """Queue a clear behind the writes already waiting, and wait for its commit."""
         future: Future[Any] = Future()
@@ -194,6 +253,9 @@ class GroupCommitJournal(Journal):
         ids = [record.id for job in jobs for record, _ in job.stored]
         if error is None and ids:
             self._committed(max(ids))  # before the waiters wake: their ids are in last_id
+        written, self._datafiles_written = self._datafiles_written, None
+        if error is None and written is not None:
+            self._datafiles_changed(*written)
         for job in jobs:
             self._settle(job, error)
 
@@ -206,6 +268,8 @@ class GroupCommitJournal(Journal):
             for job in jobs:
                 if job.change is not None:
                     self._change(job, plan)
+                elif job.datafiles is not None:
+                    self._change_datafiles(job)
                 elif not job.records:
                     self._clear_tables()
                 elif job.stored:
@@ -227,6 +291,17 @@ class GroupCommitJournal(Journal):
             job.result = job.change(plan)  # type: ignore[misc]
         except Exception as exc:
             job.failed[0] = exc
+
+    def _change_datafiles(self, job: _Job) -> None:
+        current = from_rows(self._load_datafile_rows())
+        try:
+            changed = job.datafiles(current)  # type: ignore[misc]
+        except Exception as exc:  # fails alone; it changed nothing
+            job.failed[0] = exc
+            return
+        version = self._save_datafile_rows(to_rows(changed))
+        self._datafiles_written = (version, changed)
+        job.result = changed
 
     def _plan_now(self, version: int) -> PlanState:
         """The stored plan (read again only when another process changed it)."""

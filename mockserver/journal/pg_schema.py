@@ -53,6 +53,17 @@ MIGRATIONS: tuple[str, ...] = (
         ADD COLUMN plan TEXT NOT NULL DEFAULT '',
         ADD COLUMN plan_version BIGINT NOT NULL DEFAULT 0;
     """,
+    # 2 -> 3: the uploaded datafiles, shared by every instance, and their version.
+    """
+    CREATE TABLE logx_datafiles (
+        position INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        sdk_key TEXT NOT NULL,
+        modified DOUBLE PRECISION,
+        body BYTEA NOT NULL
+    );
+    ALTER TABLE logx_state ADD COLUMN datafiles_version BIGINT NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

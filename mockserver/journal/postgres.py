@@ -53,6 +53,7 @@ from psycopg_pool import ConnectionPool
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import JournalError, _limit, check_filters
+from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
 from .pg_writer import clear_tables, evict, insert, lock_state
@@ -63,6 +64,9 @@ __all__ = ["PostgresJournal", "is_postgres_url", "shown_url"]
 log = logging.getLogger("logx_mock")
 
 _CONNECT_TIMEOUT = 3
+_STATE = "next_id - 1, generation, plan_version, datafiles_version"
+"""What a notification carries, and what the listener reads once a second."""
+_DATAFILE_ROWS = "SELECT source, sdk_key, modified, body FROM logx_datafiles ORDER BY position"
 
 
 def is_postgres_url(text: str) -> bool:
@@ -130,14 +134,16 @@ class PostgresJournal(GroupCommitJournal):
 
     def _refresh(self, conn: psycopg.Connection[Any]) -> None:
         """Catch up with the state row: the newest committed id, the generation, the plan."""
-        row = conn.execute("SELECT next_id - 1, generation, plan_version FROM logx_state")
-        self._caught_up(conn, *(int(cell) for cell in row.fetchone() or ()))
+        row = conn.execute(f"SELECT {_STATE} FROM logx_state".encode()).fetchone()
+        self._caught_up(conn, *(int(cell) for cell in row or ()))
 
     def _caught_up(
-        self, conn: psycopg.Connection[Any], newest: int, generation: int, plan: int
+        self, conn: psycopg.Connection[Any], newest: int, generation: int, plan: int, files: int
     ) -> None:
         """Another instance (or this one) committed up to `newest`, cleared the journal
-        (`generation`), or changed the plan (its version): wake who waits for that."""
+        (`generation`), changed the plan or the datafiles (their versions): tell who
+        waits for that."""
+        self._datafiles_changed(files, lambda: from_rows(conn.execute(_DATAFILE_ROWS).fetchall()))
         if generation != self.generation:
             self.generation = generation
             self._notify(self._last_id)
@@ -228,13 +234,33 @@ class PostgresJournal(GroupCommitJournal):
         assert row is not None
         return int(row[0])
 
+    def _load_datafile_rows(self) -> list[DatafileRow]:
+        return self._conn().execute(_DATAFILE_ROWS).fetchall()
+
+    def _read_datafile_rows(self) -> list[DatafileRow]:
+        return self._read(_DATAFILE_ROWS)
+
+    def _save_datafile_rows(self, rows: list[DatafileRow]) -> int:
+        conn = self._conn()
+        conn.execute("DELETE FROM logx_datafiles")
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO logx_datafiles VALUES (%s, %s, %s, %s, %s)",
+                [(i, *row) for i, row in enumerate(rows)],
+            )
+        row = conn.execute(
+            "UPDATE logx_state SET datafiles_version = datafiles_version + 1 "
+            "RETURNING datafiles_version"
+        ).fetchone()
+        assert row is not None
+        return int(row[0])
+
     def _end(self) -> None:
         conn = self._conn()
         if self.max_requests is not None:
             evict(conn, self.max_requests)
         conn.execute(
-            "SELECT pg_notify(%s, concat_ws(' ', next_id - 1, generation, plan_version)) "
-            "FROM logx_state",
+            f"SELECT pg_notify(%s, concat_ws(' ', {_STATE})) FROM logx_state",
             (self._channel,),
         )
         conn.execute("COMMIT")
@@ -258,6 +284,9 @@ class PostgresJournal(GroupCommitJournal):
                     self._follow(conn)
             except psycopg.Error:
                 self._closing.wait(0.5)  # the database is away: look again soon
+            except Exception:  # e.g. a stored datafile this version cannot read
+                log.exception("following %s failed; trying again", self.where)
+                self._closing.wait(1.0)
 
     def _follow(self, conn: psycopg.Connection[Any]) -> None:
         refreshed = 0.0

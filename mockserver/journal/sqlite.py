@@ -27,6 +27,7 @@ from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_hi
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, JournalError, _limit, as_text, check_filters
+from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
     EVENT_COLUMNS,
@@ -36,38 +37,18 @@ from .rows import (
     record_from_row,
     timestamp_cell,
 )
+from .sqlite_schema import SCHEMA_VERSION, prepare
 
-__all__ = ["SCHEMA_VERSION", "SqliteJournal"]
+__all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
 
 log = logging.getLogger("logx_mock")
 
-SCHEMA_VERSION = 2
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS requests (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    verdict TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    body BLOB,
-    body_is_json INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS events (
-    request_id INTEGER NOT NULL,
-    idx INTEGER NOT NULL,
-    visitor_id TEXT, key TEXT, kind TEXT, entity_id TEXT, uuid TEXT, account_id TEXT,
-    project_id TEXT, client_name TEXT, verdict TEXT, timestamp INTEGER,
-    duplicate INTEGER NOT NULL,
-    PRIMARY KEY (request_id, idx)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS events_visitor ON events (visitor_id);
-CREATE INDEX IF NOT EXISTS events_key ON events (key);
-CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp);
-"""
 _INSERT_EVENT = (
     f"INSERT INTO events (request_id, idx, {', '.join(EVENT_COLUMNS)}, timestamp, duplicate) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 4))})"
 )
 _INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
+_DATAFILE_ROWS = "SELECT source, sdk_key, modified, body FROM datafiles ORDER BY position"
 ID_RANGE = "SELECT (SELECT MIN(id) FROM requests), (SELECT MAX(id) FROM requests)"
 """Two subqueries: SQLite answers a lone MIN or MAX from the index, but `SELECT MIN(id),
 MAX(id)` scans the whole table (on every commit of `serve --workers`, 4x slower at 20,000
@@ -161,10 +142,12 @@ class SqliteJournal(GroupCommitJournal):
                 rows = self._read(
                     "SELECT COALESCE(MAX(id), 0), "
                     "(SELECT value FROM meta WHERE key='generation'), "
-                    "(SELECT value FROM meta WHERE key='plan_version') FROM requests",
+                    "(SELECT value FROM meta WHERE key='plan_version'), "
+                    "(SELECT value FROM meta WHERE key='datafiles_version') FROM requests",
                     (),
                 )
-                newest, generation, plan = (int(cell or 0) for cell in rows[0])
+                newest, generation, plan, datafiles = (int(cell or 0) for cell in rows[0])
+                self._datafiles_changed(datafiles, self.stored_datafiles)
                 if plan != plan_seen:
                     plan_seen = plan
                     stored = self._read("SELECT value FROM meta WHERE key='plan'", ())
@@ -215,19 +198,7 @@ class SqliteJournal(GroupCommitJournal):
         )
 
     def _prepare_schema(self) -> None:
-        self._writer.executescript(_SCHEMA)
-        row = self._writer.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-        if row is None:
-            self._writer.execute(
-                "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-            )
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise JournalError(
-                f"the journal {str(self.path)!r} has schema version {row[0]}, but this logx-mock "
-                f"writes version {SCHEMA_VERSION}",
-                cause="version",
-                fix="move the file away or open a new path",
-            )
+        prepare(self._writer, str(self.path))
 
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
@@ -289,6 +260,23 @@ class SqliteJournal(GroupCommitJournal):
         )
         row = self._writer.execute(
             "INSERT INTO meta (key, value) VALUES ('plan_version', '1') "
+            "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
+        ).fetchone()
+        return int(row[0])
+
+    def _load_datafile_rows(self) -> list[DatafileRow]:
+        return self._writer.execute(_DATAFILE_ROWS).fetchall()
+
+    def _read_datafile_rows(self) -> list[DatafileRow]:
+        return self._read(_DATAFILE_ROWS, ())
+
+    def _save_datafile_rows(self, rows: list[DatafileRow]) -> int:
+        self._writer.execute("DELETE FROM datafiles")
+        self._writer.executemany(
+            "INSERT INTO datafiles (source, sdk_key, modified, body) VALUES (?, ?, ?, ?)", rows
+        )
+        row = self._writer.execute(
+            "INSERT INTO meta (key, value) VALUES ('datafiles_version', '1') "
             "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1 RETURNING value"
         ).fetchone()
         return int(row[0])

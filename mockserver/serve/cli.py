@@ -354,7 +354,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"logx-mock: {_in_flags(exc)}", file=sys.stderr)
         return 2
     endpoint = Endpoint(journal, config=config)
+    # A journal file holds its plan and datafiles, for every worker: a server starts with
+    # those its command line gives (none without the flags), not the last run's.
     endpoint.faults.replace(rules)
+    endpoint.use_datafiles(datafiles)
     try:
         return _run(args, endpoint, rules, guard, socks, secure, limits)
     finally:

@@ -31,8 +31,13 @@ def watch_datafiles(
     broken: set[str] = set()
 
     def replace(old: Datafile, new: Datafile) -> None:
-        kept = [f for f in endpoint.config.datafiles.files if f is not old]
-        endpoint.use_datafiles(Datafiles((*kept, new)))
+        was = (old.source, old.project_id, old.revision)
+
+        def swap(current: Datafiles) -> Datafiles:
+            kept = [f for f in current.files if (f.source, f.project_id, f.revision) != was]
+            return Datafiles(tuple(kept)).added(new)
+
+        endpoint.change_datafiles(swap)
 
     def look() -> None:
         for path, old in loaded.items():

@@ -51,7 +51,7 @@ async def add_datafile(endpoint: Endpoint, request: Request) -> Response:
         datafile = Datafile.from_json(body, source=f"POST {ADMIN_PREFIX}/datafiles")
     except DatafileError as exc:
         return problem_response(400, str(exc))
-    endpoint.use_datafiles(endpoint.config.datafiles.added(datafile))
+    endpoint.change_datafiles(lambda current: current.added(datafile))
     return JSONResponse(datafile.summary(), status_code=201)
 
 
