@@ -19,8 +19,9 @@ from test_journal import _post
 
 from contract_tests.pgserver import PostgresServer
 from mockserver import CoreRequest, Endpoint, JournalError, MemoryJournal
+from mockserver.journal.opening import is_postgres_url
 from mockserver.journal.pg_schema import SCHEMA_VERSION, prepare
-from mockserver.journal.postgres import PostgresJournal, is_postgres_url, shown_url
+from mockserver.journal.postgres import PostgresJournal, shown_url
 from mockserver.journal.rows import body_cells, event_row, meta_text
 
 WRITER = textwrap.dedent(

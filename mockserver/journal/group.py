@@ -96,6 +96,7 @@ class GroupCommitJournal(Journal):
         self._clears_seen = -1  # the first look only learns the count
         self._datafile_followers: list[Callable[[Datafiles], None]] = []
         self._datafiles_seen = -1
+        """The version of the stored datafiles this process follows."""
         self._datafiles_written: tuple[int, Datafiles] | None = None
         self._writer_thread = threading.Thread(
             target=self._write_loop, name="logx-journal", daemon=True
@@ -206,13 +207,11 @@ class GroupCommitJournal(Journal):
         self, version: int, datafiles: Datafiles | Callable[[], Datafiles]
     ) -> None:
         """The stored datafiles are at `version` now (`datafiles`, or how to read them):
-        tell the followers, once. A watcher's first look only learns the version: what
-        was stored before is not a change."""
+        tell the followers, once. (A subclass learns the version it opened with, so what
+        was stored before is not a change.)"""
         if version == self._datafiles_seen:
             return
-        first, self._datafiles_seen = self._datafiles_seen < 0, version
-        if first and callable(datafiles):
-            return
+        self._datafiles_seen = version
         current = datafiles() if callable(datafiles) else datafiles
         for follower in list(self._datafile_followers):
             try:

@@ -59,7 +59,7 @@ from .pg_schema import prepare
 from .pg_writer import clear_tables, evict, insert, lock_state
 from .rows import REQUEST_COLUMNS, record_from_row, text_cell
 
-__all__ = ["PostgresJournal", "is_postgres_url", "shown_url"]
+__all__ = ["PostgresJournal", "shown_url"]
 
 log = logging.getLogger("logx_mock")
 
@@ -67,11 +67,6 @@ _CONNECT_TIMEOUT = 3
 _STATE = "next_id - 1, generation, plan_version, datafiles_version"
 """What a notification carries, and what the listener reads once a second."""
 _DATAFILE_ROWS = "SELECT source, sdk_key, modified, body FROM logx_datafiles ORDER BY position"
-
-
-def is_postgres_url(text: str) -> bool:
-    """`postgresql://...` or `postgres://...`: a PostgreSQL journal, not a SQLite path."""
-    return text.startswith(("postgresql://", "postgres://"))
 
 
 def shown_url(url: str) -> str:

@@ -85,6 +85,10 @@ class SqliteJournal(GroupCommitJournal):
             ).fetchone()
             self._last_id, self._count = int(row[0]), int(row[1])
             self.generation = self._stored_generation()
+            row = self._writer.execute(
+                "SELECT value FROM meta WHERE key='datafiles_version'"
+            ).fetchone()
+            self._datafiles_seen = int(row[0]) if row else 0
             if not shared:
                 self._writer.execute(
                     "INSERT INTO meta (key, value) VALUES ('writer_pid', ?) "
