@@ -94,7 +94,12 @@ def netns() -> Iterator[str]:
         )
     name = f"logxmock{os.getpid()}"
     hosts = Path("/etc/netns") / name
-    subprocess.run([ip, "netns", "add", name], check=True, capture_output=True)
+    added = subprocess.run([ip, "netns", "add", name], capture_output=True, text=True)
+    if added.returncode != 0:
+        pytest.fail(
+            f"`ip netns add {name}` failed ({added.stderr.strip()}): this test needs root with "
+            "CAP_SYS_ADMIN (in a container: --privileged), as CI has"
+        )
     try:
         hosts.mkdir(parents=True)
         names = " ".join(OPTIMIZELY_HOSTS)
