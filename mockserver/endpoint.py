@@ -24,7 +24,7 @@ from .fault_plan import FaultPlan
 from .faults import NO_ANSWER, FaultAction
 from .journal.base import Journal
 from .journal.group import GroupCommitJournal
-from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord
+from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord, truthy
 from .problem import problem
 from .violations import Report, Violation
 
@@ -38,7 +38,7 @@ _CORS_ALLOW_HEADERS = "content-type, content-encoding, x-optimizely-strict"
 
 def is_strict(value: str | None) -> bool:
     """`X-Optimizely-Strict`: `true` and `1` (any case) mean strict; anything else does not."""
-    return value is not None and value.strip().lower() in ("true", "1")
+    return truthy(value)
 
 
 @dataclass(frozen=True, kw_only=True)

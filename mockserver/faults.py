@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from .errors import DurationError, FaultError, FaultPlanFull
+from .model import truthy
 from .timing import Delay, parse_duration
 from .violations import shown
 
@@ -27,6 +29,8 @@ __all__ = [
     "FaultPlanFull",
     "FaultRule",
     "parse_spec",
+    "rule_from",
+    "rules_from",
 ]
 
 FaultKind = Literal["status", "reset", "close", "hang", "dribble"]
@@ -128,7 +132,7 @@ class FaultRule:
                 values["rate"] = float(values["rate"])
             for key in TERMINALS:
                 if key in values:
-                    values[key] = values[key] in (True, "true", "1", 1, "")
+                    values[key] = values[key] == "" or truthy(values[key])  # `reset=`
         except DurationError as exc:
             raise FaultError(str(exc)) from exc
         except (TypeError, ValueError, OverflowError) as exc:
@@ -224,6 +228,30 @@ class FaultAction:
             if getattr(self, name) is not None:
                 data[name] = getattr(self, name)
         return data
+
+
+def rule_from(item: FaultRule | str | Mapping[str, Any]) -> FaultRule:
+    """A rule as a user wrote it: a `FaultRule`, a spec (`status=503,times=2`) or its options
+    as a dict (JSON); a `FaultError` says how to write it otherwise."""
+    if isinstance(item, FaultRule):
+        return item
+    if isinstance(item, str):
+        return parse_spec(item)
+    if isinstance(item, Mapping):
+        return FaultRule.from_dict(dict(item))
+    raise FaultError(
+        f"{shown(item)} is not a fault rule; give its options as an object, or a spec "
+        "such as 'status=503,times=2'"
+    )
+
+
+def rules_from(data: Any, *, source: str) -> list[FaultRule]:
+    """Rules from JSON: a list of rules, or `{"rules": [...]}` (a faults file, `PUT
+    /_mock/faults`); `source` names where they came from in the error."""
+    items = data.get("rules") if isinstance(data, dict) else data
+    if not isinstance(items, list):
+        raise FaultError(f'{source}: give a JSON list of rules, or {{"rules": [rule, ...]}}')
+    return [rule_from(item) for item in items]
 
 
 def parse_spec(spec: str) -> FaultRule:

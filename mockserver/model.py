@@ -29,6 +29,7 @@ __all__ = [
     "RequestRecord",
     "Verdict",
     "header",
+    "truthy",
 ]
 
 Verdict = Literal["accepted", "rejected", "malformed", "too_large", "faulted"]
@@ -40,6 +41,14 @@ WITH_EVENTS: tuple[Verdict, ...] = ("accepted", "rejected", "faulted")
 
 EventKind = Literal["impression", "conversion"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)
+
+
+def truthy(value: object) -> bool:
+    """A yes as a header, a query parameter, a spec or JSON spells it: `true` or `1` (any
+    case, spaces around), True or 1. Anything else is a no."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1")
+    return value is True or (type(value) is int and value == 1)
 
 
 def header(headers: Sequence[tuple[str, str]] | Mapping[str, str], name: str) -> str | None:

@@ -14,24 +14,16 @@ import pytest
 from mockserver import DATAFILE_RULES
 from mockserver.contract.datafile import Datafile, DatafileError
 from mockserver.contract.validation import WARNING_RULES
-from mockserver.faults import FaultError, FaultRule, parse_spec
+from mockserver.faults import FaultError, FaultRule, rule_from
 
 __all__ = ["INI_KEYS", "LogxOptions", "load_datafiles", "merge_markers"]
 
 
 def _fault_rule(item: Any) -> FaultRule:
     try:
-        if isinstance(item, FaultRule):
-            return item
-        if isinstance(item, str):
-            return parse_spec(item)
-        if isinstance(item, Mapping):
-            return FaultRule.from_dict(dict(item))
+        return rule_from(item)
     except FaultError as exc:
         raise pytest.UsageError(f"logx option faults: {exc}") from exc
-    raise pytest.UsageError(
-        f"logx option faults: {item!r} is not a rule; give dicts or specs such as 'status=503'"
-    )
 
 
 def load_datafiles(value: Any, root: Path) -> tuple[Datafile, ...]:

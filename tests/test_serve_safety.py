@@ -13,7 +13,7 @@ import pytest
 import requests
 from helpers import impression
 
-from mockserver.serve.cli import RETENTION
+from mockserver.serve.serve_cli import RETENTION
 
 TOKEN = "s3cret-token-for-tests"
 SERVE = [sys.executable, "-m", "mockserver", "serve", "--port", "0"]

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 import queue
+import sys
 import threading
 from typing import Any, TextIO
 
-__all__ = ["BackgroundHandler"]
+__all__ = ["BackgroundHandler", "log_to_stderr"]
 
 
 class BackgroundHandler(logging.Handler):
@@ -80,3 +81,22 @@ class BackgroundHandler(logging.Handler):
         except Exception:
             self.handleError(record)
             return ""
+
+
+def log_to_stderr() -> None:
+    """One readable line per request on stderr, written off the event loop (`serve` and each
+    of its worker processes call it).
+
+    The serve process logs only our lines, which name no thread, process or source line:
+    so each record skips collecting them, as the logging HOWTO's "Optimization" section
+    describes (a frame walk per request was most of the log's cost on the event loop).
+    """
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    logging._srcfile = None
+    logger = logging.getLogger("logx_mock")
+    if not any(getattr(h, "_logx_cli", False) for h in logger.handlers):
+        formatter = logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S")
+        handler = BackgroundHandler(sys.stderr, formatter)
+        handler._logx_cli = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)

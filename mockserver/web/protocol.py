@@ -32,6 +32,7 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
 from .wire import send_outcome
@@ -76,9 +77,9 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for name in ("head_timeout", "idle_timeout", "shed_timeout"):
             if not 0 < getattr(self, name) <= 3600:
-                raise ValueError(f"--{name.replace('_', '-')} must be from 0 to 3600 seconds")
+                raise ConfigError("must be from 0 to 3600 seconds", setting=name)
         if self.max_connections < 1:
-            raise ValueError("--max-connections must be at least 1")
+            raise ConfigError("must be at least 1", setting="max_connections")
 
 
 class LimitedConfig(uvicorn.Config):

@@ -8,22 +8,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...endpoint import Endpoint
-from ...faults import MAX_RULES, FaultError, FaultPlanFull, FaultRule, parse_spec
+from ...faults import MAX_RULES, FaultError, FaultPlanFull, rule_from, rules_from
 from ..openapi import BAD_QUERY, PROBLEM, STR, array, json_content, obj, wrapped
 from .http import JSONResponse, Operations, json_body, problem_response
 
 __all__ = ["OPERATIONS", "SCHEMAS"]
 
 OPERATIONS = Operations()
-
-
-def _rule(item: Any) -> FaultRule:
-    """A rule from its JSON object, or from the CLI's short spec as a JSON string."""
-    if isinstance(item, str):
-        return parse_spec(item)
-    if not isinstance(item, dict):
-        raise ValueError(f"a fault rule is a JSON object or a spec string, got {item!r}")
-    return FaultRule.from_dict(item)
 
 
 OPERATIONS.listing(
@@ -49,7 +40,7 @@ OPERATIONS.listing(
 )
 async def add_fault(endpoint: Endpoint, request: Request) -> Response:
     try:
-        rule = _rule(await json_body(request))
+        rule = rule_from(await json_body(request))
     except (ValueError, FaultError) as exc:
         return problem_response(400, str(exc))
     try:
@@ -83,12 +74,7 @@ async def add_fault(endpoint: Endpoint, request: Request) -> Response:
 )
 async def replace_faults(endpoint: Endpoint, request: Request) -> Response:
     try:
-        body = await json_body(request)
-        items = body.get("rules") if isinstance(body, dict) else body
-        if not isinstance(items, list):
-            raise ValueError('send {"rules": [rule, ...]} or a JSON list of rules')
-        rules = [_rule(item) for item in items]
-        endpoint.faults.replace(rules)
+        endpoint.faults.replace(rules_from(await json_body(request), source="the body"))
     except (ValueError, FaultError) as exc:
         return problem_response(400, str(exc))
     return JSONResponse({"rules": endpoint.faults.describe()})

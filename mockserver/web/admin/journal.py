@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from ...endpoint import Endpoint
 from ...journal.base import EVENT_FILTERS, MAX_LIMIT
-from ...model import EVENT_KINDS, VERDICTS
+from ...model import EVENT_KINDS, VERDICTS, truthy
 from ...violations import shown
 from ..guard import ADMIN_PREFIX
 from ..openapi import (
@@ -104,7 +104,7 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
     except BadQuery as exc:
         return problem_response(400, str(exc))
     found = journal.requests(after=after, limit=limit, verdict=request.query_params.get("verdict"))
-    with_events = request.query_params.get("events", "false").lower() in ("1", "true")
+    with_events = truthy(request.query_params.get("events"))
     listed = [r.to_dict(with_events=with_events) for r in found]
     return JSONResponse(
         {"requests": listed, "last_id": journal.last_id, "generation": journal.generation}

@@ -1,0 +1,134 @@
+"""`ServeSettings`: everything `logx-mock serve` runs with, built once.
+
+The command line builds it (`serve_cli.settings_from_args`); `serve --workers N` hands it
+whole to each worker as JSON (`to_json` / `from_json`), and every process builds its
+endpoint and app from it the same way (`build_endpoint`, `build_app`), so nothing is
+assembled twice. The admin token itself is never in it: only its SHA-256, which opens
+nothing by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..anonymize import TrustedProxies
+from ..contract.datafile import Datafiles
+from ..endpoint import Endpoint, EndpointConfig
+from ..faults import FaultRule
+from ..journal.base import Journal
+from ..journal.memory import MemoryJournal
+from ..web.app import LogxApp, create_app
+from ..web.guard import GuardConfig
+from ..web.protocol import ServerLimits
+
+__all__ = ["ServeSettings"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeSettings:
+    """How one `serve` runs: where it listens, its journal, its endpoint, its admin guard.
+
+    Keyword-only and checked on construction (the trusted proxies parse, the limits are in
+    range); `db=None` is the memory journal.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    db: str | None = None
+    max_requests: int | None = None
+    """The journal's cap (None keeps every request)."""
+    trusted_proxies: tuple[str, ...] = ()
+    body_timeout: float = 30.0
+    faults: tuple[FaultRule, ...] = ()
+    datafiles: tuple[str, ...] = ()
+    """Datafile paths, followed when they change."""
+    admin_token_sha256: str | None = field(default=None, repr=False)
+    allowed_hosts: frozenset[str] = frozenset()
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    workers: int = 1
+    tls: dict[str, str] = field(default_factory=dict)
+    """uvicorn's `ssl_certfile` and `ssl_keyfile`, when serving HTTPS."""
+
+    def __post_init__(self) -> None:
+        TrustedProxies.parse(self.trusted_proxies)  # a bad CIDR fails here, not in a worker
+
+    # JSON in and out: what a worker process receives.
+    def to_json(self) -> str:
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(
+            faults=[rule.to_dict() for rule in self.faults],
+            allowed_hosts=sorted(self.allowed_hosts),
+            limits=dataclasses.asdict(self.limits),
+        )
+        return json.dumps(data)
+
+    @classmethod
+    def from_json(cls, text: str) -> ServeSettings:
+        data: dict[str, Any] = json.loads(text)
+        values = {
+            **data,
+            "trusted_proxies": tuple(data["trusted_proxies"]),
+            "faults": tuple(FaultRule.from_dict(rule) for rule in data["faults"]),
+            "datafiles": tuple(data["datafiles"]),
+            "allowed_hosts": frozenset(data["allowed_hosts"]),
+            "limits": ServerLimits(**data["limits"]),
+        }
+        return cls(**values)
+
+    # Building.
+    def open_journal(self, *, shared: bool = False) -> Journal:
+        """The journal (`shared`: other processes write the same SQLite file)."""
+        if self.db is None:
+            return MemoryJournal(max_requests=self.max_requests)
+        from ..journal.sqlite import SqliteJournal
+
+        return SqliteJournal(self.db, max_requests=self.max_requests, shared=shared)
+
+    def endpoint_config(self) -> EndpointConfig:
+        """The endpoint's configuration (the datafiles are read here)."""
+        return EndpointConfig(
+            trusted_proxies=TrustedProxies.parse(self.trusted_proxies),
+            body_timeout=self.body_timeout,
+            datafiles=Datafiles.load(self.datafiles),
+        )
+
+    def build_endpoint(
+        self,
+        journal: Journal | None = None,
+        config: EndpointConfig | None = None,
+        *,
+        set_plan: bool = True,
+    ) -> Endpoint:
+        """The endpoint over `journal` (or a new one), with the datafiles; `set_plan` puts
+        `faults` and the datafiles in the journal (a journal file holds its plan and
+        datafiles for every worker: a server starts with those its command line gives, none
+        without the flags, not the last run's; a worker leaves them: the parent set them)."""
+        config = config or self.endpoint_config()
+        endpoint = Endpoint(journal or self.open_journal(), config=config)
+        if set_plan:
+            endpoint.faults.replace(list(self.faults))
+            endpoint.use_datafiles(config.datafiles)
+        return endpoint
+
+    def guard(self) -> GuardConfig:
+        return GuardConfig(token_sha256=self.admin_token_sha256, allowed_hosts=self.allowed_hosts)
+
+    def build_app(self, endpoint: Endpoint | None = None, *, shared: bool = False) -> LogxApp:
+        """The app over `endpoint` (or one built here); its shutdown closes the journal, and
+        changed datafiles are read again."""
+        if endpoint is None:
+            endpoint = self.build_endpoint(self.open_journal(shared=shared), set_plan=not shared)
+        if self.datafiles:
+            from .watch import watch_datafiles
+
+            watch_datafiles(endpoint, self.datafiles)
+        return create_app(endpoint, close_journal=True, guard=self.guard())
+
+    @property
+    def journal_shown(self) -> str:
+        """Where the journal lives, for the banner."""
+        return "memory" if self.db is None else str(Path(self.db).resolve())
