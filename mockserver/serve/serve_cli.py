@@ -223,12 +223,12 @@ def settings_from_args(args: argparse.Namespace, token: str | None) -> ServeSett
     return ServeSettings(
         host=args.host,
         port=args.port,
-        db=None if args.memory else str(Path(args.db).resolve()),
+        db=None if args.memory else args.db,
         max_requests=kept if args.max_requests is None else args.max_requests or None,
         trusted_proxies=tuple(args.trust_proxy),
         body_timeout=args.body_timeout,
         faults=tuple(_fault_rules(args)),
-        datafiles=tuple(str(Path(p).resolve()) for p in args.datafile),
+        datafiles=tuple(args.datafile),
         admin_token_sha256=GuardConfig(token=token).token_sha256,
         allowed_hosts=frozenset(h.lower() for h in args.allow_host),
         limits=ServerLimits(**bounds),  # type: ignore[arg-type]

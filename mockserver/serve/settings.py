@@ -128,6 +128,14 @@ class ServeSettings:
             watch_datafiles(endpoint, self.datafiles)
         return create_app(endpoint, close_journal=True, guard=self.guard())
 
+    def resolved(self) -> ServeSettings:
+        """The same settings with absolute paths, for a process that may not share our cwd."""
+        return dataclasses.replace(
+            self,
+            db=None if self.db is None else str(Path(self.db).resolve()),
+            datafiles=tuple(str(Path(p).resolve()) for p in self.datafiles),
+        )
+
     @property
     def journal_shown(self) -> str:
         """Where the journal lives, for the banner."""

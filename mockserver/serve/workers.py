@@ -40,7 +40,7 @@ def run_workers(sock: socket.socket, settings: ServeSettings) -> None:
 
     The workers get the settings in their environment (with the admin token only as its
     SHA-256); `LOGX_MOCK_ADMIN_TOKEN` is left out of what they inherit."""
-    os.environ[ENV] = settings.to_json()
+    os.environ[ENV] = settings.resolved().to_json()
     inherited = os.environ.pop(TOKEN_ENV, None)
     config = uvicorn_config(
         "mockserver.serve.workers:app_from_env",  # type: ignore[arg-type]
