@@ -28,7 +28,11 @@ def _full(tmp_path: Path) -> ServeSettings:
         allowed_hosts=frozenset({"mock.internal"}),
         limits=ServerLimits(head_timeout=4.0, idle_timeout=2.0, max_connections=64),
         workers=2,
-        tls={"ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem"},
+        insecure_admin=True,
+        tls=True,
+        proxy_port=0,
+        ca_dir=str(tmp_path / "ca"),
+        certificate={"ssl_certfile": "/c.pem", "ssl_keyfile": "/k.pem"},
     )
 
 
@@ -56,3 +60,27 @@ def test_the_app_built_from_settings_is_configured_by_them(tmp_path: Path) -> No
     assert settings.guard().host_allowed("mock.internal")
     assert not settings.guard().host_allowed("evil.example")
     endpoint.journal.close()
+
+
+def test_the_journal_is_opened_the_one_way_every_command_opens_db(tmp_path: Path) -> None:
+    settings = ServeSettings(db=str(tmp_path / "j.db"), max_requests=7)
+    journal = settings.open_journal()
+    try:
+        assert type(journal).__name__ == "SqliteJournal"
+        assert journal.max_requests == 7
+    finally:
+        journal.close()
+    assert (tmp_path / "j.db").is_file()
+
+
+def test_workers_get_paths_resolved_and_a_url_as_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    local = ServeSettings(db="j.db", datafiles=("d.json",)).resolved()
+    assert (local.db, local.datafiles) == (str(tmp_path / "j.db"), (str(tmp_path / "d.json"),))
+    url = "postgresql://mock:s3cret@db.internal/logx"
+    remote = ServeSettings(db=url)
+    assert remote.resolved().db == url
+    assert "s3cret" not in remote.journal_shown
+    assert "db.internal" in remote.journal_shown

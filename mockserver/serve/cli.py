@@ -120,7 +120,7 @@ def _stdout_gone() -> int:
 
 def _ca(args: argparse.Namespace) -> int:
     try:
-        ca, made = CertificateAuthority.ensure(ca_dir(args))
+        ca, made = CertificateAuthority.ensure(ca_dir(args.ca_dir))
     except CAError as exc:
         print(f"logx-mock: {exc}", file=sys.stderr)
         return 2

@@ -192,8 +192,9 @@ def add_ca_dir_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def ca_dir(args: argparse.Namespace) -> Path:
-    return Path(args.ca_dir).expanduser() if args.ca_dir else default_ca_dir()
+def ca_dir(given: str | None) -> Path:
+    """The CA's folder: `--ca-dir`, else the default."""
+    return Path(given).expanduser() if given else default_ca_dir()
 
 
 def _refusal(args: argparse.Namespace, token: str | None) -> str | None:
@@ -223,7 +224,7 @@ def settings_from_args(args: argparse.Namespace, token: str | None) -> ServeSett
     return ServeSettings(
         host=args.host,
         port=args.port,
-        db=None if args.memory else args.db,
+        db=None if args.memory else args.db,  # a SQLite path or a PostgreSQL URL
         max_requests=kept if args.max_requests is None else args.max_requests or None,
         trusted_proxies=tuple(args.trust_proxy),
         body_timeout=args.body_timeout,
@@ -231,8 +232,12 @@ def settings_from_args(args: argparse.Namespace, token: str | None) -> ServeSett
         datafiles=tuple(args.datafile),
         admin_token_sha256=GuardConfig(token=token).token_sha256,
         allowed_hosts=frozenset(h.lower() for h in args.allow_host),
+        insecure_admin=args.insecure_admin,
         limits=ServerLimits(**bounds),  # type: ignore[arg-type]
         workers=args.workers,
+        tls=args.tls,
+        proxy_port=args.proxy_port,
+        ca_dir=args.ca_dir,
     )
 
 
@@ -262,16 +267,16 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args, token)
         config = settings.endpoint_config()
-        secure = _server_certificate(args)
+        secure = _server_certificate(settings)
     except (ValueError, OSError, CAError) as exc:
         print(f"logx-mock: {in_flags(exc)}", file=sys.stderr)
         return 2
     socks: list[socket.socket] = []
     try:
         # The sockets before the journal: a port that is taken must leave no file behind.
-        socks.append(_bind(args.host, args.port, "--port"))
-        if args.proxy_port is not None:
-            socks.append(_bind(args.host, args.proxy_port, "--proxy-port"))
+        socks.append(_bind(settings.host, settings.port, "--port"))
+        if settings.proxy_port is not None:
+            socks.append(_bind(settings.host, settings.proxy_port, "--proxy-port"))
         journal = settings.open_journal()
     except (ValueError, OSError, JournalError) as exc:
         for sock in socks:
@@ -282,7 +287,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 2
     endpoint = settings.build_endpoint(journal, config)
     try:
-        return _run(args, settings, endpoint, socks, secure)
+        return _run(settings, endpoint, socks, secure)
     finally:
         if secure is not None:
             secure.close()
@@ -300,17 +305,16 @@ def _bind(host: str, port: int, flag: str) -> socket.socket:
         ) from exc
 
 
-def _server_certificate(args: argparse.Namespace) -> ServerCertificate | None:
+def _server_certificate(settings: ServeSettings) -> ServerCertificate | None:
     """The CA and this run's leaf, when `--tls` or `--proxy-port` needs them."""
-    if not args.tls and args.proxy_port is None:
+    if not settings.tls and settings.proxy_port is None:
         return None
-    if args.proxy_port is not None and args.workers > 1:
+    if settings.proxy_port is not None and settings.workers > 1:
         raise CAError("--proxy-port runs in one process: leave out --workers")
-    return ServerCertificate.open(ca_dir(args))
+    return ServerCertificate.open(ca_dir(settings.ca_dir))
 
 
 def _run(
-    args: argparse.Namespace,
     settings: ServeSettings,
     endpoint: Endpoint,
     socks: list[socket.socket],
@@ -319,12 +323,12 @@ def _run(
     """Print the banner and serve until Ctrl-C."""
     from .server import _ReadyServer, uvicorn_config
 
-    if args.tls and secure is not None:
+    if settings.tls and secure is not None:
         leaf = secure.leaf
-        tls = {"ssl_certfile": str(leaf.certfile), "ssl_keyfile": str(leaf.keyfile)}
-        settings = dataclasses.replace(settings, tls=tls)
+        files = {"ssl_certfile": str(leaf.certfile), "ssl_keyfile": str(leaf.keyfile)}
+        settings = dataclasses.replace(settings, certificate=files)
     log_to_stderr()
-    _banner(args, settings, endpoint, socks, secure)
+    _banner(settings, endpoint, socks, secure)
     if settings.workers > 1:
         from .workers import run_workers
 
@@ -336,12 +340,12 @@ def _run(
     else:
         app = settings.build_app(endpoint)
         side = []
-        if secure is not None and args.proxy_port is not None:
+        if secure is not None and settings.proxy_port is not None:
             from .proxy import proxy_listener
 
             side.append(proxy_listener(socks[1], app, secure.leaf, limits=settings.limits))
         server = _ReadyServer(
-            uvicorn_config(app, limits=settings.limits, **settings.tls), side=side
+            uvicorn_config(app, limits=settings.limits, **settings.certificate), side=side
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
             server.run(sockets=[socks[0]])
@@ -352,7 +356,6 @@ def _run(
 
 
 def _banner(
-    args: argparse.Namespace,
     settings: ServeSettings,
     endpoint: Endpoint,
     socks: list[socket.socket],
@@ -369,7 +372,7 @@ def _banner(
     if secure is not None:
         made = "made now; " if secure.made else ""
         print(f"CA: {secure.ca.cert_path} ({made}`logx-mock ca` shows how to trust it)", flush=True)
-    if args.proxy_port is not None:
+    if settings.proxy_port is not None:
         proxy = _url("http", socks[1])
         print(f"proxy: {proxy} (HTTPS_PROXY={proxy}; answers only Optimizely's hosts)", flush=True)
     for datafile in endpoint.config.datafiles.files:

@@ -21,6 +21,7 @@ from ..endpoint import Endpoint, EndpointConfig
 from ..faults import FaultRule
 from ..journal.base import Journal
 from ..journal.memory import MemoryJournal
+from ..journal.opening import is_postgres_url, open_journal
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
 from ..web.protocol import ServerLimits
@@ -39,6 +40,7 @@ class ServeSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     db: str | None = None
+    """`--db PATH|URL`: a SQLite file or a PostgreSQL URL, as typed (None: in memory)."""
     max_requests: int | None = None
     """The journal's cap (None keeps every request)."""
     trusted_proxies: tuple[str, ...] = ()
@@ -48,10 +50,18 @@ class ServeSettings:
     """Datafile paths, followed when they change."""
     admin_token_sha256: str | None = field(default=None, repr=False)
     allowed_hosts: frozenset[str] = frozenset()
+    insecure_admin: bool = False
+    """The admin API may answer beyond loopback without a token (`--insecure-admin`)."""
     limits: ServerLimits = field(default_factory=ServerLimits)
     workers: int = 1
-    tls: dict[str, str] = field(default_factory=dict)
-    """uvicorn's `ssl_certfile` and `ssl_keyfile`, when serving HTTPS."""
+    tls: bool = False
+    """Speak HTTPS with a certificate signed by the logx-mock CA (`--tls`)."""
+    proxy_port: int | None = None
+    """Also run the forward proxy on this port (`--proxy-port`; 0 for any)."""
+    ca_dir: str | None = None
+    """The CA's folder (None: `$LOGX_MOCK_HOME`, else ~/.logx-mock)."""
+    certificate: dict[str, str] = field(default_factory=dict)
+    """uvicorn's `ssl_certfile` and `ssl_keyfile`: this run's leaf, once the CA made it."""
 
     def __post_init__(self) -> None:
         TrustedProxies.parse(self.trusted_proxies)  # a bad CIDR fails here, not in a worker
@@ -81,12 +91,11 @@ class ServeSettings:
 
     # Building.
     def open_journal(self, *, shared: bool = False) -> Journal:
-        """The journal (`shared`: other processes write the same SQLite file)."""
+        """The journal (`shared`: other processes write the same SQLite file), opened the
+        one way every command opens `--db` (`journal.opening.open_journal`)."""
         if self.db is None:
             return MemoryJournal(max_requests=self.max_requests)
-        from ..journal.sqlite import SqliteJournal
-
-        return SqliteJournal(self.db, max_requests=self.max_requests, shared=shared)
+        return open_journal(self.db, max_requests=self.max_requests, shared=shared)
 
     def endpoint_config(self) -> EndpointConfig:
         """The endpoint's configuration (the datafiles are read here)."""
@@ -130,13 +139,22 @@ class ServeSettings:
 
     def resolved(self) -> ServeSettings:
         """The same settings with absolute paths, for a process that may not share our cwd."""
+        db = self.db
+        if db is not None and not is_postgres_url(db):  # a URL is the same anywhere
+            db = str(Path(db).resolve())
         return dataclasses.replace(
             self,
-            db=None if self.db is None else str(Path(self.db).resolve()),
+            db=db,
             datafiles=tuple(str(Path(p).resolve()) for p in self.datafiles),
         )
 
     @property
     def journal_shown(self) -> str:
         """Where the journal lives, for the banner."""
-        return "memory" if self.db is None else str(Path(self.db).resolve())
+        if self.db is None:
+            return "memory"
+        if is_postgres_url(self.db):
+            from ..journal.postgres import shown_url  # hides a password
+
+            return shown_url(self.db)
+        return str(Path(self.db).resolve())

@@ -47,7 +47,7 @@ def run_workers(sock: socket.socket, settings: ServeSettings) -> None:
         factory=True,
         workers=settings.workers,
         limits=settings.limits,
-        **settings.tls,
+        **settings.certificate,
     )
     try:
         Multiprocess(config, sockets=[sock]).run()
