@@ -5,7 +5,9 @@ the non-patching transport, the
 Starlette app through `httpx.ASGITransport`, the threaded server,
 `logx-mock serve` as a subprocess on a SQLite file, and that subprocess again
 over HTTPS (`--tls`, verified against its CA) and behind its forward proxy
-(`--proxy-port`: `CONNECT logx.optimizely.com:443`, TLS terminated by the mock).
+(`--proxy-port`: `CONNECT logx.optimizely.com:443`, or `cdn.optimizely.com:443` and
+`config.optimizely.com:443` for the datafile cases, TLS terminated by the mock; and
+absolute-form `http://logx.optimizely.com/...` requests to the same proxy).
 `UrlTarget` is any running endpoint (`--logx-url`); it has no journal.
 
 Every door is configured the same: 127.0.0.1/32 is a trusted proxy, so
@@ -38,13 +40,14 @@ from mockserver import (
     TrustedProxies,
     create_app,
 )
+from mockserver.cdn import DATAFILE_HOSTS, DATAFILES_PREFIX
 from pytest_plugin import LogxTransport, logx_requests, logx_router
 
 from .corpus import Request
 
 __all__ = ["DOORS", "Response", "Target", "UrlTarget", "open_target"]
 
-LOGX = "https://logx.optimizely.com"
+LOGX_HOST = "logx.optimizely.com"
 TRUST = "127.0.0.1/32"
 DOORS = [
     "respx-sync",
@@ -56,6 +59,7 @@ DOORS = [
     "serve-subprocess",
     "serve-tls",
     "serve-proxy",
+    "serve-proxy-http",
 ]
 
 
@@ -64,6 +68,16 @@ class Response:
     status: int
     headers: dict[str, str]
     body: bytes
+
+
+def origin(path: str, scheme: str = "https") -> str:
+    """The real host a client sends `path` to: datafiles to the CDN's two hosts (as the
+    SDKs fetch them), everything else to the Log Endpoint."""
+    if path.startswith(DATAFILES_PREFIX + "auth/"):
+        return f"{scheme}://{DATAFILE_HOSTS[1]}"
+    if path.startswith(DATAFILES_PREFIX):
+        return f"{scheme}://{DATAFILE_HOSTS[0]}"
+    return f"{scheme}://{LOGX_HOST}"
 
 
 def _response(response: httpx.Response) -> Response:
@@ -123,7 +137,7 @@ class InProcess(Target):
         self.endpoint.use_datafiles(Datafiles((Datafile.from_json(text),)))
 
     def send(self, request: Request) -> Response:
-        url = LOGX + request.path
+        url = origin(request.path) + request.path
         kwargs = {"headers": request.headers, "content": request.body}
         if self.name == "respx-sync":
             with logx_router(self.endpoint), httpx.Client() as client:
@@ -156,14 +170,15 @@ class OverHttp(Target):
         self.name = name
         self.url = url
         self.client = client or httpx.Client(timeout=60)
-        self.sender, self.send_url = self.client, self.url
-        """Where the cases go (a proxied door sends them elsewhere than the admin calls)."""
+        self.sender, self.proxied = self.client, ""
+        """How the cases go: a proxied door sends them to the real hosts through its proxy
+        (over this scheme), the admin calls straight to the server port."""
 
     def send(self, request: Request) -> Response:
         return _response(
             self.sender.request(
                 request.method,
-                self.send_url + request.path,
+                (origin(request.path, self.proxied) if self.proxied else self.url) + request.path,
                 headers=request.headers,
                 content=request.body,
             )
@@ -202,8 +217,9 @@ class SubprocessTarget(OverHttp):
 
     `serve-tls` adds `--tls` (every request, the admin API's too, over HTTPS checked
     against the CA it made); `serve-proxy` adds `--proxy-port` and sends the cases to
-    `https://logx.optimizely.com` through the proxy, reading the journal on the
-    server port.
+    their real hosts through the proxy (`https://logx.optimizely.com`, datafiles to
+    `cdn.optimizely.com` and `config.optimizely.com`), reading the journal on the
+    server port; `serve-proxy-http` sends them as absolute-form `http://` requests.
     """
 
     def __init__(self, name: str = "serve-subprocess") -> None:
@@ -214,6 +230,7 @@ class SubprocessTarget(OverHttp):
             "serve-subprocess": [],
             "serve-tls": ["--tls"],
             "serve-proxy": ["--proxy-port", "0"],
+            "serve-proxy-http": ["--proxy-port", "0"],
         }[name]
         if extra:
             extra += ["--ca-dir", str(folder / "ca")]
@@ -222,7 +239,7 @@ class SubprocessTarget(OverHttp):
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
         # the listening line, the inspector line, then "CA: ..." and "proxy: ..." as asked
-        lines = 2 + (name != "serve-subprocess") + (name == "serve-proxy")
+        lines = 2 + (name != "serve-subprocess") + name.startswith("serve-proxy")
         banner = "".join(self.proc.stdout.readline() for _ in range(lines))
         match = re.search(r"(https?://\S+?)/v1/events", banner)
         if match is None:
@@ -239,7 +256,7 @@ class SubprocessTarget(OverHttp):
             self.sender = httpx.Client(
                 timeout=60, verify=verify, proxy=proxy.group(1), trust_env=False
             )
-            self.send_url = LOGX
+            self.proxied = "http" if name.endswith("-http") else "https"
 
     def close(self) -> None:
         super().close()
