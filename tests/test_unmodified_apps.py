@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -146,3 +150,86 @@ def test_js_sdk_app_in_a_namespace_where_the_names_resolve_to_the_mock(
     )
     assert escape.returncode != 0
     assert "ENETUNREACH" in escape.stderr
+
+
+# The README's recipes, as written ---------------------------------------------------------
+
+README = (HERE.parent / "README.md").read_text()
+SECTION = README.split("### Catching an unmodified app", 1)[1].split("\n### ", 1)[0]
+
+
+def _sh_blocks(text: str) -> list[list[str]]:
+    """The lines of each ```sh block of `text`, comment lines left out."""
+    blocks = re.findall(r"```sh\n(.*?)\n```", text, re.S)
+    return [[line for line in b.splitlines() if not line.startswith("#")] for b in blocks]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_the_readmes_proxy_recipe_as_written_catches_the_python_sdk_app(tmp_path: Path) -> None:
+    """`logx-mock ca`, then `logx-mock serve --proxy-port 8081 --datafile datafile.json` and
+    the app with the README's two variables, in a fresh home (so `~/.logx-mock` is the
+    default CA folder); only the ports are changed (free ones) and `python` is this one."""
+    (ca_line,), (serve_line, app_line) = _sh_blocks(SECTION)[:2]
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(DATAFILE, tmp_path / "datafile.json")
+    shutil.copy(HERE / "apps" / "python_sdk_app.py", tmp_path / "app.py")
+    env = {"HOME": str(home), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    made = subprocess.run(
+        ["bash", "-c", ca_line], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert made.returncode == 0, made.stderr
+    assert made.stdout.splitlines()[0] == str(home / ".logx-mock" / "ca.pem")
+
+    proxy_port = str(_free_port())
+    serve_line = serve_line.replace("8081", proxy_port).replace(" serve ", " serve --port 0 ")
+    with open(tmp_path / "serve.log", "w+") as log:
+        server = subprocess.Popen(
+            ["bash", "-c", f"exec {serve_line}"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+        )
+        try:
+            assert server.stdout is not None
+            banner = [server.stdout.readline() for _ in range(4)]
+            assert f"proxy: http://127.0.0.1:{proxy_port} " in banner[3], banner
+            app_line = app_line.replace("8081", proxy_port)
+            app_line = app_line.replace("python app.py", f"{sys.executable} app.py {SDK_KEY}")
+            done = subprocess.run(
+                ["bash", "-c", app_line],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+        finally:
+            server.send_signal(signal.SIGINT)
+            server.communicate(timeout=30)
+        log.seek(0)
+        check_caught(tmp_path / "logx-mock.db", log.read(), json.loads(done.stdout), "py-app-user")
+
+
+def test_the_readmes_tls_recipe_is_a_command_serve_accepts() -> None:
+    """The `--tls` recipe needs port 443 and a hosts file (the namespace test above runs
+    it so); here its command line is checked against the parser, and its hosts line
+    names every host the certificate carries."""
+    from mockserver.serve.cli import build_parser
+
+    (serve_line, app_line) = _sh_blocks(SECTION)[2]
+    argv = shlex.split(serve_line, comments=True)
+    assert argv[:2] == ["sudo", "logx-mock"]
+    args = build_parser().parse_args(argv[2:])
+    assert (args.tls, args.port, args.ca_dir) == (True, 443, "~/.logx-mock")
+    hosts = re.search(r"^# 127\.0\.0\.1 (.*)$", SECTION, re.M)
+    assert hosts and set(hosts.group(1).split()) == set(OPTIMIZELY_HOSTS)
+    assert app_line == "NODE_EXTRA_CA_CERTS=~/.logx-mock/ca.pem node app.js"
