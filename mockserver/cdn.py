@@ -9,7 +9,8 @@ client's `url_template` may point at a running mock too.
 Polling: the Python SDK (`PollingConfigManager`) and the JavaScript SDK send
 `If-Modified-Since` with the `Last-Modified` they were last given, and keep their
 config on a 304. `ETag`/`If-None-Match` is answered as well, for other clients.
-A key that no loaded datafile has gets 403, as the CDN answers for an unknown key.
+A key that no loaded datafile has gets 403, as the CDN answers for an unknown key, and a
+warning on the `logx_mock` logger naming the keys served (the SDK itself only logs "403").
 """
 
 from __future__ import annotations
@@ -130,8 +131,10 @@ class DatafileCdn:
         datafile = _find(datafiles, key)
         if datafile is None:
             served = ", ".join(repr(f.sdk_key) for f in datafiles.files if f.sdk_key) or "none"
-            log.info("GET %s 403: no datafile with sdkKey %r", request.path, key)
-            return _denied(f"no datafile with sdkKey {key!r} is loaded (served: {served}); {_HOW}")
+            detail = f"no datafile with sdkKey {key!r} is loaded (served: {served}); {_HOW}"
+            # A warning: in a pytest failure report it sits next to the SDK's own error.
+            log.warning("GET %s 403: %s", request.path, detail)
+            return _denied(detail)
         return self._serve(request, datafile)
 
     def _serve(self, request: CoreRequest, datafile: Datafile) -> Outcome:

@@ -60,7 +60,10 @@ def _describe_filters(filters: dict[str, Any]) -> str:
 def summarize(requests: list[RequestRecord]) -> str:
     """The journal as a few lines: one per request, with its errors."""
     if not requests:
-        return "The journal is empty: no request reached the mock."
+        return (
+            "The journal is empty: no event batch reached the mock (datafile fetches are "
+            "not journaled; an unknown sdk_key is a logx_mock warning in the captured log)."
+        )
     lines = [f"{len(requests)} request(s) reached the mock:"]
     for record in requests:
         lines.append(

@@ -169,6 +169,11 @@ def test_unknown_key_gets_403(logx_mock, caplog):
     url = "https://cdn.optimizely.com/datafiles/nope.json"
     assert (f"Fetching datafile from {url} failed. Error: 403 Client Error: Forbidden for "
             f"url: {url}") in caplog.text
+    (warned,) = [r for r in caplog.records if r.name == "logx_mock"]
+    assert warned.levelno == logging.WARNING  # shown in a failing test's captured log
+    assert warned.getMessage().startswith(
+        "GET /datafiles/nope.json 403: no datafile with sdkKey 'nope' is loaded (served: "
+        "'logx-mock-test'); give the datafile to logx-mock (pytest: logx(datafile=...)")
     response = requests.get(url)
     assert response.status_code == 403
     assert response.json()["detail"].startswith(
@@ -178,6 +183,38 @@ def test_unknown_key_gets_403(logx_mock, caplog):
         ini="logx_datafile = datafile.json",
     )
     result.assert_outcomes(passed=3)
+
+
+def test_a_mistyped_sdk_key_fails_with_the_keys_served_in_the_report(
+    pytester: pytest.Pytester,
+) -> None:
+    """A newcomer's first trip: the SDK asks for a key no datafile has. It logs only "403";
+    the failure report shows logx-mock's warning naming the keys served, and says that
+    datafile fetches are not journaled."""
+    result = run(
+        pytester,
+        """
+def test_sdk(logx_mock):
+    manager = PollingConfigManager(sdk_key="my-real-key", blocking_timeout=1)
+    client = optimizely.Optimizely(config_manager=manager)
+    variation = client.activate("checkout_ab", "user-1")
+    client.close()
+    assert variation == "treatment"
+""",
+        ini="logx_datafile = datafile.json",
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*- Captured log call -*",
+            "WARNING  logx_mock:cdn.py:* GET /datafiles/my-real-key.json 403: no datafile with "
+            "sdkKey 'my-real-key' is loaded (served: 'logx-mock-test'); give the datafile to "
+            "logx-mock (pytest: logx(datafile=...) or the logx_datafile ini key; *",
+            "*- logx-mock journal -*",
+            "The journal is empty: no event batch reached the mock (datafile fetches are not "
+            "journaled; an unknown sdk_key is a logx_mock warning in the captured log).",
+        ]
+    )
 
 
 def test_every_optimizely_host_through_requests_and_httpx(pytester: pytest.Pytester) -> None:
@@ -199,14 +236,24 @@ def test_sync(logx_mock):
     for host in ("logx.optimizely.com", "eu.logx.optimizely.com"):
         response = requests.post(f"https://{host}/v1/events", json=BATCH)
         assert response.status_code == 204
-    assert [r.host for r in logx_mock.requests] == [
-        "logx.optimizely.com", "eu.logx.optimizely.com"]
+        assert httpx.post(f"https://{host}/v1/events", json=BATCH).status_code == 204
+    assert [(r.host, r.verdict) for r in logx_mock.requests] == [
+        ("logx.optimizely.com", "accepted"), ("logx.optimizely.com", "accepted"),
+        ("eu.logx.optimizely.com", "accepted"), ("eu.logx.optimizely.com", "accepted")]
+    agents = [dict(r.headers)["user-agent"].split("/")[0] for r in logx_mock.requests]
+    assert agents == ["python-requests", "python-httpx"] * 2
 
 @pytest.mark.asyncio
 async def test_async(logx_mock):
     async with httpx.AsyncClient() as client:
         response = await client.get(AUTH, headers={"Authorization": "Bearer t"})
+        assert (await client.get(CDN)).status_code == 200
+        for host in ("logx.optimizely.com", "eu.logx.optimizely.com"):
+            sent = await client.post(f"https://{host}/v1/events", json=BATCH)
+            assert sent.status_code == 204
     assert response.json()["revision"] == "42"
+    assert [(r.host, r.verdict) for r in logx_mock.requests] == [
+        ("logx.optimizely.com", "accepted"), ("eu.logx.optimizely.com", "accepted")]
 """,
         ini="logx_datafile = datafile.json",
     )
