@@ -30,9 +30,7 @@ __all__ = [
 
 FAIL_ON_CHOICES: tuple[str, ...] = (*(v for v in VERDICTS if v != "accepted"), "warnings")
 """What `--fail-on` takes: a verdict other than accepted, or `warnings`."""
-DEFAULT_FAIL_ON: tuple[str, ...] = tuple(
-    v for v in ("rejected", "malformed", "too_large", "not_found") if v in VERDICTS
-)
+DEFAULT_FAIL_ON: tuple[str, ...] = tuple(v for v in VERDICTS if v not in ("accepted", "faulted"))
 """Every verdict production would drop or refuse (a fault is asked for by the test)."""
 _SHOWN = 3
 

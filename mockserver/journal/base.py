@@ -20,6 +20,7 @@ from ..fault_plan import FaultPlan
 from ..model import EventRecord, RequestRecord
 
 __all__ = [
+    "DEFAULT_LIMIT",
     "EVENT_FILTERS",
     "MAX_LIMIT",
     "Journal",
@@ -41,6 +42,8 @@ EVENT_FILTERS = (
     "client_name",
     "verdict",
 )
+DEFAULT_LIMIT = 100
+"""How many requests or events one read returns unless told (`limit`)."""
 MAX_LIMIT = 100_000
 """The most requests or events one read returns (`limit`)."""
 _SCAN_CHUNK = 500
@@ -106,7 +109,7 @@ class Journal(ABC):
 
     @abstractmethod
     def requests(
-        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
     ) -> list[RequestRecord]:
         """Requests with an id greater than `after`, oldest first."""
 
@@ -115,7 +118,9 @@ class Journal(ABC):
         """One request with its events, or None."""
 
     @abstractmethod
-    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+    def events(
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    ) -> list[EventRecord]:
         """Events of requests with an id greater than `after`, in arrival order."""
 
     @abstractmethod

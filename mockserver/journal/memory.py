@@ -21,7 +21,7 @@ from typing import Any
 from ..contract.history import Contributions, RecentHistory, apply_history, contributions
 from ..fault_plan import apply_decision
 from ..model import EventRecord, RequestRecord
-from .base import Journal, JournalError, _limit, as_text, check_filters
+from .base import DEFAULT_LIMIT, Journal, JournalError, _limit, as_text, check_filters
 from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
 
 __all__ = ["MemoryJournal"]
@@ -109,7 +109,7 @@ class MemoryJournal(Journal):
         }
 
     def requests(
-        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
     ) -> list[RequestRecord]:
         limit = _limit(limit)
         with self._lock:
@@ -125,7 +125,9 @@ class MemoryJournal(Journal):
             duplicates = self._duplicates(request_id) if row else set()
         return record_from_row(row, duplicates) if row else None
 
-    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+    def events(
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    ) -> list[EventRecord]:
         check_filters(filters)
         limit = _limit(limit)
         wanted = [(2 + EVENT_COLUMNS.index(k), as_text(v)) for k, v in filters.items()]

@@ -52,7 +52,7 @@ from psycopg_pool import ConnectionPool
 
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import JournalError, _limit, check_filters
+from .base import DEFAULT_LIMIT, JournalError, _limit, check_filters
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
@@ -319,7 +319,7 @@ class PostgresJournal(GroupCommitJournal):
         return [record_from_row(row, duplicates.get(row[0], set())) for row in rows]
 
     def requests(
-        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
     ) -> list[RequestRecord]:
         where, params = "id > %s", list[Any]([after])
         if verdict is not None:
@@ -339,7 +339,9 @@ class PostgresJournal(GroupCommitJournal):
         found = self._records(rows)
         return found[0] if found else None
 
-    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+    def events(
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    ) -> list[EventRecord]:
         check_filters(filters)
         where = " AND ".join(["request_id > %s", *(f"{name} = %s" for name in filters)])
         rows = self._read(

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from ..contract.datafile import Datafile, Datafiles
 from ..model import EventRecord, RequestRecord
-from .base import Journal, as_text, check_filters, event_matches
+from .base import DEFAULT_LIMIT, Journal, as_text, check_filters, event_matches
 
 __all__ = ["REASONS", "Results", "Uncounted", "count_results", "journal_results"]
 
@@ -45,8 +45,6 @@ REASONS = {
 }
 """Why an event does not count (or counts without its revenue), by name."""
 
-DEFAULT_LIMIT = 100
-"""How many uncounted events are listed by default (all are counted in `reasons`)."""
 
 Read = Callable[[], Iterable[RequestRecord]]
 _Position = tuple[int, int]  # (request id, event index): arrival order

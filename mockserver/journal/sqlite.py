@@ -26,7 +26,7 @@ from typing import Any
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import _SCAN_CHUNK, JournalError, _limit, as_text, check_filters
+from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit, as_text, check_filters
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
@@ -371,7 +371,7 @@ class SqliteJournal(GroupCommitJournal):
         return {row[0] for row in rows}
 
     def requests(
-        self, *, after: int = 0, limit: int = 100, verdict: str | None = None
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
     ) -> list[RequestRecord]:
         sql = f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id > ?"
         params: tuple[Any, ...] = (after,)
@@ -415,7 +415,9 @@ class SqliteJournal(GroupCommitJournal):
         rows = self._read(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
         return self._record(rows[0]) if rows else None
 
-    def events(self, *, after: int = 0, limit: int = 100, **filters: str) -> list[EventRecord]:
+    def events(
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    ) -> list[EventRecord]:
         check_filters(filters)
         where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
         rows = self._read(

@@ -23,7 +23,7 @@ from ..contract.crosscheck import crosscheck
 from ..contract.datafile import DatafileError, Datafiles
 from ..contract.decoding import DecodeError, decode_body
 from ..contract.validation import validate
-from ..journal.base import EVENT_FILTERS
+from ..journal.base import DEFAULT_LIMIT, EVENT_FILTERS
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX
 from .admin_token import TOKEN_ENV
@@ -70,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
     for name in EVENT_FILTERS:
         events.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
-    events.add_argument("--limit", type=int, default=100)
+    events.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
     events.add_argument(
         "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
     )

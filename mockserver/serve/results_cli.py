@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from ..journal.base import EVENT_FILTERS
+from ..journal.base import DEFAULT_LIMIT, EVENT_FILTERS
 from ..web.guard import ADMIN_PREFIX
 
 __all__ = ["add_results_command", "admin_get", "render_results", "run_results"]
@@ -93,7 +93,9 @@ def add_results_command(commands: Any) -> None:
         "--start", type=int, metavar="MS", help="only events at or after (epoch ms)"
     )
     results.add_argument("--end", type=int, metavar="MS", help="only events before (epoch ms)")
-    results.add_argument("--limit", type=int, default=100, help="uncounted events to list")
+    results.add_argument(
+        "--limit", type=int, default=DEFAULT_LIMIT, help="uncounted events to list"
+    )
     results.add_argument("--token", metavar="TOKEN", help="the server's --admin-token")
     results.add_argument("--json", action="store_true", help="the admin API's JSON answer")
 

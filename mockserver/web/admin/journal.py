@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...endpoint import Endpoint
-from ...journal.base import EVENT_FILTERS, MAX_LIMIT
+from ...journal.base import DEFAULT_LIMIT, EVENT_FILTERS, MAX_LIMIT
 from ...model import EVENT_KINDS, VERDICTS, truthy
 from ...violations import shown
 from ..guard import ADMIN_PREFIX
@@ -100,7 +100,7 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
     try:
         check_params(request, {"after", "limit", "verdict", "events"})
         after = int_param(request, "after", 0, 0, 2**62)
-        limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+        limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     except BadQuery as exc:
         return problem_response(400, str(exc))
     found = journal.requests(after=after, limit=limit, verdict=request.query_params.get("verdict"))
@@ -161,7 +161,7 @@ async def list_events(endpoint: Endpoint, request: Request) -> Response:
     try:
         check_params(request, {"after", "limit", "wait", *EVENT_FILTERS})
         after = int_param(request, "after", 0, 0, 2**62)
-        limit = int_param(request, "limit", 100, 1, MAX_LIMIT)
+        limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         wait = seconds_param(request, "wait", MAX_WAIT_SECONDS)
     except BadQuery as exc:
         return problem_response(400, str(exc))

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...endpoint import Endpoint
-from ...journal.base import EVENT_FILTERS, MAX_LIMIT
-from ...journal.results import DEFAULT_LIMIT, REASONS, journal_results
+from ...journal.base import DEFAULT_LIMIT, EVENT_FILTERS, MAX_LIMIT
+from ...journal.results import REASONS, journal_results
 from ..openapi import (
     BAD_QUERY,
     JSON_VALUE,
