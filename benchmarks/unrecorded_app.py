@@ -10,7 +10,7 @@ import sys
 from concurrent.futures import Future
 
 from mockserver import Endpoint, MemoryJournal, RequestRecord
-from mockserver.serve.server import _ReadyServer, bind_socket, uvicorn_config
+from mockserver.serve.server import ReadyServer, bind_socket, uvicorn_config
 from mockserver.web.app import create_app
 
 
@@ -29,4 +29,4 @@ if __name__ == "__main__":
     sock = bind_socket("127.0.0.1", int(sys.argv[1]))
     print(f"logx-mock, recording off, on http://127.0.0.1:{sock.getsockname()[1]}", flush=True)
     app = create_app(Endpoint(DiscardJournal()))
-    _ReadyServer(uvicorn_config(app)).run(sockets=[sock])
+    ReadyServer(uvicorn_config(app)).run(sockets=[sock])

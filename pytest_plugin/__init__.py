@@ -11,7 +11,7 @@ import pytest
 pytest.register_assert_rewrite("pytest_plugin.handle", "pytest_plugin.matching")
 
 from .dispatcher import LogxEventDispatcher  # noqa: E402
-from .handle import DatafileWarning, LogxHandle, ServerHandle  # noqa: E402
+from .handle import Attempt, DatafileWarning, LogxHandle, ServerHandle  # noqa: E402
 from .leak_guard import LeakError, leak_guard  # noqa: E402
 from .matching import Mismatch  # noqa: E402
 from .options import LogxOptions  # noqa: E402
@@ -22,6 +22,7 @@ from .transport import LogxTransport  # noqa: E402
 __all__ = [
     "LOGX_HOSTS",
     "OPTIMIZELY_HOSTS",
+    "Attempt",
     "DatafileWarning",
     "LeakError",
     "LogxEventDispatcher",

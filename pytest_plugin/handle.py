@@ -18,11 +18,11 @@ from mockserver import (
     MAX_LIMIT,
     Endpoint,
     EventRecord,
+    FaultPlan,
     Journal,
     RequestRecord,
     Verdict,
 )
-from mockserver.fault_plan import FaultPlan
 
 from .matching import check_filters, describe_event, difference, near_misses
 from .results_check import ResultsAssertions

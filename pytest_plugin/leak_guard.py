@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
 
-from mockserver.errors import LogxMockError
+from mockserver import LogxMockError
 
 from .routes import OPTIMIZELY_HOSTS
 

@@ -11,10 +11,15 @@ from typing import Any
 
 import pytest
 
-from mockserver import DATAFILE_RULES
-from mockserver.contract.datafile import Datafile, DatafileError
-from mockserver.contract.validation import WARNING_RULES
-from mockserver.faults import FaultError, FaultRule, rule_from
+from mockserver import (
+    DATAFILE_RULES,
+    WARNING_RULES,
+    Datafile,
+    DatafileError,
+    FaultError,
+    FaultRule,
+    rule_from,
+)
 
 __all__ = ["INI_KEYS", "LogxOptions", "load_datafiles", "merge_markers"]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from mockserver import MAX_LIMIT, Endpoint
-from mockserver.journal.results import journal_results
+from mockserver import MAX_LIMIT, Endpoint, journal_results
 
 __all__ = ["NUMBERS", "ResultsAssertions", "check_cell"]
 

@@ -13,10 +13,8 @@ from typing import Any
 
 import httpx
 import respx
-from respx.mocks import Mocker
 
-from mockserver import Endpoint
-from mockserver.cdn import DATAFILE_HOSTS
+from mockserver import DATAFILE_HOSTS, Endpoint
 
 from .transport import render, render_async, to_core
 
@@ -28,8 +26,11 @@ OPTIMIZELY_HOSTS = (*LOGX_HOSTS, *DATAFILE_HOSTS)
 
 
 def _other_routers(router: respx.MockRouter) -> bool:
-    registry: dict[str, Any] = getattr(Mocker, "registry", {})
-    return any(r is not router for mocker in registry.values() for r in mocker.routers)
+    """Whether another router is started beside ours on the mocker ours uses: respx asks
+    each in turn (`router.Mocker`, set when a router starts), so a request ours leaves
+    unmatched is theirs to answer."""
+    mocker = router.Mocker
+    return mocker is not None and any(r is not router for r in mocker.routers)
 
 
 _in_async_client: contextvars.ContextVar[bool] = contextvars.ContextVar(

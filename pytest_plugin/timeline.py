@@ -12,8 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from mockserver import Outcome
-from mockserver.fault_plan import FaultPlan
+from mockserver import FaultPlan, Outcome
 
 __all__ = ["Ending", "Timeline", "timeline", "wait_out", "wait_out_async"]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import httpx
 
-from mockserver import CoreRequest, Endpoint, Outcome
-from mockserver.fault_plan import FaultPlan
+from mockserver import CoreRequest, Endpoint, FaultPlan, Outcome
 
 from .timeline import Ending, Timeline, timeline, wait_out, wait_out_async
 

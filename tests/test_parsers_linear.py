@@ -21,7 +21,7 @@ from mockserver.contract.decoding import loads
 from mockserver.endpoint import is_strict
 from mockserver.faults import FaultError, FaultRule, parse_spec
 from mockserver.timing import Delay, DurationError, parse_duration
-from mockserver.web.guard import GuardConfig, _cookie, _presented, token_digest
+from mockserver.web.guard import GuardConfig, cookie_value, token_digest, token_presented
 
 CPU_SECONDS = 1.0
 """Per call. Linear parsing of 64 KB takes milliseconds; the old duration regex took 1.4 s
@@ -99,9 +99,9 @@ def test_unknown_fault_options_are_named_in_linear_time(name: str) -> None:
 @example('logx_admin="' + "\\\\" * 32_000 + '"')
 @example('a="' + "\\0" * 32_000 + '"')
 def test_cookies_parse_in_linear_time(header: str) -> None:
-    within_bound(lambda h: _cookie(h, "logx_admin"), header)
+    within_bound(lambda h: cookie_value(h, "logx_admin"), header)
     headers = {"cookie": header, "authorization": "Bearer " + header}
-    within_bound(lambda _: _presented(headers, token_digest("s3cret-token-for-tests")), header)
+    within_bound(lambda _: token_presented(headers, token_digest("s3cret-token-for-tests")), header)
 
 
 @FUZZ

@@ -23,7 +23,7 @@ from helpers import impression
 from mockserver import Endpoint, MemoryJournal
 from mockserver.serve.ca import CA_CERT, ServerCertificate
 from mockserver.serve.proxy import MAX_HEAD, proxy_listener
-from mockserver.serve.server import _ReadyServer, bind_socket, uvicorn_config
+from mockserver.serve.server import ReadyServer, bind_socket, uvicorn_config
 from mockserver.web.app import create_app
 from mockserver.web.protocol import ServerLimits
 
@@ -250,7 +250,7 @@ def quick_proxy(tmp_path: Path) -> Iterator[int]:
     app = create_app(Endpoint(MemoryJournal()))
     sock = bind_socket("127.0.0.1", 0)
     listener = proxy_listener(sock, app, certificate.leaf, limits=ServerLimits(head_timeout=0.3))
-    server = _ReadyServer(uvicorn_config(app), side=[listener])
+    server = ReadyServer(uvicorn_config(app), side=[listener])
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [bind_socket("127.0.0.1", 0)]}, daemon=True
     )

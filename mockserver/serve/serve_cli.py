@@ -321,7 +321,7 @@ def _run(
     secure: ServerCertificate | None,
 ) -> int:
     """Print the banner and serve until Ctrl-C."""
-    from .server import _ReadyServer, uvicorn_config
+    from .server import ReadyServer, uvicorn_config
 
     if settings.tls and secure is not None:
         leaf = secure.leaf
@@ -344,7 +344,7 @@ def _run(
             from .proxy import proxy_listener
 
             side.append(proxy_listener(socks[1], app, secure.leaf, limits=settings.limits))
-        server = _ReadyServer(
+        server = ReadyServer(
             uvicorn_config(app, limits=settings.limits, **settings.certificate), side=side
         )
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown

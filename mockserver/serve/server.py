@@ -23,7 +23,7 @@ from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
 from ..web.protocol import BoundedHttpToolsProtocol, LimitedConfig, ServerLimits
 
-__all__ = ["ThreadedServer", "bind_socket", "uvicorn_config"]
+__all__ = ["ReadyServer", "ThreadedServer", "bind_socket", "uvicorn_config"]
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -78,7 +78,7 @@ class SideListener(Protocol):
     def close(self) -> None: ...
 
 
-class _ReadyServer(uvicorn.Server):
+class ReadyServer(uvicorn.Server):
     """uvicorn.Server that reports the end of its startup through an event, and serves
     `side` listeners beside its own socket (closed with it)."""
 
@@ -128,7 +128,7 @@ class ThreadedServer:
         self.host = host
         self._requested_port = port
         self.port = 0
-        self._server: _ReadyServer | None = None
+        self._server: ReadyServer | None = None
         self._thread: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -153,7 +153,7 @@ class ThreadedServer:
         sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
         app = create_app(self.endpoint, guard=self.guard)
-        self._server = _ReadyServer(uvicorn_config(app, limits=self.limits))
+        self._server = ReadyServer(uvicorn_config(app, limits=self.limits))
         self._thread = threading.Thread(
             target=self._server.run, kwargs={"sockets": [sock]}, name="logx-server", daemon=True
         )

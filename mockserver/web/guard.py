@@ -29,7 +29,16 @@ from ..model import Outcome
 from ..problem import problem
 from .wire import send_outcome
 
-__all__ = ["ADMIN_PREFIX", "COOKIE", "AdminGuard", "GuardConfig", "is_loopback", "token_digest"]
+__all__ = [
+    "ADMIN_PREFIX",
+    "COOKIE",
+    "AdminGuard",
+    "GuardConfig",
+    "cookie_value",
+    "is_loopback",
+    "token_digest",
+    "token_presented",
+]
 
 ADMIN_PREFIX = "/_mock"
 """Where the admin surface lives: the admin API, the page and its assets."""
@@ -120,7 +129,7 @@ class AdminGuard:
             )
             return
         digest = self.config.token_sha256
-        if digest is None or _presented(headers, digest):
+        if digest is None or token_presented(headers, digest):
             await self.app(scope, receive, send)
             return
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
@@ -146,15 +155,17 @@ def _same(presented: str, digest: str) -> bool:
     return hmac.compare_digest(token_digest(presented), digest)
 
 
-def _presented(headers: dict[str, str], digest: str) -> bool:
+def token_presented(headers: dict[str, str], digest: str) -> bool:
+    """Whether the request carries the token of `digest`: as a bearer token, or the cookie
+    the page's `?token=` set."""
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer ") and _same(auth[7:].strip(), digest):
         return True
-    cookie = _cookie(headers.get("cookie", ""), COOKIE)
+    cookie = cookie_value(headers.get("cookie", ""), COOKIE)
     return cookie is not None and _same(cookie, digest)
 
 
-def _cookie(header: str, name: str) -> str | None:
+def cookie_value(header: str, name: str) -> str | None:
     """The value of cookie `name`, by one linear split. (`http.cookies` is not used: on
     Python before 3.11.10 it is quadratic in backslashes, CVE-2024-7592, and a 64 KB Cookie
     header held the loop 11 s.)"""
