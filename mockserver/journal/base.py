@@ -22,6 +22,7 @@ from ..model import EventRecord, RequestRecord
 __all__ = [
     "DEFAULT_LIMIT",
     "EVENT_FILTERS",
+    "MAX_ID",
     "MAX_LIMIT",
     "Journal",
     "JournalError",
@@ -42,6 +43,8 @@ EVENT_FILTERS = (
     "client_name",
     "verdict",
 )
+MAX_ID = 2**62
+"""The largest request id a reader may name (`after`); ids stay below it."""
 DEFAULT_LIMIT = 100
 """How many requests or events one read returns unless told (`limit`)."""
 MAX_LIMIT = 100_000

@@ -23,7 +23,7 @@ from ..contract.crosscheck import crosscheck
 from ..contract.datafile import DatafileError, Datafiles
 from ..contract.decoding import DecodeError, decode_body
 from ..contract.validation import validate
-from ..journal.base import DEFAULT_LIMIT, EVENT_FILTERS
+from ..journal.base import DEFAULT_LIMIT
 from ..violations import Report
 from ..web.guard import ADMIN_PREFIX
 from .admin_token import TOKEN_ENV
@@ -33,6 +33,7 @@ from .ca import (
     trust_instructions,
 )
 from .check_cli import add_check_command, run_check
+from .remote import add_filter_options, chosen_filters
 from .replay_cli import add_replay_command, run_replay
 from .results_cli import add_results_command, admin_get, run_results
 from .serve_cli import add_ca_dir_option, add_serve_command, ca_dir, run_serve
@@ -68,8 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     events = commands.add_parser("events", help="list the events of a running server")
     events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    for name in EVENT_FILTERS:
-        events.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
+    add_filter_options(events, chosen="events")
     events.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
     events.add_argument(
         "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
@@ -198,7 +198,7 @@ _COLUMNS = ("request_id", "verdict", "kind", "visitor_id", "key", "entity_id", "
 
 
 def _events(args: argparse.Namespace) -> int:
-    filters = {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
+    filters = chosen_filters(args)
     base = args.url.rstrip("/")
     after, first = 0, True
     if not args.json:

@@ -63,14 +63,17 @@ def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     )
 
 
-def add_filter_options(parser: argparse.ArgumentParser) -> None:
-    """The event filters of `logx-mock events`, one option each."""
+def add_filter_options(
+    parser: argparse.ArgumentParser, *, chosen: str = "requests with an event"
+) -> None:
+    """The event filters, one option each (`--visitor-id VALUE`: only `chosen` whose
+    visitor_id is VALUE); `chosen_filters` reads them back."""
     for name in EVENT_FILTERS:
         parser.add_argument(
             f"--{name.replace('_', '-')}",
             dest=name,
             metavar="VALUE",
-            help=f"only requests with an event whose {name} is VALUE",
+            help=f"only {chosen} whose {name} is VALUE",
         )
 
 

@@ -10,8 +10,9 @@ from typing import Any
 
 import httpx
 
-from ..journal.base import DEFAULT_LIMIT, EVENT_FILTERS
+from ..journal.base import DEFAULT_LIMIT
 from ..web.guard import ADMIN_PREFIX
+from .remote import add_filter_options, chosen_filters
 
 __all__ = ["add_results_command", "admin_get", "render_results", "run_results"]
 
@@ -86,8 +87,7 @@ def add_results_command(commands: Any) -> None:
         "results", help="the results an experiment would show, and what did not count"
     )
     results.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    for name in EVENT_FILTERS:
-        results.add_argument(f"--{name.replace('_', '-')}", dest=name, metavar="VALUE")
+    add_filter_options(results, chosen="events")
     results.add_argument("--after", type=int, default=0, help="only requests with a greater id")
     results.add_argument(
         "--start", type=int, metavar="MS", help="only events at or after (epoch ms)"
@@ -123,7 +123,7 @@ def admin_get(
 
 def run_results(args: argparse.Namespace) -> int:
     """Print the results of a running server; 2 when it cannot be asked."""
-    filters = {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
+    filters = chosen_filters(args)
     params = {**filters, "after": args.after, "limit": args.limit}
     params.update({k: getattr(args, k) for k in ("start", "end") if getattr(args, k) is not None})
     auth = {"authorization": f"Bearer {args.token}"} if args.token else {}

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..endpoint import EVENTS_PATH
-from ..journal.base import EVENT_FILTERS, MAX_LIMIT
+from ..journal.base import EVENT_FILTERS, MAX_ID, MAX_LIMIT
 
 __all__ = [
     "BAD_QUERY",
@@ -77,7 +77,7 @@ def event_filters() -> list[dict[str, Any]]:
 PAGING = [
     query(
         "after",
-        {"type": "integer", "minimum": 0, "maximum": 2**62},
+        {"type": "integer", "minimum": 0, "maximum": MAX_ID},
         "only entries of requests with a greater id",
     ),
     query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}, "at most this many"),

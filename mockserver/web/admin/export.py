@@ -28,9 +28,10 @@ from .http import (
     BadQuery,
     JSONResponse,
     Operations,
+    after_param,
     bounded_body,
     check_params,
-    int_param,
+    chosen_filters,
     problem_response,
 )
 
@@ -72,9 +73,9 @@ _FILE_NAMES = {"ndjson": "logx-mock-export.ndjson", "har": "logx-mock-export.har
 async def export(endpoint: Endpoint, request: Request) -> Response:
     try:
         check_params(request, {"format", "after", *EVENT_FILTERS})
-        after = int_param(request, "after", 0, 0, 2**62)
+        after = after_param(request)
         fmt = request.query_params.get("format", "ndjson")
-        filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+        filters = chosen_filters(request)
         chunks = export_chunks(endpoint.journal, fmt, after=after, filters=filters)
     except (BadQuery, ConfigError) as exc:
         return problem_response(400, str(exc))

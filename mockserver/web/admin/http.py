@@ -14,6 +14,7 @@ from starlette.responses import Response
 
 from ...contract.decoding import loads
 from ...endpoint import Endpoint
+from ...journal.base import EVENT_FILTERS, MAX_ID
 from ...problem import problem
 from ..openapi import wrapped
 
@@ -23,8 +24,10 @@ __all__ = [
     "JSONResponse",
     "Operation",
     "Operations",
+    "after_param",
     "bounded_body",
     "check_params",
+    "chosen_filters",
     "int_param",
     "json_body",
     "problem_response",
@@ -153,3 +156,13 @@ def check_params(request: Request, allowed: set[str]) -> None:
         raise BadQuery(
             f"unknown query parameter(s) {', '.join(unknown)}; use {', '.join(sorted(allowed))}"
         )
+
+
+def after_param(request: Request) -> int:
+    """`after`: only entries of requests with a greater id (0, the default: from the start)."""
+    return int_param(request, "after", 0, 0, MAX_ID)
+
+
+def chosen_filters(request: Request) -> dict[str, str]:
+    """The event filters the query names (`check_params` refuses any other name first)."""
+    return {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}

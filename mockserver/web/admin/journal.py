@@ -33,7 +33,9 @@ from .http import (
     BadQuery,
     JSONResponse,
     Operations,
+    after_param,
     check_params,
+    chosen_filters,
     int_param,
     problem_response,
     seconds_param,
@@ -99,7 +101,7 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
     journal = endpoint.journal
     try:
         check_params(request, {"after", "limit", "verdict", "events"})
-        after = int_param(request, "after", 0, 0, 2**62)
+        after = after_param(request)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
     except BadQuery as exc:
         return problem_response(400, str(exc))
@@ -130,7 +132,7 @@ OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.jou
 )
 async def get_request(endpoint: Endpoint, request: Request) -> Response:
     raw = request.path_params["request_id"]
-    is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below 2**62
+    is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below MAX_ID, 2**62
     record = endpoint.journal.request(int(raw)) if is_id else None
     if record is None:
         return problem_response(
@@ -160,12 +162,12 @@ async def list_events(endpoint: Endpoint, request: Request) -> Response:
     journal = endpoint.journal
     try:
         check_params(request, {"after", "limit", "wait", *EVENT_FILTERS})
-        after = int_param(request, "after", 0, 0, 2**62)
+        after = after_param(request)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         wait = seconds_param(request, "wait", MAX_WAIT_SECONDS)
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    filters = chosen_filters(request)
     deadline = time.monotonic() + wait
     while True:
         checked = journal.last_id  # read first: a commit after it wakes the wait

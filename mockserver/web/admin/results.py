@@ -24,7 +24,16 @@ from ..openapi import (
     obj,
     query,
 )
-from .http import BadQuery, JSONResponse, Operations, check_params, int_param, problem_response
+from .http import (
+    BadQuery,
+    JSONResponse,
+    Operations,
+    after_param,
+    check_params,
+    chosen_filters,
+    int_param,
+    problem_response,
+)
 
 __all__ = ["OPERATIONS", "SCHEMAS"]
 
@@ -62,7 +71,7 @@ OPERATIONS = Operations()
 async def get_results(endpoint: Endpoint, request: Request) -> Response:
     try:
         check_params(request, {"after", "limit", "start", "end", *EVENT_FILTERS})
-        after = int_param(request, "after", 0, 0, 2**62)
+        after = after_param(request)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         start, end = (
             int_param(request, name, -1, 0, 2**63 - 1) if name in request.query_params else None
@@ -70,7 +79,7 @@ async def get_results(endpoint: Endpoint, request: Request) -> Response:
         )
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    filters = chosen_filters(request)
     # Two reads of the whole journal: never on the event loop.
     result, until = await run_in_threadpool(
         journal_results,
