@@ -13,18 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .anonymize import ADDRESS_HEADERS, ClientAddress, TrustedProxies, scrub_headers
+from .batch import render_keys, walk
 from .cdn import DATAFILES_PREFIX, DatafileCdn
-from .contract.crosscheck import crosscheck
+from .contract.crosscheck import resolve
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
-from .contract.flatten import flatten
-from .contract.validation import validate
+from .contract.flatten import flatten_batch
+from .contract.validation import check
 from .errors import ConfigError
 from .fault_plan import FaultPlan
 from .faults import NO_ANSWER, FaultAction
 from .journal.base import Journal
 from .journal.group import GroupCommitJournal
-from .model import WITH_EVENTS, CoreRequest, Outcome, RequestRecord, truthy
+from .model import CoreRequest, Outcome, RequestRecord, truthy
 from .problem import problem
 from .violations import Report, Violation
 
@@ -195,15 +196,21 @@ class Endpoint:
             report.errors.append(Violation("$", rule, exc.message))
             record.raw = None if exc.too_large else request.body
         else:
-            report = validate(decoded.payload, now_ms=int(request.received_at * 1000))
-            if not isinstance(decoded.payload, dict) or _too_deep(report):
+            batch = walk(decoded.payload)
+            report = check(batch, now_ms=int(request.received_at * 1000))
+            if not batch.is_object or _too_deep(report):
                 # Kept as text: no later step should parse or walk it again.
                 record.verdict, record.status, record.raw = "malformed", 400, decoded.text
             else:
                 record.payload, record.source = decoded.payload, decoded.text
-                record.keys = crosscheck(decoded.payload, self.config.datafiles, report)
+                keys = resolve(batch, self.config.datafiles, report)
+                if keys:
+                    record.keys = render_keys(keys)
                 if not report.ok:
                     record.verdict, record.status = "rejected", 400 if strict else 204
+                record.events = flatten_batch(
+                    batch, verdict=record.verdict, received_at=request.received_at, keys=keys
+                )
         _check_content_type(request, report)
         record.errors, record.warnings, record.unknown_fields = (
             report.errors,
@@ -211,13 +218,6 @@ class Endpoint:
             report.notes,
         )
         self._anonymize(request, record)
-        if record.verdict in WITH_EVENTS:  # not yet faulted: accepted or rejected
-            record.events = flatten(
-                record.payload,
-                verdict=record.verdict,
-                received_at=request.received_at,
-                keys=record.keys,
-            )
         return record
 
     def _anonymize(self, request: CoreRequest, record: RequestRecord) -> None:
@@ -371,9 +371,7 @@ class _LogLine:
 
 
 def _log_line(record: RequestRecord) -> str:
-    payload = record.payload if isinstance(record.payload, dict) else {}
-    visitors = payload.get("visitors")
-    count = len(visitors) if isinstance(visitors, list) else 0
+    count = len(walk(record.payload).visitors)
     fault = record.fault
     note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""
     return (

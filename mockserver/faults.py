@@ -14,6 +14,7 @@ import difflib
 from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
+from .batch import VisitorAt, walk
 from .errors import DurationError, FaultError, FaultPlanFull
 from .model import truthy
 from .timing import Delay, parse_duration
@@ -154,16 +155,31 @@ class FaultRule:
         return result
 
     def matches_content(self, payload: Any) -> bool:
+        """Whether the batch has what the rule's content conditions name (all of them)."""
+        content = (self.account_id, self.client_name, self.visitor_id, self.event_key)
+        if content == (None, None, None, None):
+            return True
+        batch = walk(payload)
         wanted = {"account_id": self.account_id, "client_name": self.client_name}
         for name, value in wanted.items():
-            if value is not None and (not isinstance(payload, dict) or payload.get(name) != value):
+            if value is not None and (not batch.is_object or batch.get(name) != value):
                 return False
         if self.visitor_id is None and self.event_key is None:
             return True
-        visitors = payload.get("visitors") if isinstance(payload, dict) else None
-        if not isinstance(visitors, list):
+        return any(self._visitor_matches(visitor) for visitor in batch.visitors)
+
+    def _visitor_matches(self, visitor: VisitorAt) -> bool:
+        if not visitor.is_object:
             return False
-        return any(_visitor_matches(v, self.visitor_id, self.event_key) for v in visitors)
+        if self.visitor_id is not None and visitor.get("visitor_id") != self.visitor_id:
+            return False
+        if self.event_key is None:
+            return True
+        return any(
+            event.is_object and event.get("key") == self.event_key
+            for snapshot in visitor.snapshots
+            for event in snapshot.events
+        )
 
 
 def _whole(name: str, value: Any) -> int:
@@ -184,22 +200,6 @@ def _step(step: Any) -> int | str:
     if isinstance(step, int | str) and not isinstance(step, bool):
         return step
     raise FaultError(f"sequence step {shown(step)}: use a 4xx/5xx status, normal, or an action")
-
-
-def _visitor_matches(visitor: Any, visitor_id: str | None, event_key: str | None) -> bool:
-    if not isinstance(visitor, dict):
-        return False
-    if visitor_id is not None and visitor.get("visitor_id") != visitor_id:
-        return False
-    if event_key is None:
-        return True
-    snapshots = visitor.get("snapshots")
-    for snapshot in snapshots if isinstance(snapshots, list) else []:
-        events = snapshot.get("events") if isinstance(snapshot, dict) else None
-        for event in events if isinstance(events, list) else []:
-            if isinstance(event, dict) and event.get("key") == event_key:
-                return True
-    return False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,14 +14,23 @@ variation_id for an "everyone else" rollout rule, `flag_key: ""` from activate).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any, TypeGuard
 
+from ..batch import (
+    AttributeAt,
+    BatchAt,
+    DecisionAt,
+    EventAt,
+    Keys,
+    MetadataAt,
+    VisitorAt,
+    render_keys,
+    walk,
+)
 from ..violations import Report, describe
 from .datafile import Datafile, Datafiles, Experiment
-from .validation import is_impression
 
-__all__ = ["BOT_FILTERING", "DATAFILE_RULES", "choose", "crosscheck"]
+__all__ = ["BOT_FILTERING", "DATAFILE_RULES", "choose", "crosscheck", "resolve"]
 
 BOT_FILTERING = "$opt_bot_filtering"
 
@@ -48,13 +57,18 @@ DATAFILE_RULES = {
 def crosscheck(payload: Any, datafiles: Datafiles, report: Report) -> dict[str, str]:
     """Warn about every id of `payload` its datafile contradicts; return the keys of the
     ids the datafile resolves, by JSON path. Never raises, whatever `payload` is."""
-    if not datafiles or not isinstance(payload, dict):
+    return render_keys(resolve(walk(payload), datafiles, report))
+
+
+def resolve(batch: BatchAt, datafiles: Datafiles, report: Report) -> Keys:
+    """`crosscheck` over a walked batch, with the keys by structured path."""
+    if not datafiles or not batch.is_object:
         return {}
-    datafile = choose(payload, datafiles, report)
+    datafile = choose(batch.node, datafiles, report)
     if datafile is None:
         return {}
     check = _Crosscheck(datafile, report)
-    check.batch(payload)
+    check.batch(batch)
     return check.keys
 
 
@@ -108,26 +122,17 @@ def _given(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value != ""
 
 
-def _dicts(container: dict[str, Any], name: str, path: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    items = container.get(name)
-    if not isinstance(items, list):
-        return
-    base = f"{path}.{name}" if path else name
-    for i, item in enumerate(items):
-        if isinstance(item, dict):
-            yield f"{base}[{i}]", item
-
-
 class _Crosscheck:
     """One batch against one datafile; collects warnings into `report` and keys in `keys`."""
 
     def __init__(self, datafile: Datafile, report: Report) -> None:
         self.df = datafile
         self.report = report
-        self.keys: dict[str, str] = {}
+        self.keys: Keys = {}
         self.project = f"project {datafile.project_id}"
 
-    def batch(self, payload: dict[str, Any]) -> None:
+    def batch(self, batch: BatchAt) -> None:
+        payload = batch.node
         account = payload.get("account_id")
         if _given(account) and account != self.df.account_id:
             self.report.warn(
@@ -139,14 +144,17 @@ class _Crosscheck:
                 account,
             )
         self.anonymize_ip(payload)
-        for vpath, visitor in _dicts(payload, "visitors", ""):
-            self.attributes(visitor, vpath)
-            for spath, snapshot in _dicts(visitor, "snapshots", vpath):
-                for dpath, decision in _dicts(snapshot, "decisions", spath):
-                    self.decision(decision, dpath)
-                for epath, event in _dicts(snapshot, "events", spath):
-                    if not is_impression(event):
-                        self.conversion(event, epath)
+        for visitor in batch.visitors:
+            if not visitor.is_object:
+                continue
+            self.attributes(visitor)
+            for snapshot in visitor.snapshots:
+                for decision in snapshot.decisions:
+                    if decision.is_object:
+                        self.decision(decision)
+                for event in snapshot.events:
+                    if event.is_object and not event.is_impression:
+                        self.conversion(event)
 
     def anonymize_ip(self, payload: dict[str, Any]) -> None:
         wanted = self.df.anonymize_ip
@@ -165,26 +173,28 @@ class _Crosscheck:
 
     # Attributes -------------------------------------------------------------
 
-    def attributes(self, visitor: dict[str, Any], vpath: str) -> None:
-        bot: tuple[str, dict[str, Any]] | None = None
-        for apath, attribute in _dicts(visitor, "attributes", vpath):
+    def attributes(self, visitor: VisitorAt) -> None:
+        bot: AttributeAt | None = None
+        for attribute in visitor.attributes:
+            if not attribute.is_object:
+                continue
             entity, key = attribute.get("entity_id"), attribute.get("key")
             if BOT_FILTERING in (entity, key):
-                bot = (apath, attribute)
+                bot = attribute
             elif not any(isinstance(x, str) and x.startswith("$opt_") for x in (entity, key)):
-                self.attribute(entity, key, apath)
+                self.attribute(entity, key, attribute)
         if self.df.bot_filtering:
             # Only a project that filters bots needs the attribute: where the datafile
             # leaves bot filtering off, nothing is filtered whatever the batch says.
-            self.bot_filtering(bot, vpath)
+            self.bot_filtering(bot, visitor)
 
-    def attribute(self, entity: Any, key: Any, apath: str) -> None:
+    def attribute(self, entity: Any, key: Any, at: AttributeAt) -> None:
         known = self.df.attributes.get(entity) if _given(entity) else None
         if known is not None:
-            self.keys[f"{apath}.entity_id"] = known
+            self.keys[at.at("entity_id")] = known
             if isinstance(key, str) and key != known:
                 self.report.warn(
-                    f"{apath}.key",
+                    at.where_of("key"),
                     "attribute_mismatch",
                     f"attribute {_q(entity)} is {known!r} in the datafile, not {_q(key)}",
                     known,
@@ -192,9 +202,9 @@ class _Crosscheck:
                 )
             return
         if _given(entity):
-            where, unknown = f"{apath}.entity_id", entity
+            where, unknown = at.where_of("entity_id"), entity
         elif _given(key) and key not in self.df.attribute_ids:
-            where, unknown = f"{apath}.key", key
+            where, unknown = at.where_of("key"), key
         else:
             return
         suggestion = self.df.attribute_ids.get(key) if _given(key) else None
@@ -208,11 +218,11 @@ class _Crosscheck:
             unknown,
         )
 
-    def bot_filtering(self, bot: tuple[str, dict[str, Any]] | None, vpath: str) -> None:
+    def bot_filtering(self, bot: AttributeAt | None, visitor: VisitorAt) -> None:
         """The datafile turns bot filtering on: each visitor must carry it as true."""
         if bot is None:
             self.report.warn(
-                f"{vpath}.attributes",
+                visitor.where_of("attributes"),
                 "bot_filtering",
                 f"'{BOT_FILTERING}' is missing while the datafile sets botFiltering true: "
                 "the SDKs send it with every visitor, and results apply the project's bot "
@@ -221,11 +231,10 @@ class _Crosscheck:
                 None,
             )
             return
-        apath, attribute = bot
-        value = attribute.get("value")
+        value = bot.get("value")
         if value is False:
             self.report.warn(
-                f"{apath}.value",
+                bot.where_of("value"),
                 "bot_filtering",
                 f"'{BOT_FILTERING}' is false but the datafile's botFiltering is true",
                 "true",
@@ -234,26 +243,27 @@ class _Crosscheck:
 
     # Decisions --------------------------------------------------------------
 
-    def decision(self, decision: dict[str, Any], dpath: str) -> None:
-        metadata = decision.get("metadata")
-        meta: dict[str, Any] = metadata if isinstance(metadata, dict) else {}
+    def decision(self, decision: DecisionAt) -> None:
+        metadata = decision.metadata
         exp_id = decision.get("experiment_id")
         experiment = self.df.experiments.get(exp_id) if _given(exp_id) else None
         if experiment is not None:
-            self.keys[f"{dpath}.experiment_id"] = experiment.key
+            self.keys[decision.at("experiment_id")] = experiment.key
             if experiment.flag_keys:
-                self.keys[dpath] = experiment.flag_keys[0]
+                self.keys[decision.path] = experiment.flag_keys[0]
         elif _given(exp_id):
-            self.unknown_experiment(exp_id, meta.get("rule_key"), dpath)
-        self.campaign(decision.get("campaign_id"), experiment, dpath)
-        self.variation(decision.get("variation_id"), experiment, dpath)
-        self.metadata(meta, experiment, decision.get("variation_id"), f"{dpath}.metadata")
+            rule_key = metadata.get("rule_key") if metadata else None
+            self.unknown_experiment(exp_id, rule_key, decision)
+        self.campaign(decision.get("campaign_id"), experiment, decision)
+        self.variation(decision.get("variation_id"), experiment, decision)
+        if metadata is not None:
+            self.metadata(metadata, experiment, decision.get("variation_id"))
 
-    def unknown_experiment(self, exp_id: str, rule_key: Any, dpath: str) -> None:
+    def unknown_experiment(self, exp_id: str, rule_key: Any, decision: DecisionAt) -> None:
         named = self.df.experiment_with_key(rule_key) if _given(rule_key) else None
         hint = f"; the datafile's {_q(rule_key)} has id {named.id!r}" if named else ""
         self.report.warn(
-            f"{dpath}.experiment_id",
+            decision.where_of("experiment_id"),
             "unknown_experiment",
             f"experiment_id {_q(exp_id)} is not an experiment or rollout rule of "
             f"{self.project}{hint}: this decision counts for no experiment",
@@ -261,7 +271,7 @@ class _Crosscheck:
             exp_id,
         )
 
-    def campaign(self, campaign: Any, experiment: Experiment | None, dpath: str) -> None:
+    def campaign(self, campaign: Any, experiment: Experiment | None, decision: DecisionAt) -> None:
         if not _given(campaign):
             return
         owners = self.df.layers.get(campaign)
@@ -272,7 +282,7 @@ class _Crosscheck:
                 else ""
             )
             self.report.warn(
-                f"{dpath}.campaign_id",
+                decision.where_of("campaign_id"),
                 "unknown_campaign",
                 f"campaign_id {_q(campaign)} is not a layer id of {self.project}{hint}: "
                 "the decision belongs to no campaign",
@@ -282,7 +292,7 @@ class _Crosscheck:
         elif experiment is not None and campaign != experiment.campaign_id:
             others = ", ".join(self.df.experiments[i].describe() for i in owners)
             self.report.warn(
-                f"{dpath}.campaign_id",
+                decision.where_of("campaign_id"),
                 "campaign_mismatch",
                 f"campaign_id {_q(campaign)} is the layer of {others}, not of experiment "
                 f"{experiment.describe()}, whose layer is {experiment.campaign_id!r}",
@@ -290,19 +300,20 @@ class _Crosscheck:
                 campaign,
             )
 
-    def variation(self, variation_id: Any, experiment: Experiment | None, dpath: str) -> None:
+    def variation(
+        self, variation_id: Any, experiment: Experiment | None, decision: DecisionAt
+    ) -> None:
         if not _given(variation_id):
             return
         owner = self.df.variations.get(variation_id)
         if experiment is None:
             if owner is not None:  # no (known) experiment to hold it to; still name it
-                self.keys[f"{dpath}.variation_id"] = self.df.experiments[owner].variations[
-                    variation_id
-                ]
+                known = self.df.experiments[owner].variations[variation_id]
+                self.keys[decision.at("variation_id")] = known
             return
         key = experiment.variations.get(variation_id)
         if key is not None:
-            self.keys[f"{dpath}.variation_id"] = key
+            self.keys[decision.at("variation_id")] = key
             return
         where = (
             f"; it is a variation of {self.df.experiments[owner].describe()}"
@@ -311,7 +322,7 @@ class _Crosscheck:
         )
         listed = ", ".join(f"{i} ({k})" for i, k in experiment.variations.items())
         self.report.warn(
-            f"{dpath}.variation_id",
+            decision.where_of("variation_id"),
             "variation_mismatch",
             f"variation_id {_q(variation_id)} is not a variation of experiment "
             f"{experiment.describe()}{where}: the visitor is counted in no variation",
@@ -319,18 +330,16 @@ class _Crosscheck:
             variation_id,
         )
 
-    def metadata(
-        self, meta: dict[str, Any], experiment: Experiment | None, variation_id: Any, mpath: str
-    ) -> None:
+    def metadata(self, meta: MetadataAt, experiment: Experiment | None, variation_id: Any) -> None:
         flag_key = meta.get("flag_key")
         if _given(flag_key):
-            self.flag(flag_key, experiment, f"{mpath}.flag_key")
+            self.flag(flag_key, experiment, meta.where_of("flag_key"))
         if experiment is None:
             return
         rule_key = meta.get("rule_key")
         if _given(rule_key) and rule_key != experiment.key:
             self.mismatch(
-                f"{mpath}.rule_key",
+                meta.where_of("rule_key"),
                 f"rule_key {_q(rule_key)} does not match experiment_id {experiment.id!r}, "
                 f"which is {experiment.key!r} in the datafile",
                 experiment.key,
@@ -343,7 +352,7 @@ class _Crosscheck:
             wanted = experiment.variations.get(variation_id)
             if wanted is not None and wanted != variation_key:
                 self.mismatch(
-                    f"{mpath}.variation_key",
+                    meta.where_of("variation_key"),
                     f"variation_key {_q(variation_key)} does not match variation_id "
                     f"{_q(variation_id)}, which is {wanted!r} in the datafile",
                     wanted,
@@ -351,7 +360,7 @@ class _Crosscheck:
                 )
         elif variation_key not in experiment.variations.values():
             self.mismatch(
-                f"{mpath}.variation_key",
+                meta.where_of("variation_key"),
                 f"variation_key {_q(variation_key)} is not a variation of experiment "
                 f"{experiment.describe()}",
                 ", ".join(experiment.variations.values()),
@@ -383,17 +392,17 @@ class _Crosscheck:
 
     # Conversions ------------------------------------------------------------
 
-    def conversion(self, event: dict[str, Any], epath: str) -> None:
+    def conversion(self, event: EventAt) -> None:
         entity, key = event.get("entity_id"), event.get("key")
         if _given(entity):
             known = self.df.events.get(entity)
             if known is None:
-                self.unknown_event(f"{epath}.entity_id", entity, key)
+                self.unknown_event(event.where_of("entity_id"), entity, key)
                 return
-            self.keys[f"{epath}.entity_id"] = known
+            self.keys[event.at("entity_id")] = known
             if isinstance(key, str) and key != known:
                 self.report.warn(
-                    f"{epath}.key",
+                    event.where_of("key"),
                     "event_key_mismatch",
                     f"key {_q(key)} does not match entity_id {_q(entity)}, which is the event "
                     f"{known!r} in the datafile",
@@ -401,7 +410,7 @@ class _Crosscheck:
                     key,
                 )
         elif entity is None and _given(key) and key not in self.df.event_ids:
-            self.unknown_event(f"{epath}.key", key, None)
+            self.unknown_event(event.where_of("key"), key, None)
 
     def unknown_event(self, path: str, unknown: str, key: Any) -> None:
         suggestion = self.df.event_ids.get(key) if _given(key) else None

@@ -6,97 +6,110 @@ shape the contract wants is skipped (containers) or kept as it came (scalars).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..batch import BatchAt, DecisionAt, Path, VisitorAt, walk
 from ..model import EventRecord, Verdict
-from .validation import is_impression
 
-__all__ = ["flatten"]
+__all__ = ["flatten", "flatten_batch"]
 
-_EVENT_FIELDS = (
-    "key",
-    "entity_id",
-    "uuid",
-    "timestamp",
-    "revenue",
-    "value",
-    "quantity",
-    "tags",
-    "properties",
-)
-_BATCH_FIELDS = ("account_id", "project_id", "client_name", "client_version")
+_NO_KEYS: Mapping[Path, str] = {}
 
 
-def _items(container: Any, name: str) -> list[tuple[int, dict[str, Any]]]:
-    items = container.get(name) if isinstance(container, dict) else None
-    if not isinstance(items, list):
-        return []
-    return [(i, item) for i, item in enumerate(items) if isinstance(item, dict)]
-
-
-def _attributes(visitor: dict[str, Any], path: str, keys: dict[str, str]) -> dict[str, Any]:
+def _attributes(visitor: VisitorAt, keys: Mapping[Path, str]) -> dict[str, Any]:
     """The visitor's attributes as key -> value (the datafile's key, then entity_id, when
     the key is missing)."""
     result: dict[str, Any] = {}
-    for a, attribute in _items(visitor, "attributes"):
-        name = (
-            attribute.get("key")
-            or keys.get(f"{path}.attributes[{a}].entity_id")
-            or attribute.get("entity_id")
-        )
+    for attribute in visitor.attributes:
+        if not attribute.is_object:
+            continue
+        name = attribute.get("key")
+        if not name and keys:
+            name = keys.get(attribute.at("entity_id"))
+        name = name or attribute.get("entity_id")
         if isinstance(name, str):
             result[name] = attribute.get("value")
     return result
 
 
-def _decision_keys(keys: dict[str, str], path: str) -> dict[str, str]:
-    """What the datafile resolved for the decision at `path`."""
+def _decision_keys(keys: Mapping[Path, str], decision: DecisionAt) -> dict[str, str]:
+    """What the datafile resolved for the decision."""
     found = {
-        "experiment_key": keys.get(f"{path}.experiment_id"),
-        "variation_key": keys.get(f"{path}.variation_id"),
-        "flag_key": keys.get(path),
+        "experiment_key": keys.get(decision.at("experiment_id")),
+        "variation_key": keys.get(decision.at("variation_id")),
+        "flag_key": keys.get(decision.path),
     }
     return {name: key for name, key in found.items() if key is not None}
 
 
 def flatten(
-    payload: Any, *, verdict: Verdict, received_at: float = 0.0, keys: dict[str, str] | None = None
+    payload: Any,
+    *,
+    verdict: Verdict,
+    received_at: float = 0.0,
+    keys: Mapping[Path, str] | None = None,
 ) -> list[EventRecord]:
     """Every event of the batch, in payload order, with its batch and visitor context
-    (and the datafile's keys for its ids, when `keys` from a datafile check is given)."""
-    if not isinstance(payload, dict):
+    (and the datafile's keys for its ids, when `keys` from a datafile check is given:
+    `crosscheck.resolve`, or `batch.parse_keys` of a stored record's keys)."""
+    return flatten_batch(walk(payload), verdict=verdict, received_at=received_at, keys=keys)
+
+
+def flatten_batch(
+    batch: BatchAt,
+    *,
+    verdict: Verdict,
+    received_at: float = 0.0,
+    keys: Mapping[Path, str] | None = None,
+) -> list[EventRecord]:
+    """`flatten` over a walked batch."""
+    if not batch.is_object:
         return []
-    keys = keys or {}
-    context: dict[str, Any] = {name: payload.get(name) for name in _BATCH_FIELDS}
+    keys = keys or _NO_KEYS
+    top = batch.fields
+    account_id, project_id = top.get("account_id"), top.get("project_id")
+    client_name, client_version = top.get("client_name"), top.get("client_version")
     records: list[EventRecord] = []
-    for v, visitor in _items(payload, "visitors"):
-        vpath = f"visitors[{v}]"
-        attributes = _attributes(visitor, vpath, keys)
-        for s, snapshot in _items(visitor, "snapshots"):
-            spath = f"{vpath}.snapshots[{s}]"
-            found = _items(snapshot, "decisions")
-            decisions = [d for _, d in found]
-            decision_keys = (
-                [_decision_keys(keys, f"{spath}.decisions[{d}]") for d, _ in found] if keys else []
-            )
-            for e, event in _items(snapshot, "events"):
-                fields: dict[str, Any] = {name: event.get(name) for name in _EVENT_FIELDS}
-                path = f"{spath}.events[{e}]"
+    for visitor in batch.visitors:
+        if not visitor.is_object:
+            continue
+        attributes = _attributes(visitor, keys)
+        visitor_id = visitor.fields.get("visitor_id")
+        for snapshot in visitor.snapshots:
+            found = [d for d in snapshot.decisions if d.is_object]
+            decisions = [d.node for d in found]
+            decision_keys = [_decision_keys(keys, d) for d in found] if keys else []
+            for event in snapshot.events:
+                if not event.is_object:
+                    continue
+                get = event.fields.get
                 records.append(
                     EventRecord(
                         request_id=0,
                         index=len(records),
-                        path=path,
+                        path=event.where,
                         verdict=verdict,
-                        kind="impression" if is_impression(event) else "conversion",
-                        visitor_id=visitor.get("visitor_id"),
+                        kind="impression" if event.is_impression else "conversion",
+                        account_id=account_id,
+                        project_id=project_id,
+                        client_name=client_name,
+                        client_version=client_version,
+                        visitor_id=visitor_id,
+                        key=get("key"),
+                        entity_id=get("entity_id"),
+                        uuid=get("uuid"),
+                        timestamp=get("timestamp"),
+                        revenue=get("revenue"),
+                        value=get("value"),
+                        quantity=get("quantity"),
+                        tags=get("tags"),
+                        properties=get("properties"),
                         decisions=decisions,
                         attributes=attributes,
                         received_at=received_at,
-                        entity_key=keys.get(f"{path}.entity_id") if keys else None,
+                        entity_key=keys.get(event.at("entity_id")) if keys else None,
                         decision_keys=decision_keys,
-                        **context,
-                        **fields,
                     )
                 )
     return records

@@ -11,13 +11,22 @@ in `history.py`, because only the journal knows that history.
 from __future__ import annotations
 
 import difflib
-import json
-import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
+from ..batch import (
+    FIELDS,
+    BatchAt,
+    EventAt,
+    Field,
+    Level,
+    Position,
+    SnapshotAt,
+    VisitorAt,
+    is_impression,
+    walk,
+)
+from ..batch import join as join_path
 from ..violations import Report, describe, json_type
 
 __all__ = [
@@ -27,6 +36,7 @@ __all__ = [
     "SCHEMA",
     "WARNING_RULES",
     "Field",
+    "check",
     "is_impression",
     "join_path",
     "validate",
@@ -69,82 +79,9 @@ _FUTURE_SLACK_MS = 24 * 3600 * 1000
 RULE_TYPES = {"experiment", "feature-test", "rollout", "holdout", "targeted-delivery", "a/b"}
 REGIONS = {"US", "EU"}
 
-
-@dataclass(frozen=True)
-class Field:
-    """One field of one level of the batch.
-
-    `kind` is the JSON type wanted; `required` fields that are absent are
-    errors; `id_like` fields warn (not fail) when null or empty, because the
-    official SDKs send those for no-decision impressions.
-    """
-
-    kind: str
-    required: bool = False
-    id_like: bool = False
-
-
-_S, _B, _I, _N, _A, _O = "string", "boolean", "integer", "number", "array", "object"
-
-SCHEMA: dict[str, dict[str, Field]] = {
-    "batch": {
-        "account_id": Field(_S, required=True),
-        "project_id": Field(_S),
-        "anonymize_ip": Field(_B),
-        "client_name": Field(_S),
-        "client_version": Field(_S),
-        "visitors": Field(_A, required=True),
-        "revision": Field(_S),
-        "enrich_decisions": Field(_B),
-        "region": Field(_S),
-    },
-    "visitor": {
-        "visitor_id": Field(_S, required=True, id_like=True),
-        "session_id": Field(_S),
-        "attributes": Field(_A),
-        "snapshots": Field(_A, required=True),
-    },
-    "attribute": {
-        "type": Field(_S, required=True),
-        "value": Field("scalar", required=True),
-        "entity_id": Field(_S),
-        "key": Field(_S),
-    },
-    "snapshot": {
-        "events": Field(_A, required=True),
-        "decisions": Field(_A),
-    },
-    "decision": {
-        "campaign_id": Field(_S, required=True, id_like=True),
-        "experiment_id": Field(_S, required=True, id_like=True),
-        "variation_id": Field(_S, required=True, id_like=True),
-        "is_campaign_holdback": Field(_B),
-        "metadata": Field(_O),
-    },
-    "metadata": {
-        "flag_key": Field(_S),
-        "rule_key": Field(_S),
-        "rule_type": Field(_S),
-        "variation_key": Field(_S),
-        "enabled": Field(_B),
-        "cmab_uuid": Field(_S),
-    },
-    "event": {
-        "timestamp": Field(_I, required=True),
-        "uuid": Field(_S, required=True),
-        "entity_id": Field(_S, id_like=True),
-        "key": Field(_S),
-        "type": Field(_S),
-        "revenue": Field(_I),
-        "value": Field(_N),
-        "quantity": Field(_I),
-        "tags": Field(_O),
-        "properties": Field(_O),
-    },
-}
-
-_INT64_FIELDS = {"timestamp", "revenue", "quantity"}
-
+SCHEMA = FIELDS
+"""The field table the validator checks against (`batch.FIELDS`, where the walker and the
+OpenAPI document read it too)."""
 
 _KIND_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -174,7 +111,7 @@ def _compile(fields: dict[str, Field]) -> tuple[tuple[Any, ...], frozenset[str]]
             spec,
             _KIND_TYPES[spec.kind],
             spec.kind in ("boolean", "scalar"),
-            name in _INT64_FIELDS,
+            spec.kind == "integer",  # every integer of the batch is an int64
         )
         for name, spec in fields.items()
     )
@@ -184,24 +121,24 @@ def _compile(fields: dict[str, Field]) -> tuple[tuple[Any, ...], frozenset[str]]
 _LEVELS = {level: _compile(fields) for level, fields in SCHEMA.items()}
 
 
-def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) -> None:
+def _check_object(obj: dict[str, Any], level: Level, at: Position, report: Report) -> None:
     """Required fields, types and unknown fields of one object of the batch.
 
     This runs for every object of every batch, so the per-field work is precompiled
-    (`_LEVELS`) and paths are only built for fields that have something to report.
+    (`_LEVELS`) and paths are only rendered for fields that have something to report.
     """
     checks, names = _LEVELS[level]
     for name, spec, types, bool_ok, wide in checks:
         value = obj.get(name, _MISSING)
         if value is _MISSING:
             if spec.required:
-                here = join_path(path, name)
+                here = at.where_of(name)
                 report.error(here, "required", f"'{name}' is required", spec.kind, None)
             continue
         if spec.id_like and (value is None or value == ""):
             state = "null" if value is None else "empty"
             report.warn(
-                join_path(path, name),
+                at.where_of(name),
                 "empty_id",
                 f"'{name}' is {state}: Optimizely cannot attribute this to anything",
                 "a non-empty string",
@@ -210,10 +147,10 @@ def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) ->
             continue
         if bool_ok if value.__class__ is bool else isinstance(value, types):
             if wide and not -INT64_MAX - 1 <= value <= INT64_MAX:
-                here = join_path(path, name)
+                here = at.where_of(name)
                 report.error(here, "range", f"'{name}' does not fit in 64 bits", "int64", value)
             continue
-        here = join_path(path, name)
+        here = at.where_of(name)
         report.error(
             here,
             "type",
@@ -227,20 +164,9 @@ def _check_object(obj: dict[str, Any], level: str, path: str, report: Report) ->
     fields = SCHEMA[level]
     for name in obj:
         if name not in names:
-            here = join_path(path, name)
+            here = at.where_of(name)
             report.note(here, "unknown_field", _unknown(name, fields))
             _check_depth(obj[name], here, report)
-
-
-_PLAIN_KEY = re.compile(r"^[A-Za-z_$][A-Za-z0-9_$-]*$")
-
-
-def join_path(path: str, key: str) -> str:
-    """`path.key`, or `path["odd key"]` when the key is not a plain name, so every path
-    can be followed back into the payload (tag keys may hold dots and brackets)."""
-    if _PLAIN_KEY.match(key):
-        return f"{path}.{key}" if path else key
-    return f"{path}[{json.dumps(key)}]"
 
 
 def _nests_deeper(value: Any, limit: int) -> bool:
@@ -284,29 +210,16 @@ def _article(kind: str) -> str:
     return ("an " if kind[0] in "aeiou" else "a ") + kind
 
 
-def _each(
-    parent: dict[str, Any],
-    name: str,
-    path: str,
-    level: str,
-    report: Report,
-    visit: Callable[[dict[str, Any], str], None] | None = None,
-) -> None:
-    """Check every item of the array `parent[name]` as an object of `level`."""
-    items = parent.get(name)
-    if not isinstance(items, list):
-        return
-    base = f"{path}.{name}" if path else name
-    for i, item in enumerate(items):
-        here = f"{base}[{i}]"
-        if not isinstance(item, dict):
-            wanted = f"each item of '{name}' must be an object, got {json_type(item)}"
-            report.error(here, "type", wanted, "object", item)
-            _check_depth(item, here, report)
-            continue
-        _check_object(item, level, here, report)
-        if visit is not None:
-            visit(item, here)
+def _checked(item: Position, report: Report) -> bool:
+    """Check an array item as an object of its level; False when it is no object."""
+    if item.is_object:
+        _check_object(item.node, item.level, item, report)
+        return True
+    here = item.where
+    wanted = f"each item of '{item.field}' must be an object, got {json_type(item.node)}"
+    report.error(here, "type", wanted, "object", item.node)
+    _check_depth(item.node, here, report)
+    return False
 
 
 def validate(payload: Any, *, now_ms: int | None = None) -> Report:
@@ -315,8 +228,15 @@ def validate(payload: Any, *, now_ms: int | None = None) -> Report:
     `now_ms` is the receive time used by the "far in the future" warning
     (defaults to the current time). Never raises, whatever `payload` is.
     """
+    return check(walk(payload), now_ms=now_ms)
+
+
+def check(batch: BatchAt, *, now_ms: int | None = None) -> Report:
+    """`validate` over a walked batch (the endpoint walks each batch once, for every
+    consumer)."""
     report = Report()
-    if not isinstance(payload, dict):
+    payload = batch.node
+    if not batch.is_object:
         report.error(
             "$",
             "object",
@@ -326,11 +246,11 @@ def validate(payload: Any, *, now_ms: int | None = None) -> Report:
         )
         return report
     now = int(time.time() * 1000) if now_ms is None else now_ms
-    _check_object(payload, "batch", "", report)
+    _check_object(payload, "batch", batch, report)
     _check_batch_semantics(payload, report)
-    _each(
-        payload, "visitors", "", "visitor", report, lambda v, p: _visit_visitor(v, p, report, now)
-    )
+    for visitor in batch.visitors:
+        if _checked(visitor, report):
+            _visit_visitor(visitor, report, now)
     return report
 
 
@@ -351,96 +271,81 @@ def _check_batch_semantics(batch: dict[str, Any], report: Report) -> None:
         report.warn("region", "region", f"unknown region {region!r}", "US or EU", region)
 
 
-def _visit_visitor(visitor: dict[str, Any], path: str, report: Report, now: int) -> None:
-    _each(visitor, "attributes", path, "attribute", report)
-    snapshots = visitor.get("snapshots")
+def _visit_visitor(visitor: VisitorAt, report: Report, now: int) -> None:
+    for attribute in visitor.attributes:
+        _checked(attribute, report)
+    snapshots = visitor.fields.get("snapshots")
     if isinstance(snapshots, list) and not snapshots:
         report.warn(
-            f"{path}.snapshots",
+            visitor.where_of("snapshots"),
             "nothing_to_record",
             "'snapshots' is empty",
             "at least one snapshot",
             snapshots,
         )
-    _each(
-        visitor,
-        "snapshots",
-        path,
-        "snapshot",
-        report,
-        lambda s, p: _visit_snapshot(s, p, report, now),
-    )
+    for snapshot in visitor.snapshots:
+        if _checked(snapshot, report):
+            _visit_snapshot(snapshot, report, now)
 
 
-def _visit_snapshot(snapshot: dict[str, Any], path: str, report: Report, now: int) -> None:
-    def visit_decision(decision: dict[str, Any], here: str) -> None:
-        metadata = decision.get("metadata")
-        if isinstance(metadata, dict):
-            _check_object(metadata, "metadata", f"{here}.metadata", report)
-            rule_type = metadata.get("rule_type")
+def _visit_snapshot(snapshot: SnapshotAt, report: Report, now: int) -> None:
+    campaigns = []
+    for decision in snapshot.decisions:
+        if not _checked(decision, report):
+            continue
+        campaigns.append(decision.fields.get("campaign_id"))
+        metadata = decision.metadata
+        if metadata is not None:
+            _check_object(metadata.node, "metadata", metadata, report)
+            rule_type = metadata.fields.get("rule_type")
             if isinstance(rule_type, str) and rule_type not in RULE_TYPES:
                 report.warn(
-                    f"{here}.metadata.rule_type",
+                    metadata.where_of("rule_type"),
                     "rule_type",
                     f"unknown rule_type {rule_type!r}",
                     ", ".join(sorted(RULE_TYPES)),
                     rule_type,
                 )
-
-    _each(snapshot, "decisions", path, "decision", report, visit_decision)
-    events = snapshot.get("events")
+    events = snapshot.fields.get("events")
     if isinstance(events, list) and not events:
         report.warn(
-            f"{path}.events", "nothing_to_record", "'events' is empty", "at least one event", events
+            snapshot.where_of("events"),
+            "nothing_to_record",
+            "'events' is empty",
+            "at least one event",
+            events,
         )
-    decisions = snapshot.get("decisions")
-    campaigns = (
-        [d.get("campaign_id") for d in decisions or [] if isinstance(d, dict)]
-        if isinstance(decisions, list)
-        else []
-    )
-    _each(
-        snapshot,
-        "events",
-        path,
-        "event",
-        report,
-        lambda e, p: _visit_event(e, p, report, now, campaigns),
-    )
+    for event in snapshot.events:
+        if _checked(event, report):
+            _visit_event(event, report, now, campaigns)
 
 
-def is_impression(event: dict[str, Any]) -> bool:
-    """Impressions are the events the SDKs send as `campaign_activated`."""
-    return event.get("key") == "campaign_activated" or event.get("type") == "campaign_activated"
-
-
-def _visit_event(
-    event: dict[str, Any], path: str, report: Report, now: int, campaigns: list[Any]
-) -> None:
-    _check_timestamp(event.get("timestamp"), f"{path}.timestamp", report, now)
+def _visit_event(event: EventAt, report: Report, now: int, campaigns: list[Any]) -> None:
+    fields = event.fields
+    _check_timestamp(fields.get("timestamp"), event, report, now)
     for name in ("tags", "properties"):
-        _check_map(event.get(name), name, f"{path}.{name}", report)
-    tags = event.get("tags")
+        _check_map(fields.get(name), name, event, report)
+    tags = fields.get("tags")
     if isinstance(tags, dict):
         for name in ("revenue", "value"):
-            if name in tags and name not in event:
+            if name in tags and name not in fields:
                 report.warn(
-                    f"{path}.{name}",
+                    event.where_of(name),
                     f"{name}_only_in_tags",
                     f"'{name}' is only in tags: results read the event's own '{name}' field",
                     f"'{name}' on the event",
                     None,
                 )
-    if is_impression(event):
-        _check_impression(event, path, report, campaigns)
+    if event.is_impression:
+        _check_impression(event, report, campaigns)
 
 
-def _check_timestamp(ts: Any, path: str, report: Report, now: int) -> None:
+def _check_timestamp(ts: Any, event: EventAt, report: Report, now: int) -> None:
     if not isinstance(ts, int) or isinstance(ts, bool) or abs(ts) > INT64_MAX:
         return
     if ts < _SECONDS_CEILING:
         report.warn(
-            path,
+            event.where_of("timestamp"),
             "timestamp_seconds",
             "timestamp looks like seconds or is before 1973: the endpoint wants epoch milliseconds",
             "epoch milliseconds (13 digits)",
@@ -448,7 +353,7 @@ def _check_timestamp(ts: Any, path: str, report: Report, now: int) -> None:
         )
     elif ts > now + _FUTURE_SLACK_MS:
         report.warn(
-            path,
+            event.where_of("timestamp"),
             "timestamp_future",
             "timestamp is more than a day in the future",
             "at most a day after the request arrived",
@@ -456,38 +361,37 @@ def _check_timestamp(ts: Any, path: str, report: Report, now: int) -> None:
         )
 
 
-def _check_map(value: Any, name: str, path: str, report: Report) -> None:
+def _check_map(value: Any, name: str, event: EventAt, report: Report) -> None:
     if not isinstance(value, dict):
         return
-    kind = "string" if name == "properties" else "scalar"
+    kind = SCHEMA["event"][name].values or "scalar"
     for key, item in value.items():
         if not _matches(kind, item):
+            here = join_path(event.where_of(name), key)
             report.error(
-                join_path(path, key),
+                here,
                 "type",
                 f"values of '{name}' must be {_article(kind)}, got {json_type(item)}",
                 kind,
                 item,
             )
-            _check_depth(item, join_path(path, key), report)
+            _check_depth(item, here, report)
 
 
-def _check_impression(
-    event: dict[str, Any], path: str, report: Report, campaigns: list[Any]
-) -> None:
+def _check_impression(event: EventAt, report: Report, campaigns: list[Any]) -> None:
     if not campaigns:
         report.warn(
-            path,
+            event.where,
             "impression_without_decision",
             "an impression with no decision in its snapshot counts for no experiment",
             "a decision in the same snapshot",
             None,
         )
         return
-    entity = event.get("entity_id")
+    entity = event.fields.get("entity_id")
     if entity not in campaigns and entity not in (None, "") and campaigns[0] not in (None, ""):
         report.warn(
-            f"{path}.entity_id",
+            event.where_of("entity_id"),
             "impression_mismatch",
             f"the impression's entity_id {describe(entity)!r} is not its decision's "
             f"campaign_id {describe(campaigns[0])!r}: the impression counts for no campaign",

@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from ..batch import parse_keys
 from ..contract.decoding import loads
 from ..contract.flatten import flatten
 from ..errors import LogxMockError
@@ -157,7 +158,10 @@ def record_from_data(data: Any, number: int) -> RequestRecord:
     if record.verdict in WITH_EVENTS:
         duplicates = {e.get("index") for e in data["events"] if e.get("duplicate") is True}
         record.events = flatten(
-            record.payload, verdict=record.verdict, received_at=record.received_at, keys=record.keys
+            record.payload,
+            verdict=record.verdict,
+            received_at=record.received_at,
+            keys=parse_keys(record.keys),
         )
         for event in record.events:
             event.duplicate = event.index in duplicates

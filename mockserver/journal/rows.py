@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from ..batch import parse_keys
 from ..contract.flatten import flatten
 from ..model import WITH_EVENTS, EventRecord, RequestRecord
 from ..violations import Violation
@@ -110,7 +111,10 @@ def record_from_row(row: Any, duplicates: set[int]) -> RequestRecord:
         record.raw = bytes(body)
     if verdict in WITH_EVENTS:
         record.events = flatten(
-            record.payload, verdict=verdict, received_at=record.received_at, keys=record.keys
+            record.payload,
+            verdict=verdict,
+            received_at=record.received_at,
+            keys=parse_keys(record.keys),
         )
         for event in record.events:
             event.request_id = request_id
