@@ -12,11 +12,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from mockserver import EventRecord
+from mockserver.batch import FIELDS
 
 __all__ = ["DECISION_FIELDS", "Mismatch", "describe_event", "difference", "near_misses"]
 
-DECISION_FIELDS = ("campaign_id", "experiment_id", "variation_id", "is_campaign_holdback")
-METADATA_FIELDS = ("flag_key", "rule_key", "rule_type", "variation_key", "enabled", "cmab_uuid")
+DECISION_FIELDS = tuple(name for name, spec in FIELDS["decision"].items() if spec.level is None)
+"""A decision's own fields (`campaign_id`, ...), from the validator's field table."""
+METADATA_FIELDS = tuple(FIELDS["metadata"])
+"""The decision metadata's fields (`flag_key`, `rule_key`, ...), from the same table."""
 RESOLVED_FIELDS = ("experiment_key",)
 """Decision filters only a datafile (or the metadata's rule_key) can answer."""
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(EventRecord))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..batch import FIELDS, Field
 from ..endpoint import EVENTS_PATH
 from ..journal.base import EVENT_FILTERS, MAX_ID, MAX_LIMIT
 
@@ -22,6 +23,7 @@ __all__ = [
     "PROBLEM",
     "STR",
     "array",
+    "batch_schemas",
     "build_document",
     "event_filters",
     "json_content",
@@ -96,68 +98,40 @@ def list_of(name: str, ref: str) -> dict[str, Any]:
     return {"description": f"The {name}.", "content": {"application/json": {"schema": schema}}}
 
 
+_KIND_SCHEMAS: dict[str, dict[str, Any]] = {
+    "scalar": {"type": ["string", "number", "boolean"]},
+    "integer": {"type": "integer", "format": "int64"},
+}
+
+
+def _field_schema(spec: Field) -> dict[str, Any]:
+    """One field of the batch as JSON Schema: its kind, nullable when it is id-like (null
+    is a warning, not an error), its items' or values' schema."""
+    if spec.level is not None:
+        ref = f"#/components/schemas/{spec.level.capitalize()}"
+        return array(spec.level.capitalize()) if spec.kind == "array" else {"$ref": ref}
+    schema = dict(_KIND_SCHEMAS.get(spec.kind, {"type": spec.kind}))
+    if spec.id_like:
+        schema["type"] = [schema["type"], "null"]
+    if spec.values is not None:
+        schema["additionalProperties"] = _KIND_SCHEMAS.get(spec.values, {"type": spec.values})
+    return schema
+
+
+def batch_schemas() -> dict[str, Any]:
+    """The batch's component schemas (`Batch`, `Visitor`, ... `Event`), generated from the
+    validator's own field table (`batch.FIELDS`)."""
+    return {
+        level.capitalize(): obj(
+            {name: _field_schema(spec) for name, spec in fields.items()},
+            [name for name, spec in fields.items() if spec.required],
+        )
+        for level, fields in FIELDS.items()
+    }
+
+
 SCHEMAS: dict[str, Any] = {
-    "Batch": obj(
-        {
-            "account_id": STR,
-            "project_id": STR,
-            "anonymize_ip": {"type": "boolean"},
-            "client_name": STR,
-            "client_version": STR,
-            "revision": STR,
-            "enrich_decisions": {"type": "boolean"},
-            "region": STR,
-            "visitors": array("Visitor"),
-        },
-        ["account_id", "visitors"],
-    ),
-    "Visitor": obj(
-        {
-            "visitor_id": STR,
-            "session_id": STR,
-            "attributes": array("Attribute"),
-            "snapshots": array("Snapshot"),
-        },
-        ["visitor_id", "snapshots"],
-    ),
-    "Attribute": obj(
-        {
-            "type": STR,
-            "value": {"type": ["string", "number", "boolean"]},
-            "entity_id": STR,
-            "key": STR,
-        },
-        ["type", "value"],
-    ),
-    "Snapshot": obj({"events": array("Event"), "decisions": array("Decision")}, ["events"]),
-    "Decision": obj(
-        {
-            "campaign_id": NULLABLE_STR,
-            "experiment_id": NULLABLE_STR,
-            "variation_id": NULLABLE_STR,
-            "is_campaign_holdback": {"type": "boolean"},
-            "metadata": {"type": "object"},
-        },
-        ["campaign_id", "experiment_id", "variation_id"],
-    ),
-    "Event": obj(
-        {
-            "timestamp": {"type": "integer"},
-            "uuid": STR,
-            "entity_id": NULLABLE_STR,
-            "key": STR,
-            "type": STR,
-            "revenue": {"type": "integer"},
-            "value": {"type": "number"},
-            "quantity": {"type": "integer"},
-            "tags": {
-                "type": "object",
-                "additionalProperties": {"type": ["string", "number", "boolean"]},
-            },
-            "properties": {"type": "object", "additionalProperties": STR},
-        },
-        ["timestamp", "uuid"],
-    ),
+    **batch_schemas(),
     "Violation": obj(
         {"path": STR, "rule": STR, "message": STR, "expected": NULLABLE_STR, "actual": JSON_VALUE},
         ["path", "rule", "message"],
