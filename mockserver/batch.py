@@ -358,5 +358,14 @@ def render_keys(keys: Keys) -> dict[str, str]:
 
 
 def parse_keys(keys: Mapping[str, str]) -> Keys:
-    """Keys read back from a journal, by structured path again."""
-    return {parse(path): key for path, key in keys.items()}
+    """Keys read back from a journal or an import, by structured path again.
+
+    A path `render` cannot have given (an imported file may hold any text) is left out:
+    no position of the batch has it, so no event could have read its key anyway."""
+    found: Keys = {}
+    for text, key in keys.items():
+        try:
+            found[parse(text)] = key
+        except ValueError:
+            continue
+    return found

@@ -225,3 +225,9 @@ def test_a_batch_the_validator_finds_no_error_in_fits_the_schema_and_back(
         assert fits, report
     elif not any(v.rule in ("empty", "depth", "range") for v in report.errors):
         assert not fits, report.errors  # an empty string/array and int64 are the table's
+
+
+def test_keys_read_back_leave_out_paths_no_position_has() -> None:
+    # An import may carry any text as a key's path: it resolves nothing, and refuses nothing.
+    rendered = {"visitors[0].attributes[1].entity_id": "plan", "\x17\x96": "x", "a..b": "y"}
+    assert parse_keys(rendered) == {("visitors", 0, "attributes", 1, "entity_id"): "plan"}

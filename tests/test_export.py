@@ -229,6 +229,19 @@ def test_admin_import_checks_every_request_before_journaling_any() -> None:
         )
 
 
+def test_import_keeps_keys_whose_paths_resolve_nothing() -> None:
+    # The export's schema lets a key's path be any text; one no position has is kept as
+    # it came and resolves no event's key, as before paths were parsed back.
+    keys = {"visitors[0].snapshots[0].events[0].entity_id": "purchase", "\x17\x96": "odd"}
+    with ThreadedServer() as server:
+        url = server.url + "/_mock/import"
+        answer = requests.post(url, json={"requests": [_line(keys=keys)]}, timeout=10)
+        assert answer.json() == {"imported": 1, "first_id": 1, "last_id": 1}, answer.text
+        stored = server.endpoint.journal.request(1)
+        assert stored is not None and stored.keys == keys
+        assert [event.entity_key for event in stored.events] == ["purchase"]
+
+
 def _line(**changes: Any) -> dict[str, Any]:
     """One export line of an accepted impression, with `changes`."""
     return {
