@@ -140,9 +140,9 @@ def test_the_walk_follows_the_field_tables_arrays() -> None:
         if spec.level is not None
     }
     assert set(table) == set(children)
-    for (_, name), child in children.items():
-        assert child.field == name
-        assert child.level == table[(child.parent.level, name)]  # type: ignore[union-attr]
+    for (parent, name), child in children.items():
+        assert child.field == name and child.path[-1 if child.index < 0 else -2] == name
+        assert child.level == table[(parent, name)]
 
 
 def test_a_position_that_is_not_an_object_has_no_fields() -> None:
