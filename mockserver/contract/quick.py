@@ -1,0 +1,125 @@
+"""The fast path: does a batch pass validation with nothing at all to report?
+
+`is_clean(payload, now_ms)` answers in C for most of the work: the field table
+(`batch.FIELDS`) is compiled, level by level, into msgspec `Struct` types that accept only
+what the validator would find no error, warning or note in (every field of its JSON type,
+required fields present, ids non-empty, no unknown field, integers within 64 bits, known
+regions and rule types, non-empty `visitors`, `snapshots` and `events`), and
+`msgspec.convert` checks the decoded payload against them. What no type can say (the
+timestamps' range against the receive time, impressions against their decisions, revenue
+or value only in tags) is then checked on the typed result in a short loop.
+
+It only ever says "clean" or "not sure": a batch it does not accept goes to the full
+validator (`validation.check`), which reports every violation with its path. So the two
+can only disagree in one direction, and tests/test_quick.py checks with Hypothesis, on
+random and mutated SDK batches, that `is_clean` accepts exactly what `validate` reports
+nothing about.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+import msgspec
+
+from ..batch import FIELDS, IMPRESSION_KEY, Field, Level
+from .validation import _FUTURE_SLACK_MS, _SECONDS_CEILING, INT64_MAX, REGIONS, RULE_TYPES
+
+__all__ = ["is_clean"]
+
+_SCALAR = Union[str, int, float, bool]  # noqa: UP007 (a runtime type for msgspec)
+_NON_EMPTY = msgspec.Meta(min_length=1)
+_KINDS: dict[str, Any] = {
+    "string": str,
+    "boolean": bool,
+    "integer": Annotated[int, msgspec.Meta(ge=-INT64_MAX - 1, le=INT64_MAX)],
+    "number": Union[int, float],  # noqa: UP007 (any int, as the validator; never a bool)
+    "scalar": _SCALAR,
+}
+_VALUES: dict[str, Any] = {"string": str, "scalar": _SCALAR}
+_ENUMS: dict[tuple[Level, str], Any] = {
+    ("batch", "region"): Literal[tuple(sorted(REGIONS))],
+    ("metadata", "rule_type"): Literal[tuple(sorted(RULE_TYPES))],
+}
+"""Fields whose other values the validator warns about."""
+_NOT_EMPTY = {("batch", "account_id"), ("batch", "visitors")}
+"""Fields whose empty value is an error (ids are warned about: `Field.id_like`)."""
+_WARNED_EMPTY = {("visitor", "snapshots"), ("snapshot", "events")}
+"""Arrays whose emptiness is warned about."""
+
+
+def _field_type(level: Level, name: str, spec: Field, structs: dict[Level, Any]) -> Any:
+    if (level, name) in _ENUMS:
+        return _ENUMS[(level, name)]
+    if spec.level is not None:
+        item = structs[spec.level]
+        kind: Any = list.__class_getitem__(item) if spec.kind == "array" else item
+    elif spec.values is not None:
+        kind = dict.__class_getitem__((str, _VALUES[spec.values]))
+    else:
+        kind = _KINDS[spec.kind]
+    non_empty = spec.id_like or (level, name) in _NOT_EMPTY | _WARNED_EMPTY
+    return Annotated[kind, _NON_EMPTY] if non_empty else kind
+
+
+def _structs() -> dict[Level, Any]:
+    """One Struct per level, innermost first, from the field table."""
+    structs: dict[Level, Any] = {}
+    pending = list(FIELDS)
+    while pending:
+        for level in list(pending):
+            fields = FIELDS[level]
+            if any(s.level is not None and s.level not in structs for s in fields.values()):
+                continue
+            members: list[tuple[str, Any] | tuple[str, Any, Any]] = []
+            for name, spec in fields.items():
+                kind = _field_type(level, name, spec, structs)
+                if spec.required:
+                    members.append((name, kind))
+                else:
+                    members.append((name, kind | msgspec.UnsetType, msgspec.UNSET))
+            structs[level] = msgspec.defstruct(
+                f"Clean{level.capitalize()}",
+                members,
+                kw_only=True,
+                gc=False,  # typed values only: nothing for the cycle collector to track
+                forbid_unknown_fields=True,
+                omit_defaults=True,
+            )
+            pending.remove(level)
+    return structs
+
+
+_STRUCTS = _structs()
+_BATCH = _STRUCTS["batch"]
+_UNSET = msgspec.UNSET
+
+
+def is_clean(payload: Any, now_ms: int) -> bool:
+    """True when the validator would report nothing about `payload` (received at
+    `now_ms`); False when it may (then run the full validator for the report)."""
+    try:
+        batch = msgspec.convert(payload, _BATCH)
+    except (msgspec.ValidationError, UnicodeEncodeError):  # (a lone surrogate in its message)
+        return False
+    future = now_ms + _FUTURE_SLACK_MS
+    for visitor in batch.visitors:
+        for snapshot in visitor.snapshots:
+            decisions = snapshot.decisions
+            for event in snapshot.events:
+                stamp = event.timestamp
+                if stamp < _SECONDS_CEILING or stamp > future:
+                    return False
+                tags = event.tags
+                if tags is not _UNSET and (
+                    ("revenue" in tags and event.revenue is _UNSET)
+                    or ("value" in tags and event.value is _UNSET)
+                ):
+                    return False
+                if event.key == IMPRESSION_KEY or event.type == IMPRESSION_KEY:
+                    if decisions is _UNSET or not decisions:
+                        return False
+                    entity = event.entity_id
+                    if entity is not _UNSET and all(d.campaign_id != entity for d in decisions):
+                        return False
+    return True
