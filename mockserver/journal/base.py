@@ -56,7 +56,10 @@ def as_text(value: Any) -> str | None:
     """The text form filters compare against (JSON spelling for booleans)."""
     if value is None:
         return None
-    if isinstance(value, bool):
+    kind = value.__class__
+    if kind is str and value.isascii():  # most cells: nothing to do
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
         return "true" if value else "false"
     text = str(value)
     if not text.isascii():

@@ -1,0 +1,102 @@
+"""What the hot path does to go fast changes nothing anyone can see: a large batch is
+judged with the cycle collector paused (and leaves it as it found it), judging makes no
+reference cycles, and the stored metadata reads back the same whichever encoder wrote it."""
+
+from __future__ import annotations
+
+import gc
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from helpers import impression
+from sdk_traffic import SDK_BATCHES, sdk_batch
+
+from contract_tests.corpus import near_limit_body
+from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal
+from mockserver.journal.base import as_text
+from mockserver.journal.rows import meta_text
+from mockserver.violations import Violation
+
+HEADERS = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
+
+
+def post(endpoint: Endpoint, body: bytes) -> int:
+    request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="203.0.113.9")
+    return endpoint.handle(request).status
+
+
+@pytest.fixture
+def collector_restored() -> Iterator[None]:
+    enabled = gc.isenabled()
+    yield
+    (gc.enable if enabled else gc.disable)()
+
+
+@pytest.mark.usefixtures("collector_restored")
+def test_judging_makes_no_reference_cycles() -> None:
+    endpoint = Endpoint(MemoryJournal())
+    post(endpoint, json.dumps(impression()).encode())  # imports, caches: before counting
+    gc.collect()
+    gc.disable()
+    for name in SDK_BATCHES:
+        assert post(endpoint, json.dumps(sdk_batch(name)).encode()) in (204, 400)
+    assert post(endpoint, near_limit_body()) == 204
+    assert post(endpoint, b'{"visitors": [1, {"snapshots": "x"}]}') == 400
+    assert gc.collect() == 0  # nothing was garbage only the cycle collector could free
+
+
+@pytest.mark.usefixtures("collector_restored")
+@pytest.mark.parametrize("enabled", [True, False])
+def test_a_large_batch_leaves_the_collector_as_it_found_it(enabled: bool, tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+        endpoint = Endpoint(journal)
+        (gc.enable if enabled else gc.disable)()
+        assert post(endpoint, near_limit_body()) == 204
+        assert gc.isenabled() is enabled
+        (record,) = journal.requests()
+        assert record.verdict == "accepted" and len(record.events) > 1000
+    finally:
+        journal.close()
+
+
+def test_stored_metadata_reads_back_the_same_from_either_encoder() -> None:
+    endpoint = Endpoint(MemoryJournal())
+    clean = impression()
+    post(endpoint, json.dumps(clean).encode())
+    rejected = impression()
+    rejected["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = "soon"
+    post(endpoint, json.dumps(rejected).encode())
+    first, second = endpoint.journal.requests()
+    assert not first.errors and second.errors
+    for record in (first, second):
+        text = meta_text(record)
+        assert text.isascii()
+        meta = json.loads(text)
+        assert meta["headers"] == [list(h) for h in record.headers]
+        assert meta["received_at"] == record.received_at
+        assert [Violation.from_dict(v) for v in meta["errors"]] == record.errors
+    # Non-ASCII header values and an infinite reported value keep json.dumps's spelling.
+    first.headers = [("user-agent", "Zürich \ud800")]
+    assert json.loads(meta_text(first))["headers"] == [["user-agent", "Zürich \ud800"]]
+    second.errors = [Violation("x", "type", "m", "integer", float("inf"))]
+    assert '"actual": Infinity' in meta_text(second)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, None),
+        ("plain", "plain"),
+        ("Zürich", "Zürich"),
+        ("lone \ud800", "lone \ufffd\ufffd\ufffd"),  # its three bytes, each replaced
+        (True, "true"),
+        (False, "false"),
+        (0, "0"),
+        (2.5, "2.5"),
+    ],
+)
+def test_filter_cells_keep_their_text(value: object, text: str | None) -> None:
+    assert as_text(value) == text
