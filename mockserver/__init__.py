@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .anonymize import ClientAddress, TrustedProxies, anonymize_ip
+from .batch import FIELDS as BATCH_FIELDS
 from .cdn import DATAFILE_HOSTS
 from .contract.crosscheck import DATAFILE_RULES, crosscheck
 from .contract.datafile import Datafile, Datafiles, Experiment
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "BATCH_FIELDS",
     "DATAFILE_HOSTS",
     "DATAFILE_RULES",
     "ERROR_RULES",

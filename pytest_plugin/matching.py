@@ -11,14 +11,15 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from mockserver import EventRecord
-from mockserver.batch import FIELDS
+from mockserver import BATCH_FIELDS, EventRecord
 
 __all__ = ["DECISION_FIELDS", "Mismatch", "describe_event", "difference", "near_misses"]
 
-DECISION_FIELDS = tuple(name for name, spec in FIELDS["decision"].items() if spec.level is None)
+DECISION_FIELDS = tuple(
+    name for name, spec in BATCH_FIELDS["decision"].items() if spec.level is None
+)
 """A decision's own fields (`campaign_id`, ...), from the validator's field table."""
-METADATA_FIELDS = tuple(FIELDS["metadata"])
+METADATA_FIELDS = tuple(BATCH_FIELDS["metadata"])
 """The decision metadata's fields (`flag_key`, `rule_key`, ...), from the same table."""
 RESOLVED_FIELDS = ("experiment_key",)
 """Decision filters only a datafile (or the metadata's rule_key) can answer."""

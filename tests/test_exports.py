@@ -52,6 +52,7 @@ def test_mockserver_exports() -> None:
             "LogxMockError",
             "NoTransportError",
             "CAError",
+            "BATCH_FIELDS",
             "DATAFILE_RULES",
             "EVENTS_PATH",
             "EVENT_FILTERS",
