@@ -252,6 +252,10 @@ def write_results(
         "",
         f"Machine: {machine()}.",
         "",
+        f"Machine load (`uptime`'s 1/5/15-minute load averages; 2 cores, shared with other "
+        f"engineers' test runs): {_loads(args.load_before)} when the run began, "
+        f"{_loads(os.getloadavg())} when it ended.",
+        "",
         f"Load: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency -s benchmarks/post.lua` from "
         "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid; "
         "logx-mock gets `X-Optimizely-Strict: true`. Each server runs alone, in its own process, "
@@ -286,6 +290,10 @@ def write_results(
         text += "\n" + notes.read_text()
     path.write_text(text)
     return path
+
+
+def _loads(averages: tuple[float, float, float]) -> str:
+    return " / ".join(f"{value:.2f}" for value in averages)
 
 
 def targets(loads: list[Load], extra: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
@@ -339,6 +347,7 @@ def main() -> int:
         "--only", action="append", help="measure only this server (repeatable; results not written)"
     )
     args = parser.parse_args()
+    args.load_before = os.getloadavg()
     if shutil.which("wrk") is None:
         print("benchmarks need wrk: apt-get install wrk", file=sys.stderr)
         return 2
