@@ -66,16 +66,23 @@ def respx_ratio(n: int = 2000) -> tuple[float, float]:
     return best_of(3, ours) / n, best_of(3, bare) / n
 
 
-def impression_bodies(count: int) -> list[bytes]:
-    """The SDK impression, each copy with its own uuid (so none is a duplicate)."""
-    template = json.dumps(BASE).replace("a68cf1ad-0393-4e18-af87-efe8f01a7c9c", "{uuid}")
-    return [template.replace("{uuid}", f"u-{i}").encode() for i in range(count)]
+def impression_bodies(count: int, visitors: int = 1) -> list[bytes]:
+    """The SDK impression (`visitors` copies of its visitor in one batch), each body with
+    its own uuid (so none is a duplicate)."""
+    batch = dict(BASE, visitors=BASE["visitors"] * visitors)
+    parts = json.dumps(batch).split("a68cf1ad-0393-4e18-af87-efe8f01a7c9c")
+    return [
+        "".join(f"{part}u-{i}-{k}" for k, part in enumerate(parts[:-1])).encode()
+        + parts[-1].encode()
+        for i in range(count)
+    ]
 
 
-def handle_us(n: int = 5000) -> float:
-    """One SDK impression (strict, fresh uuid) through `Endpoint.handle` on a memory
-    journal: the core's whole work per request, without HTTP. µs per request."""
-    batches = iter([impression_bodies(n) for _ in range(5)])
+def handle_us(n: int = 5000, visitors: int = 1) -> float:
+    """One SDK impression (strict, fresh uuid; or a batch of `visitors` of them) through
+    `Endpoint.handle` on a memory journal: the core's whole work per request, without
+    HTTP. µs per request."""
+    batches = iter([impression_bodies(n, visitors) for _ in range(5)])
     headers = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
 
     def run() -> None:
@@ -196,6 +203,16 @@ def measure(*, quick: bool) -> list[tuple[str, str, str]]:
         )
     )
     print(rows[-1], flush=True)
+    for visitors, name in ((1, "one SDK impression"), (10, "a batch of ten impressions")):
+        core = handle_us(5000 // visitors, visitors)
+        rows.append(
+            (
+                f"the core's work for {name} (`Endpoint.handle`, strict, memory journal)",
+                f"{core:.0f} µs",
+                "-",
+            )
+        )
+        print(rows[-1], flush=True)
     start = threaded_start()
     rows.append(("threaded server ready (median of 10)", f"{start * 1000:.1f} ms", "<= 200 ms"))
     print(rows[-1], flush=True)
