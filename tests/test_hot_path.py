@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,3 +102,16 @@ def test_stored_metadata_reads_back_the_same_from_either_encoder() -> None:
 )
 def test_filter_cells_keep_their_text(value: object, text: str | None) -> None:
     assert as_text(value) == text
+
+
+def test_serve_freezes_its_startup_heap_and_keeps_collecting() -> None:
+    # In a process of its own: a frozen heap is for processes that serve until they end.
+    code = (
+        "import gc, mockserver.serve.serve_cli\n"
+        "from mockserver.serve.server import freeze_startup_heap\n"
+        "freeze_startup_heap()\n"
+        "print(gc.get_freeze_count(), gc.isenabled())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    frozen, enabled = out.stdout.split()
+    assert int(frozen) > 10_000 and enabled == "True"

@@ -321,7 +321,7 @@ def _run(
     secure: ServerCertificate | None,
 ) -> int:
     """Print the banner and serve until Ctrl-C."""
-    from .server import ReadyServer, uvicorn_config
+    from .server import ReadyServer, freeze_startup_heap, uvicorn_config
 
     if settings.tls and secure is not None:
         leaf = secure.leaf
@@ -347,6 +347,7 @@ def _run(
         server = ReadyServer(
             uvicorn_config(app, limits=settings.limits, **settings.certificate), side=side
         )
+        freeze_startup_heap()
         with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
             server.run(sockets=[socks[0]])
     for handler in logging.getLogger("logx_mock").handlers:

@@ -20,7 +20,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 from ..web.app import LogxApp
 from .admin_token import TOKEN_ENV
 from .logsink import log_to_stderr
-from .server import uvicorn_config
+from .server import freeze_startup_heap, uvicorn_config
 from .settings import ServeSettings
 
 __all__ = ["ENV", "app_from_env", "run_workers"]
@@ -32,7 +32,9 @@ def app_from_env() -> LogxApp:
     """The app factory each worker process calls (uvicorn `factory=True`)."""
     settings = ServeSettings.from_json(os.environ[ENV])
     log_to_stderr()
-    return settings.build_app(shared=True)
+    app = settings.build_app(shared=True)
+    freeze_startup_heap()
+    return app
 
 
 def run_workers(sock: socket.socket, settings: ServeSettings) -> None:
