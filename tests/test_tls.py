@@ -176,3 +176,37 @@ def test_the_readmes_compose_recipe_names_the_certificates_hosts_and_real_option
         assert argv[0] == "logx-mock"
         build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown option
     assert "/ca/ca.pem" in compose["services"]["app"]["environment"]["NODE_EXTRA_CA_CERTS"]
+
+
+def test_the_dockerfile_the_compose_recipe_builds_copies_what_pip_install_reads() -> None:
+    """The recipe's `build: .` needs a Dockerfile at the root. It is not built here (no
+    Docker daemon); its COPY lines must hold what pyproject.toml makes `pip install .` read
+    (the readme, every package it finds), its Python must satisfy requires-python, and its
+    default command must be one `logx-mock` accepts."""
+    import tomllib
+
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "services:" in b]
+    assert yaml.safe_load(recipe)["services"]["logx-mock"]["build"] == "."
+    dockerfile = (root / "Dockerfile").read_text()
+    project = tomllib.loads((root / "pyproject.toml").read_text())
+    copied = {
+        source
+        for line in dockerfile.splitlines()
+        if line.startswith("COPY ")
+        for source in line.split()[1:-1]
+    }
+    packages = project["tool"]["setuptools"]["packages"]["find"]["include"]
+    needed = {"pyproject.toml", project["project"]["readme"]}
+    needed |= {pattern.rstrip("*") for pattern in packages}
+    assert needed <= copied, needed - copied
+    assert all((root / source).exists() for source in copied)
+    assert "RUN pip install --no-cache-dir ." in dockerfile
+    (image,) = re.findall(r"^FROM python:(\d+)\.(\d+)-slim$", dockerfile, re.M)
+    lowest = re.fullmatch(r">=(\d+)\.(\d+)", project["project"]["requires-python"])
+    assert lowest and tuple(map(int, image)) >= tuple(map(int, lowest.groups()))
+    (command,) = re.findall(r"^CMD (\[.*\])$", dockerfile, re.M)
+    argv = json.loads(command)
+    assert argv[0] == "logx-mock"
+    build_parser().parse_args(argv[1:])
