@@ -208,3 +208,60 @@ def test_the_python_sdk_polls_with_if_modified_since_and_keeps_its_config_on_304
         assert manager.last_modified != stamp
     finally:
         manager.stop()
+
+
+def test_the_readmes_datafile_recipe_as_written(serve: Any, tmp_path: Path) -> None:
+    """`serve --datafile` prints where the file is served, the README's curl upload makes
+    another datafile servable, and its `url_template` line gets it to the Python SDK
+    (on a free port instead of 8080)."""
+    import re
+    import shlex
+    import subprocess
+    from urllib.parse import urlsplit
+
+    from optimizely.config_manager import PollingConfigManager
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### Datafiles served to the SDKs", 1)[1].split("\n### ", 1)[0]
+    (recipe,) = re.findall(r"```sh\n(.*?)\n```", section, re.S)
+    serve_line, upload_line = recipe.splitlines()
+    argv = shlex.split(serve_line, comments=True)
+    assert argv[:2] == ["logx-mock", "serve"]
+    datafile = tmp_path / "datafile.json"
+    datafile.write_bytes(DATAFILE.read_bytes())
+    server = serve(*[str(datafile) if a == "datafile.json" else a for a in argv[2:]])
+    assert server.proc.stdout is not None
+    server.proc.stdout.readline()  # datafile: ...
+    served_at = re.search(r'prints "(.*)"', serve_line)
+    assert served_at is not None
+    expected = served_at.group(1).replace("http://127.0.0.1:8080", server.url)
+    assert server.proc.stdout.readline().strip() == expected.replace("<sdkKey>", KEY)
+
+    port = str(urlsplit(server.url).port)
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    other = {**json.loads(DATAFILE.read_text()), "sdkKey": "uploaded-key", "revision": "7"}
+    (uploads / "datafile.json").write_text(json.dumps(other))
+    done = subprocess.run(
+        ["bash", "-c", upload_line.replace("8080", port).replace("curl ", "curl -sf ", 1)],
+        cwd=uploads,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    fetched = requests.get(f"{server.url}/datafiles/uploaded-key.json", timeout=10)
+    assert fetched.content == (uploads / "datafile.json").read_bytes()
+
+    template = re.search(r'url_template="(.*?)"', section)
+    assert template is not None
+    manager = PollingConfigManager(
+        sdk_key="uploaded-key",
+        url_template=template.group(1).replace("http://127.0.0.1:8080", server.url),
+        update_interval=3600,
+    )
+    try:
+        config = manager.get_config()
+        assert config is not None and config.revision == "7"
+    finally:
+        manager.stop()
