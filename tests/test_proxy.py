@@ -293,3 +293,30 @@ def test_serve_head_timeout_bounds_the_proxy_head_too(serve: Any, tmp_path: Path
     with socket.create_connection(("127.0.0.1", urlsplit(server.proxy_url).port), timeout=10) as s:
         s.sendall(b"CONNECT logx.optimizely.com:443 HTTP/1.1\r\n")
         assert b"did not arrive within 0.5s" in s.recv(65536)
+
+
+def test_httpx_and_urllib_need_only_https_proxy_and_ssl_cert_file(proxied: Any) -> None:
+    """The README's trust table: Python's `ssl`, httpx and urllib trust the CA with
+    `SSL_CERT_FILE`; with `HTTPS_PROXY` beside it, an app that knows nothing of logx-mock
+    reaches it through the proxy (events and the datafile path)."""
+    app = """
+import json, urllib.request, httpx
+body = json.dumps({"account_id": "12001", "visitors": []}).encode()
+url = "https://eu.logx.optimizely.com/v1/events"
+request = urllib.request.Request(url, data=body, headers={"content-type": "application/json"})
+print(urllib.request.urlopen(request, timeout=10).status)
+print(httpx.post(url, content=body, headers={"content-type": "application/json"}).status_code)
+print(httpx.get("https://cdn.optimizely.com/datafiles/none.json").status_code)
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", app],
+        env={"HTTPS_PROXY": proxied.proxy_url, "SSL_CERT_FILE": proxied.cafile},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["204", "204", "403"]  # 403: no datafile given to this one
+    records = journal(proxied)
+    eu = ("eu.logx.optimizely.com", "rejected")  # rejected: an empty batch, as sent
+    assert [(r["host"], r["verdict"]) for r in records] == [eu, eu]
