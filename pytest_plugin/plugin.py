@@ -27,7 +27,14 @@ from mockserver import Datafiles, Endpoint, EndpointConfig, MemoryJournal, Threa
 
 from .dispatcher import LogxEventDispatcher
 from .handle import DatafileWarning, LogxHandle, ServerHandle, datafile_warnings, summarize
-from .leak_guard import GUARD_INI, GUARD_OPTION, leak_guard
+from .leak_guard import (
+    GUARD_INI,
+    GUARD_OPTION,
+    late_guard,
+    late_refusals,
+    leak_guard,
+    threads_outliving,
+)
 from .options import DATAFILE_HELP, DATAFILE_INI, INI_KEYS, LogxOptions, from_ini, merge_markers
 from .requests_routes import logx_requests
 from .routes import logx_router
@@ -52,7 +59,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         GUARD_INI,
         "while logx_mock is active, stop any other client from reaching the Optimizely "
-        "hosts (default true; false turns the leak guard off)",
+        "hosts, and after it, the threads its test left running (default true; false turns "
+        "the leak guard off)",
         type="bool",
         default=True,
     )
@@ -63,6 +71,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+_late_guard_key = pytest.StashKey[contextlib.ExitStack]()
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -70,6 +81,29 @@ def pytest_configure(config: pytest.Config) -> None:
         "options for the logx-mock fixtures; module, class and test markers merge, the closest "
         "wins",
     )
+    if _guarded(config):  # installed before any test patches a socket function, removed last
+        stack = contextlib.ExitStack()
+        stack.enter_context(late_guard())
+        config.stash[_late_guard_key] = stack
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    refused = late_refusals()
+    if refused:
+        terminalreporter.section("logx-mock leak guard")
+        terminalreporter.line(
+            f"{len(refused)} connection(s) to Optimizely stopped after their test ended: the "
+            "Optimizely SDK sends from its own thread; close the client (it flushes) or "
+            "call logx_mock.wait_for_events(...) before the test ends"
+        )
+        for line in refused:
+            terminalreporter.line(f"  {line}")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    stack = config.stash.get(_late_guard_key, None)
+    if stack is not None:
+        stack.close()
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -152,10 +186,13 @@ def logx_mock(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
     options = _options(request)
     handle = MockHandle(Endpoint(MemoryJournal(), config=_config(options)))
     with contextlib.ExitStack() as stack:
-        if _guarded(request.config):
+        guarded = _guarded(request.config)
+        if guarded:
             stack.enter_context(leak_guard())
         handle.router = stack.enter_context(logx_router(handle.endpoint))
         handle.responses_mock = stack.enter_context(logx_requests(handle.endpoint))
+        if guarded:  # innermost: a thread is named before the routes end
+            stack.enter_context(threads_outliving(request.node.nodeid))
         yield from _checked(request, handle, options)
 
 

@@ -3,10 +3,11 @@ reach the Optimizely hosts; they fail at once, before any DNS lookup, saying wha
 
 from __future__ import annotations
 
+import shutil
 import socket
 
 import pytest
-from helpers import run_user_tests
+from helpers import DATAFILE, run_user_tests
 
 from pytest_plugin import LeakError, leak_guard
 
@@ -172,3 +173,100 @@ def test_leak_guard_restores_every_function() -> None:
         socket.getaddrinfo("logx.optimizely.com", 443)
     assert (socket.getaddrinfo, socket.gethostbyname, socket.socket.connect) == before
     assert socket.getaddrinfo("127.0.0.1", 80)
+
+
+LATE = """
+import threading, requests
+GO, DONE, RESULT = threading.Event(), threading.Event(), []
+
+def send_later():
+    GO.wait(10)
+    try:
+        requests.post(URL, json={}, timeout=5)
+    except Exception as error:
+        RESULT.append(error)
+    DONE.set()
+
+def test_starts_a_sender(logx_mock):
+    threading.Thread(target=send_later, name="late-sender", daemon=True).start()
+
+def test_later():
+    GO.set()
+    assert DONE.wait(10)
+    (error,) = RESULT
+    assert isinstance(error, LeakError), repr(error)
+    assert str(error).startswith(
+        "logx-mock stopped a connection to logx.optimizely.com before any DNS lookup: thread "
+        "'late-sender' was started by test_user.py::test_starts_a_sender, which used logx_mock, "
+        "and it outlived the test: logx_mock ended with the test, so this would have reached "
+        "the real Optimizely. The Optimizely SDK sends from its own thread: before the test "
+        "ends, call optimizely_client.close() (it flushes the events) or "
+        "logx_mock.wait_for_events(...). To let such connections through, run pytest with "
+        "--no-logx-leak-guard")
+    assert LOOKUPS == []
+    # Only that thread is refused: this one reaches the resolver as without logx-mock.
+    with pytest.raises(urllib.error.URLError, match="Name or service not known"):
+        urllib.request.urlopen(URL, data=b"{}", timeout=5)
+    assert LOOKUPS == ["logx.optimizely.com"]
+"""
+
+
+def test_a_thread_that_outlives_its_test_is_refused_and_listed(pytester: pytest.Pytester) -> None:
+    result = run(pytester, LATE)
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*= logx-mock leak guard =*",
+            "1 connection(s) to Optimizely stopped after their test ended: the Optimizely SDK "
+            "sends from its own thread; close the client (it flushes) or call "
+            "logx_mock.wait_for_events(...) before the test ends",
+            "  test_user.py::test_starts_a_sender: thread 'late-sender' tried to reach "
+            "logx.optimizely.com after the test ended",
+        ]
+    )
+
+
+def test_with_the_guard_off_a_late_thread_reaches_the_resolver(pytester: pytest.Pytester) -> None:
+    late = LATE.split("    assert isinstance(error, LeakError)")[0]
+    late += (
+        "    assert isinstance(error, requests.ConnectionError), repr(error)\n"
+        "    assert LOOKUPS == ['logx.optimizely.com']\n"
+    )
+    result = run(pytester, late, "--no-logx-leak-guard")
+    result.assert_outcomes(passed=2)
+    assert "logx-mock leak guard" not in result.stdout.str()
+
+
+def test_the_sdk_left_open_sends_nothing_to_optimizely_after_its_test(
+    pytester: pytest.Pytester,
+) -> None:
+    """The newcomer's slip: the SDK neither closed nor waited for. With a flush interval its
+    event leaves a second after the test ended; it never reaches a resolver."""
+    shutil.copy(DATAFILE, pytester.path / "datafile.json")
+    result = run(
+        pytester,
+        """
+import time
+from optimizely import optimizely
+
+def test_tracks_and_forgets(logx_mock):
+    client = optimizely.Optimizely(
+        sdk_key="logx-mock-test", event_processor_options={"batch_size": 10, "flush_interval": 1}
+    )
+    client.track("purchase", "user-1")
+
+def test_later():
+    time.sleep(3)
+    assert LOOKUPS == []
+""",
+        ini="logx_datafile = datafile.json",
+    )
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*= logx-mock leak guard =*",
+            "*",
+            "  test_user.py::test_tracks_and_forgets: thread 'EventThread' tried to reach "
+            "logx.optimizely.com after the test ended",
+        ]
+    )
