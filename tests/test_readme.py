@@ -38,6 +38,26 @@ def test_readme_has_the_pytest_examples() -> None:
     assert "logx_event_dispatcher" not in EXAMPLES[0] and "pytest.mark" not in EXAMPLES[0]
 
 
+def test_readme_says_where_the_examples_datafile_is_and_what_it_holds() -> None:
+    import json
+
+    root = Path(__file__).parent.parent
+    section = README.split("### 2. pytest fixtures", 1)[1]
+    path = DATAFILE.relative_to(root).as_posix()
+    told = re.search(
+        rf"`{re.escape(path)}` \(`sdkKey` `([\w-]+)`, flag\s+`(\w+)`, "
+        rf"experiment `(\w+)`, events `(\w+)` and `(\w+)`\)",
+        section,
+    )
+    assert told is not None, path
+    datafile = json.loads(DATAFILE.read_text())
+    key, flag, experiment, *events = told.groups()
+    assert key == datafile["sdkKey"] and f'sdk_key="{key}"' in EXAMPLES[0]
+    assert flag in [f["key"] for f in datafile["featureFlags"]]
+    assert experiment in [e["key"] for e in datafile["experiments"]]
+    assert set(events) <= {e["key"] for e in datafile["events"]}
+
+
 @pytest.mark.parametrize("code", EXAMPLES, ids=NAMES)
 def test_readme_example_passes(pytester: pytest.Pytester, code: str) -> None:
     shutil.copy(Path(__file__).parent / "helpers.py", pytester.path / "helpers.py")
