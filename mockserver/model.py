@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .faults import FaultAction
 
 __all__ = [
+    "DECISION_IDS",
     "EVENT_KINDS",
     "VERDICTS",
     "WITH_EVENTS",
@@ -94,6 +95,12 @@ class Outcome:
     """An injected fault for the door to render: a delay first, then maybe no HTTP answer."""
 
 
+DECISION_IDS = ("campaign_id", "experiment_id", "variation_id", "is_campaign_holdback")
+"""The fields of a decision itself; any other decision field is read from its metadata."""
+_SENT_AS = {"experiment_key": "rule_key", "variation_key": "variation_key", "flag_key": "flag_key"}
+"""Decision keys a datafile can name, and the metadata field an SDK sends each as."""
+
+
 @dataclass(slots=True)
 class EventRecord:
     """One `visitors[].snapshots[].events[]` entry, flattened with its context."""
@@ -127,6 +134,30 @@ class EventRecord:
     decision_keys: list[dict[str, str]] = field(default_factory=list)
     """Per decision, the datafile's `experiment_key`, `variation_key` and `flag_key` for its
     ids (aligned with `decisions`; empty without a datafile)."""
+
+    @property
+    def named_key(self) -> Any:
+        """The event key as sent; for a conversion sent without one, the datafile's key of
+        its `entity_id` (when a datafile resolved it)."""
+        if self.key in (None, "") and self.entity_key is not None:
+            return self.entity_key
+        return self.key
+
+    def decision_value(self, index: int, name: str) -> Any:
+        """`name` of decision `index`: an id (`campaign_id`, `experiment_id`, `variation_id`,
+        `is_campaign_holdback`) from the decision, anything else from its metadata; where the
+        SDK sent no `experiment_key` (its metadata's `rule_key`), `variation_key` or `flag_key`
+        (older SDKs send only ids), the key a datafile resolved."""
+        decision = self.decisions[index] if index < len(self.decisions) else None
+        if not isinstance(decision, dict):
+            return None
+        if name in DECISION_IDS:
+            return decision.get(name)
+        metadata = decision.get("metadata")
+        value = (metadata if isinstance(metadata, dict) else {}).get(_SENT_AS.get(name, name))
+        if name in _SENT_AS and value in (None, "") and index < len(self.decision_keys):
+            value = self.decision_keys[index].get(name, value)
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         """A shallow dict: values are shared, not copied (dataclasses.asdict deep-copies,

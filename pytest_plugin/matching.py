@@ -26,7 +26,6 @@ RESOLVED_FIELDS = ("experiment_key",)
 EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(EventRecord))
 _SUBSET_FIELDS = ("tags", "attributes", "properties")
 FILTERS = (*EVENT_FIELDS, *DECISION_FIELDS, *METADATA_FIELDS, *RESOLVED_FIELDS)
-_FALLBACK = {"experiment_key": "rule_key", "variation_key": "variation_key", "flag_key": "flag_key"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,29 +53,9 @@ def check_filters(filters: dict[str, Any]) -> None:
             )
 
 
-def _decision_values(event: EventRecord, name: str) -> list[Any]:
-    """`name` of each decision. Keys come from the metadata the SDK sent, and where it
-    sent none (older SDKs send only ids) from the datafile, when one resolved the ids."""
-    values = []
-    for index, decision in enumerate(event.decisions):
-        if name in DECISION_FIELDS:
-            values.append(decision.get(name))
-            continue
-        metadata = decision.get("metadata")
-        meta = metadata if isinstance(metadata, dict) else {}
-        value = meta.get(_FALLBACK.get(name, name))
-        if name in _FALLBACK and value in (None, "") and index < len(event.decision_keys):
-            value = event.decision_keys[index].get(name, value)
-        values.append(value)
-    return values
-
-
 def _event_value(event: EventRecord, name: str) -> Any:
-    """An event field; a conversion sent without its key answers with the datafile's key."""
-    value = getattr(event, name)
-    if name == "key" and value in (None, "") and event.entity_key is not None:
-        return event.entity_key
-    return value
+    """An event field; `key` is the key as sent, or the datafile's (`EventRecord.named_key`)."""
+    return event.named_key if name == "key" else getattr(event, name)
 
 
 def _subset(expected: Any, actual: Any) -> bool:
@@ -112,8 +91,7 @@ def _decision_difference(event: EventRecord, filters: dict[str, Any]) -> list[Mi
     for index in range(max(len(event.decisions), 1)):
         misses = []
         for name, expected in filters.items():
-            values = _decision_values(event, name)
-            actual = values[index] if index < len(values) else None
+            actual = event.decision_value(index, name)
             if actual != expected:
                 misses.append(Mismatch(f"decision.{name}", expected, actual))
         if best is None or len(misses) < len(best):

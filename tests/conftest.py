@@ -9,13 +9,21 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 from contract_tests.pgserver import PostgresServer
-from mockserver import Endpoint, EndpointConfig, MemoryJournal, SqliteJournal, ThreadedServer
+from mockserver import (
+    Endpoint,
+    EndpointConfig,
+    Journal,
+    MemoryJournal,
+    SqliteJournal,
+    ThreadedServer,
+)
+from mockserver.journal.postgres import PostgresJournal
 
 
 @pytest.fixture
@@ -112,3 +120,27 @@ def serve() -> Iterator[type[ServeProcess]]:
             os.killpg(process.proc.pid, signal.SIGKILL)
         process.proc.communicate()
         process.log.close()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def make_journal(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[..., Journal]]:
+    """The journal contract, on every journal; `make()` twice opens the same store."""
+    opened: list[Journal] = []
+    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
+
+    def make(**kwargs: object) -> Journal:
+        journal: Journal
+        if request.param == "memory":
+            journal = MemoryJournal(**kwargs)  # type: ignore[arg-type]
+        elif request.param == "postgres":
+            journal = PostgresJournal(url, **kwargs)  # type: ignore[arg-type]
+        else:
+            journal = SqliteJournal(tmp_path / "j.db", **kwargs)  # type: ignore[arg-type]
+        opened.append(journal)
+        return journal
+
+    yield make
+    for journal in opened:
+        journal.close()

@@ -19,6 +19,8 @@ from helpers import PAYLOADS, conversion, impression
 from mockserver import ThreadedServer
 from mockserver.serve.cli import main
 
+COMMAND = [sys.executable, "-m", "mockserver"]
+
 
 def write(tmp_path: Path, name: str, payload: Any) -> str:
     path = tmp_path / name
@@ -185,24 +187,78 @@ def test_serve_max_requests_evicts_and_logs(serve: Any, tmp_path: Path) -> None:
     assert "journal cap 2 reached: evicted the 1 oldest request(s)" in log
 
 
-def test_events_command_lists_a_table(
+def test_events_command_lists_a_table_without_cutting_a_value(
     sqlite_server: ThreadedServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
     requests.post(sqlite_server.events_url, json=impression("alice"), timeout=10)
-    requests.post(sqlite_server.events_url, json=conversion("purchase", "bob"), timeout=10)
-    assert main(["events", "--url", sqlite_server.url, "--kind", "conversion"]) == 0
+    long_key = "checkout_completed_with_gift_wrapping"
+    purchase = conversion(long_key, "a-visitor-with-a-long-id", revenue=4200)
+    requests.post(sqlite_server.events_url, json=purchase, timeout=10)
+    assert main(["events", "--url", sqlite_server.url]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == [
-        "request_id",
+        "#",
         "verdict",
         "kind",
-        "visitor_id",
+        "visitor",
         "key",
-        "entity_id",
+        "variation",
+        "revenue",
         "uuid",
     ]
-    assert len(lines) == 2
-    assert lines[1].split()[:5] == ["2", "accepted", "conversion", "bob", "purchase"]
+    assert len(lines) == 3
+    impression_row, conversion_row = (line.split() for line in lines[1:])
+    assert impression_row[:6] == [
+        "1",
+        "accepted",
+        "impression",
+        "alice",
+        "campaign_activated",
+        "treatment",
+    ]
+    assert conversion_row[:6] == [
+        "2",
+        "accepted",
+        "conversion",
+        "a-visitor-with-a-long-id",
+        long_key,
+        "4200",
+    ]
+    key_column = lines[0].index("key")
+    assert lines[2][key_column:].startswith(long_key)  # the columns line up
+
+
+def test_events_follow_with_a_limit_shows_the_newest_then_follows(
+    sqlite_server: ThreadedServer,
+) -> None:
+    for name in ("one", "two", "three"):
+        requests.post(sqlite_server.events_url, json=impression(name), timeout=10)
+    proc = subprocess.Popen(
+        [*COMMAND, "events", "--url", sqlite_server.url, "--limit", "2", "--follow", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        seen = [json.loads(proc.stdout.readline())["visitor_id"] for _ in range(2)]
+        assert seen == ["two", "three"]
+        requests.post(sqlite_server.events_url, json=impression("four"), timeout=10)
+        assert json.loads(proc.stdout.readline())["visitor_id"] == "four"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_events_help_describes_every_filter(capsys: pytest.CaptureFixture[str]) -> None:
+    from mockserver.journal.filters import EVENT_FILTERS, FILTER_HELP
+
+    with pytest.raises(SystemExit):
+        main(["events", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # argparse wraps lines
+    for name in EVENT_FILTERS:
+        option = f"--{name.replace('_', '-')} VALUE"
+        assert f"{option} {' '.join(FILTER_HELP[name].split())}" in text, name
+    assert "--follow, -f print the newest --limit events, then each new one" in text
 
 
 def test_events_command_json_and_unreachable(

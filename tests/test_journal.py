@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,7 +21,6 @@ from mockserver import (
     SqliteJournal,
     ThreadedServer,
 )
-from mockserver.journal.postgres import PostgresJournal
 
 
 def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
@@ -36,30 +35,6 @@ def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
     outcome = endpoint.handle(request)
     assert outcome.record is not None
     return outcome.record
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def make_journal(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[..., Journal]]:
-    """The journal contract, on every journal; `make()` twice opens the same store."""
-    opened: list[Journal] = []
-    url = request.getfixturevalue("pg_url") if request.param == "postgres" else ""
-
-    def make(**kwargs: object) -> Journal:
-        journal: Journal
-        if request.param == "memory":
-            journal = MemoryJournal(**kwargs)  # type: ignore[arg-type]
-        elif request.param == "postgres":
-            journal = PostgresJournal(url, **kwargs)  # type: ignore[arg-type]
-        else:
-            journal = SqliteJournal(tmp_path / "j.db", **kwargs)  # type: ignore[arg-type]
-        opened.append(journal)
-        return journal
-
-    yield make
-    for journal in opened:
-        journal.close()
 
 
 def test_records_round_trip_with_events(make_journal: Callable[..., Journal]) -> None:

@@ -181,3 +181,11 @@ def test_readme_github_actions_recipe_runs_real_commands() -> None:
         build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown option
     reports = [s for s in steps if s.get("uses", "").startswith("mikepenz/action-junit-report")]
     assert reports[0]["with"]["report_paths"] == "logx-mock.xml"
+
+
+def test_readme_lists_every_event_filter_with_what_it_matches() -> None:
+    from mockserver.journal.filters import EVENT_FILTERS, FILTER_HELP
+
+    for name in EVENT_FILTERS:
+        assert f"| `{name}` | {FILTER_HELP[name]} |" in README, name
+        assert f"--{name.replace('_', '-')} " in README, name  # in the command line's synopsis

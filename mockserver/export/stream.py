@@ -12,7 +12,8 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Literal, get_args
 
 from ..errors import ConfigError
-from ..journal.base import Journal, check_filters, event_matches
+from ..journal.base import Journal
+from ..journal.filters import check_filters, event_matches
 from ..model import RequestRecord
 from .har import HAR_MEDIA_TYPE, har_pieces
 from .ndjson import NDJSON_MEDIA_TYPE, export_line

@@ -11,13 +11,14 @@ import asyncio
 import logging
 import threading
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
-from typing import Any
 
 from ..errors import ConfigError, JournalError
 from ..fault_plan import FaultPlan
 from ..model import EventRecord, RequestRecord
+from .filters import DECISION_FILTERS, EVENT_FILTERS, as_text, check_filters, event_matches
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -27,22 +28,12 @@ __all__ = [
     "Journal",
     "JournalError",
     "as_text",
+    "check_filters",
     "event_matches",
 ]
 
 log = logging.getLogger("logx_mock")
 
-EVENT_FILTERS = (
-    "visitor_id",
-    "key",
-    "kind",
-    "entity_id",
-    "uuid",
-    "account_id",
-    "project_id",
-    "client_name",
-    "verdict",
-)
 MAX_ID = 2**62
 """The largest request id a reader may name (`after`); ids stay below it."""
 DEFAULT_LIMIT = 100
@@ -50,35 +41,6 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 100_000
 """The most requests or events one read returns (`limit`)."""
 _SCAN_CHUNK = 500
-
-
-def as_text(value: Any) -> str | None:
-    """The text form filters compare against (JSON spelling for booleans)."""
-    if value is None:
-        return None
-    kind = value.__class__
-    if kind is str and value.isascii():  # most cells: nothing to do
-        return value  # type: ignore[no-any-return]
-    if kind is bool:
-        return "true" if value else "false"
-    text = str(value)
-    if not text.isascii():
-        # Lone surrogates (valid JSON escapes) have no UTF-8 form; SQLite needs one.
-        text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
-    return text
-
-
-def check_filters(filters: dict[str, str]) -> None:
-    unknown = sorted(set(filters) - set(EVENT_FILTERS))
-    if unknown:
-        raise ConfigError(
-            f"unknown event filter(s) {', '.join(unknown)}; use {', '.join(EVENT_FILTERS)}"
-        )
-
-
-def event_matches(event: EventRecord, filters: dict[str, str]) -> bool:
-    """Whether `event` passes every event filter (exact match on the text form)."""
-    return all(as_text(getattr(event, k)) == as_text(v) for k, v in filters.items())
 
 
 class Journal(ABC):
@@ -123,11 +85,38 @@ class Journal(ABC):
     def request(self, request_id: int) -> RequestRecord | None:
         """One request with its events, or None."""
 
-    @abstractmethod
     def events(
-        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, tail: bool = False, **filters: str
     ) -> list[EventRecord]:
-        """Events of requests with an id greater than `after`, in arrival order."""
+        """Events of requests with an id greater than `after` that pass every filter
+        (`journal.filters`), in arrival order: the first `limit`, or with `tail` the last
+        `limit`. A filter name or an enum value it cannot take raises ConfigError."""
+        check_filters(filters)
+        limit = _limit(limit)
+        if any(name in DECISION_FILTERS for name in filters):
+            return self._scan_events(after, limit, tail, filters)
+        return self._select_events(after, limit, tail, filters)
+
+    def _select_events(
+        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+    ) -> list[EventRecord]:
+        """`events` for filters on the event itself (`COLUMN_FILTERS`): a store with
+        columns for them answers from those; by default every event is compared."""
+        return self._scan_events(after, limit, tail, filters)
+
+    def _scan_events(
+        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+    ) -> list[EventRecord]:
+        """Every event compared in turn (decisions are not columns): read in chunks, so
+        memory holds one chunk and the `limit` found."""
+        found: deque[EventRecord] = deque(maxlen=limit if tail else None)
+        for record in self.scan(after=after):
+            for event in record.events:
+                if event_matches(event, filters):
+                    found.append(event)
+                    if not tail and len(found) >= limit:
+                        return list(found)
+        return list(found)
 
     @abstractmethod
     def clear(self) -> None:

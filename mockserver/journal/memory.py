@@ -21,7 +21,7 @@ from typing import Any
 from ..contract.history import Contributions, RecentHistory, apply_history, contributions
 from ..fault_plan import apply_decision
 from ..model import EventRecord, RequestRecord
-from .base import DEFAULT_LIMIT, Journal, JournalError, _limit, as_text, check_filters
+from .base import DEFAULT_LIMIT, Journal, JournalError, _limit, as_text
 from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
 
 __all__ = ["MemoryJournal"]
@@ -125,20 +125,21 @@ class MemoryJournal(Journal):
             duplicates = self._duplicates(request_id) if row else set()
         return record_from_row(row, duplicates) if row else None
 
-    def events(
-        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    def _select_events(
+        self, after: int, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        check_filters(filters)
-        limit = _limit(limit)
         wanted = [(2 + EVENT_COLUMNS.index(k), as_text(v)) for k, v in filters.items()]
         chosen: list[tuple[int, int, bool]] = []
         with self._lock:
-            for row in self._event_rows[self._events_after(after) :]:
+            candidates = self._event_rows[self._events_after(after) :]
+            for row in reversed(candidates) if tail else candidates:
                 if all(row[column] == value for column, value in wanted):
                     chosen.append((row[0], row[1], bool(row[-1])))
                     if len(chosen) >= limit:
                         break
             rows = {rid: self._row(rid) for rid in {rid for rid, _, _ in chosen}}
+        if tail:
+            chosen.reverse()  # the newest `limit`, in arrival order
         return _pick_events(chosen, rows.get)
 
     def clear(self) -> None:

@@ -52,7 +52,7 @@ from psycopg_pool import ConnectionPool
 
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import DEFAULT_LIMIT, JournalError, _limit, check_filters
+from .base import DEFAULT_LIMIT, JournalError, _limit
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
@@ -339,16 +339,18 @@ class PostgresJournal(GroupCommitJournal):
         found = self._records(rows)
         return found[0] if found else None
 
-    def events(
-        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    def _select_events(
+        self, after: int, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        check_filters(filters)
         where = " AND ".join(["request_id > %s", *(f"{name} = %s" for name in filters)])
+        order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM logx_events WHERE {where} "
-            "ORDER BY request_id, idx LIMIT %s".encode(),
-            (after, *(text_cell(v) for v in filters.values()), _limit(limit)),
+            f"ORDER BY request_id {order}, idx {order} LIMIT %s".encode(),
+            (after, *(text_cell(v) for v in filters.values()), limit),
         )
+        if tail:
+            rows.reverse()
         wanted: dict[int, dict[int, bool]] = {}
         for request_id, idx, duplicate in rows:
             wanted.setdefault(request_id, {})[idx] = bool(duplicate)

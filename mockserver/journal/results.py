@@ -28,7 +28,8 @@ from typing import Any, NamedTuple
 
 from ..contract.datafile import Datafile, Datafiles
 from ..model import EventRecord, RequestRecord
-from .base import DEFAULT_LIMIT, Journal, as_text, check_filters, event_matches
+from .base import DEFAULT_LIMIT, Journal
+from .filters import as_text, check_filters, event_matches
 
 __all__ = ["REASONS", "Results", "Uncounted", "count_results", "journal_results"]
 

@@ -18,7 +18,7 @@ from ..batch import parse_keys
 from ..contract.flatten import flatten
 from ..model import WITH_EVENTS, EventRecord, RequestRecord
 from ..violations import Violation
-from .base import EVENT_FILTERS, as_text
+from .filters import COLUMN_FILTERS, as_text, column_values
 
 __all__ = [
     "EVENT_COLUMNS",
@@ -31,9 +31,11 @@ __all__ = [
     "timestamp_cell",
 ]
 
-EVENT_COLUMNS = EVENT_FILTERS
-"""The event columns: one per filter, holding the text form it compares (`as_text`);
-a new filter is a new column, so a new schema version of both stores."""
+EVENT_COLUMNS = COLUMN_FILTERS
+"""The event columns: one per filter on the event itself, holding the text form it
+compares (`filters.column_values`; `key` holds the key as sent, or the datafile's key of
+a conversion sent without one); a new column is a new schema version of both stores.
+Decision filters have no column: they are compared on the events read back."""
 REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
 _META_FIELDS = (
     "received_at",
@@ -92,7 +94,7 @@ def meta_text(record: RequestRecord) -> str:
 def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
     """(request_id, idx, the filter columns..., timestamp, duplicate); `clean` maps NUL
     to U+FFFD, which PostgreSQL text cannot hold (filter values get the same)."""
-    cells = [as_text(getattr(event, name)) for name in EVENT_COLUMNS]
+    cells = list(column_values(event))
     if clean:
         cells = [text_cell(cell) for cell in cells]
     stamp = timestamp_cell(event.timestamp)

@@ -26,7 +26,7 @@ from typing import Any
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit, as_text, check_filters
+from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit, as_text
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
@@ -415,16 +415,18 @@ class SqliteJournal(GroupCommitJournal):
         rows = self._read(f"SELECT {REQUEST_COLUMNS} FROM requests WHERE id = ?", (request_id,))
         return self._record(rows[0]) if rows else None
 
-    def events(
-        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, **filters: str
+    def _select_events(
+        self, after: int, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        check_filters(filters)
         where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
+        order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
-            "ORDER BY request_id, idx LIMIT ?",
-            (after, *(as_text(v) for v in filters.values()), _limit(limit)),
+            f"ORDER BY request_id {order}, idx {order} LIMIT ?",
+            (after, *(as_text(v) for v in filters.values()), limit),
         )
+        if tail:
+            rows.reverse()
         wanted: dict[int, dict[int, bool]] = {}
         for request_id, idx, duplicate in rows:
             wanted.setdefault(request_id, {})[idx] = bool(duplicate)

@@ -17,25 +17,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import httpx
-
 from ..contract.crosscheck import crosscheck
 from ..contract.datafile import DatafileError, Datafiles
 from ..contract.decoding import DecodeError, decode_body
 from ..contract.validation import validate
-from ..journal.base import DEFAULT_LIMIT
 from ..violations import Report
-from ..web.guard import ADMIN_PREFIX
-from .admin_token import TOKEN_ENV
 from .ca import (
     CAError,
     CertificateAuthority,
     trust_instructions,
 )
 from .check_cli import add_check_command, run_check
-from .remote import add_filter_options, chosen_filters
+from .events_cli import add_events_command, run_events
 from .replay_cli import add_replay_command, run_replay
-from .results_cli import add_results_command, admin_get, run_results
+from .results_cli import add_results_command, run_results
 from .serve_cli import add_ca_dir_option, add_serve_command, ca_dir, run_serve
 from .transfer_cli import add_transfer_commands, run_export, run_import
 
@@ -67,15 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also check the ids against this Optimizely datafile (repeatable)",
     )
 
-    events = commands.add_parser("events", help="list the events of a running server")
-    events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    add_filter_options(events, chosen="events")
-    events.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
-    events.add_argument(
-        "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
-    )
-    events.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
-    events.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_events_command(commands)
     add_results_command(commands)
     add_transfer_commands(commands)
     add_replay_command(commands)
@@ -89,7 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     runner = {
         "serve": run_serve,
         "validate": _validate,
-        "events": _events,
+        "events": run_events,
         "results": run_results,
         "export": run_export,
         "import": run_import,
@@ -190,44 +177,3 @@ def _print_result(result: dict[str, Any], out: TextIO) -> None:
     for label, key in (("error", "errors"), ("warning", "warnings"), ("note", "unknown_fields")):
         for item in result[key]:
             print(f"  {label:<7} {item['path']}: {item['message']} [{item['rule']}]", file=out)
-
-
-# events --------------------------------------------------------------------
-
-_COLUMNS = ("request_id", "verdict", "kind", "visitor_id", "key", "entity_id", "uuid")
-
-
-def _events(args: argparse.Namespace) -> int:
-    filters = chosen_filters(args)
-    base = args.url.rstrip("/")
-    after, first = 0, True
-    if not args.json:
-        print("  ".join(f"{c:<12}" for c in _COLUMNS), flush=True)
-    token = args.token or os.environ.get(TOKEN_ENV)
-    auth = {"authorization": f"Bearer {token}"} if token else {}
-    with httpx.Client(timeout=70.0, headers=auth) as client:
-        while first or args.follow:
-            params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}
-            if not first:
-                params["wait"] = 30
-            body = admin_get(client, base, f"{ADMIN_PREFIX}/events", params)
-            if body is None:
-                return 2
-            for event in body["events"]:
-                print(json.dumps(event) if args.json else _row(event), flush=True)
-            after = body["events"][-1]["request_id"] if body["events"] else body["last_id"]
-            first = False
-    return 0
-
-
-def _row(event: dict[str, Any]) -> str:
-    cells = []
-    for column in _COLUMNS:
-        value = event.get(column)
-        if column == "key" and value in (None, ""):
-            value = event.get("entity_key")  # a conversion sent without its key: the datafile's
-        text = "" if value is None else str(value)
-        cells.append(f"{text[:12]:<12}" if column != "uuid" else text)
-    if event.get("duplicate"):
-        cells.append("(duplicate)")
-    return "  ".join(cells)

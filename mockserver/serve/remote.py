@@ -19,10 +19,11 @@ from typing import Any
 import httpx
 
 from ..export.ndjson import ExportLineError, count_export, read_export
-from ..journal.base import EVENT_FILTERS
 from ..journal.opening import is_postgres_url, open_journal
 from ..model import RequestRecord
 from ..web.guard import ADMIN_PREFIX
+from .admin_client import add_filter_arguments as add_filter_options
+from .admin_client import chosen_filters
 from .admin_token import TOKEN_ENV
 
 __all__ = [
@@ -61,24 +62,6 @@ def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
     )
-
-
-def add_filter_options(
-    parser: argparse.ArgumentParser, *, chosen: str = "requests with an event"
-) -> None:
-    """The event filters, one option each (`--visitor-id VALUE`: only `chosen` whose
-    visitor_id is VALUE); `chosen_filters` reads them back."""
-    for name in EVENT_FILTERS:
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            dest=name,
-            metavar="VALUE",
-            help=f"only {chosen} whose {name} is VALUE",
-        )
-
-
-def chosen_filters(args: argparse.Namespace) -> dict[str, str]:
-    return {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
 
 
 def admin_client(args: argparse.Namespace) -> httpx.Client:

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import Any
 
 import httpx
 
 from ..journal.base import DEFAULT_LIMIT
 from ..web.guard import ADMIN_PREFIX
-from .remote import add_filter_options, chosen_filters
+from .admin_client import add_filter_arguments, admin_get, chosen_filters
 
-__all__ = ["add_results_command", "admin_get", "render_results", "run_results"]
+__all__ = ["add_results_command", "render_results", "run_results"]
 
 _HEAD = ("variation", "visitors", "event", "unique", "conversions", "revenue")
 
@@ -87,7 +86,7 @@ def add_results_command(commands: Any) -> None:
         "results", help="the results an experiment would show, and what did not count"
     )
     results.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    add_filter_options(results, chosen="events")
+    add_filter_arguments(results)
     results.add_argument("--after", type=int, default=0, help="only requests with a greater id")
     results.add_argument(
         "--start", type=int, metavar="MS", help="only events at or after (epoch ms)"
@@ -98,27 +97,6 @@ def add_results_command(commands: Any) -> None:
     )
     results.add_argument("--token", metavar="TOKEN", help="the server's --admin-token")
     results.add_argument("--json", action="store_true", help="the admin API's JSON answer")
-
-
-def admin_get(
-    client: httpx.Client, base: str, path: str, params: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The admin API's JSON answer, or None after saying on stderr what went wrong."""
-    try:
-        response = client.get(f"{base}{path}", params=params)
-    except httpx.HTTPError as exc:
-        print(
-            f"logx-mock: cannot reach {base} ({exc}); is `logx-mock serve` running?",
-            file=sys.stderr,
-        )
-        return None
-    if response.status_code != 200:
-        print(
-            f"logx-mock: {base} answered {response.status_code}: {response.text}", file=sys.stderr
-        )
-        return None
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def run_results(args: argparse.Namespace) -> int:

@@ -13,7 +13,8 @@ from typing import Any
 
 from ..batch import FIELDS, Field
 from ..endpoint import EVENTS_PATH
-from ..journal.base import EVENT_FILTERS, MAX_ID, MAX_LIMIT
+from ..journal.base import MAX_ID, MAX_LIMIT
+from ..journal.filters import EVENT_FILTERS, FILTER_CHOICES, FILTER_HELP
 
 __all__ = [
     "BAD_QUERY",
@@ -72,8 +73,16 @@ def query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]
 
 
 def event_filters() -> list[dict[str, Any]]:
-    """The event filters, one query parameter each."""
-    return [query(name, STR, f"only events whose {name} equals this") for name in EVENT_FILTERS]
+    """The event filters, one query parameter each: what it matches, and for an enum filter
+    the values it takes (anything else is a 400)."""
+    return [
+        query(
+            name,
+            {"enum": list(FILTER_CHOICES[name])} if name in FILTER_CHOICES else STR,
+            FILTER_HELP[name],
+        )
+        for name in EVENT_FILTERS
+    ]
 
 
 PAGING = [

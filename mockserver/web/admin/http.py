@@ -14,7 +14,9 @@ from starlette.responses import Response
 
 from ...contract.decoding import loads
 from ...endpoint import Endpoint
-from ...journal.base import EVENT_FILTERS, MAX_ID
+from ...errors import ConfigError
+from ...journal.base import MAX_ID
+from ...journal.filters import EVENT_FILTERS, check_filters
 from ...problem import problem
 from ..openapi import wrapped
 
@@ -25,6 +27,7 @@ __all__ = [
     "Operation",
     "Operations",
     "after_param",
+    "bool_param",
     "bounded_body",
     "check_params",
     "chosen_filters",
@@ -163,6 +166,21 @@ def after_param(request: Request) -> int:
     return int_param(request, "after", 0, 0, MAX_ID)
 
 
+def bool_param(request: Request, name: str) -> bool:
+    """Query parameter `name` as true or false (also 1 or 0); false when absent."""
+    raw = request.query_params.get(name, "false")
+    if raw.lower() not in ("true", "1", "false", "0"):
+        raise BadQuery(f"{name}={raw!r} is not true or false")
+    return raw.lower() in ("true", "1")
+
+
 def chosen_filters(request: Request) -> dict[str, str]:
-    """The event filters the query names (`check_params` refuses any other name first)."""
-    return {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    """The event filters the query names (`check_params` refuses any other name first), each
+    checked (`journal.filters.check_filters`): an enum filter's value it cannot take is
+    refused with the values it can."""
+    filters = {k: v for k, v in request.query_params.items() if k in EVENT_FILTERS}
+    try:
+        check_filters(filters)
+    except ConfigError as exc:
+        raise BadQuery(str(exc)) from None
+    return filters

@@ -34,6 +34,7 @@ from .http import (
     JSONResponse,
     Operations,
     after_param,
+    bool_param,
     check_params,
     chosen_filters,
     int_param,
@@ -91,7 +92,7 @@ async def health(endpoint: Endpoint, request: Request) -> Response:
         "summary": "Journaled requests, oldest first",
         "parameters": [
             *PAGING,
-            query("verdict", STR, "only this verdict"),
+            query("verdict", {"enum": list(VERDICTS)}, "only this verdict"),
             query("events", STR, "true: include each request's events"),
         ],
         "responses": {"200": list_of("requests", "RequestRecord"), "400": BAD_QUERY},
@@ -103,9 +104,10 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
         check_params(request, {"after", "limit", "verdict", "events"})
         after = after_param(request)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
+        verdict = chosen_filters(request).get("verdict")
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    found = journal.requests(after=after, limit=limit, verdict=request.query_params.get("verdict"))
+    found = journal.requests(after=after, limit=limit, verdict=verdict)
     with_events = truthy(request.query_params.get("events"))
     listed = [r.to_dict(with_events=with_events) for r in found]
     return JSONResponse(
@@ -154,6 +156,12 @@ async def get_request(endpoint: Endpoint, request: Request) -> Response:
                 {"type": "number", "minimum": 0, "maximum": MAX_WAIT_SECONDS},
                 "with `after`: wait up to this many seconds for something newer",
             ),
+            query(
+                "tail",
+                {"type": "boolean"},
+                "true: the newest `limit` matching events (still in arrival order), e.g. to "
+                "show the last few before following",
+            ),
         ],
         "responses": {"200": list_of("events", "EventRecord"), "400": BAD_QUERY},
     },
@@ -161,17 +169,18 @@ async def get_request(endpoint: Endpoint, request: Request) -> Response:
 async def list_events(endpoint: Endpoint, request: Request) -> Response:
     journal = endpoint.journal
     try:
-        check_params(request, {"after", "limit", "wait", *EVENT_FILTERS})
+        check_params(request, {"after", "limit", "wait", "tail", *EVENT_FILTERS})
         after = after_param(request)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         wait = seconds_param(request, "wait", MAX_WAIT_SECONDS)
+        tail = bool_param(request, "tail")
+        filters = chosen_filters(request)
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    filters = chosen_filters(request)
     deadline = time.monotonic() + wait
     while True:
         checked = journal.last_id  # read first: a commit after it wakes the wait
-        found = journal.events(after=after, limit=limit, **filters)
+        found = journal.events(after=after, limit=limit, tail=tail, **filters)
         if found or wait <= 0:
             break
         if not await _wait_newer(endpoint, max(after, checked), deadline):

@@ -77,9 +77,9 @@ async def get_results(endpoint: Endpoint, request: Request) -> Response:
             int_param(request, name, -1, 0, 2**63 - 1) if name in request.query_params else None
             for name in ("start", "end")
         )
+        filters = chosen_filters(request)
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    filters = chosen_filters(request)
     # Two reads of the whole journal: never on the event loop.
     result, until = await run_in_threadpool(
         journal_results,
