@@ -38,7 +38,7 @@ from .journal.memory import MemoryJournal
 from .journal.opening import open_journal
 from .journal.results import Results, Uncounted, journal_results
 from .journal.sqlite import SqliteJournal
-from .model import VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
+from .model import REFUSED, VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
 from .serve.server import ThreadedServer
 from .serve.settings import ServeSettings
 from .timing import Delay, Waiter
@@ -62,6 +62,7 @@ __all__ = [
     "FAULT_KINDS",
     "MAX_BODY_BYTES",
     "MAX_LIMIT",
+    "REFUSED",
     "VERDICTS",
     "WARNING_RULES",
     "CAError",

@@ -13,6 +13,7 @@ import gc
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from .anonymize import ADDRESS_HEADERS, ClientAddress, TrustedProxies, scrub_headers
 from .batch import render_keys, walk
@@ -32,11 +33,21 @@ from .model import CoreRequest, Outcome, RequestRecord, truthy
 from .problem import problem
 from .violations import Report, Violation
 
-__all__ = ["EVENTS_PATH", "Endpoint", "EndpointConfig", "is_strict", "recorded_answer"]
+__all__ = [
+    "BROWSER_NOISE",
+    "EVENTS_PATH",
+    "Endpoint",
+    "EndpointConfig",
+    "is_browser_noise",
+    "is_strict",
+    "recorded_answer",
+]
 
 log = logging.getLogger("logx_mock")
 
 EVENTS_PATH = "/v1/events"
+BROWSER_NOISE = frozenset({"/favicon.ico", "/robots.txt", "/apple-touch-icon.png"})
+"""Paths browsers and crawlers ask for on their own; `is_browser_noise` says why."""
 _CORS_ALLOW_HEADERS = "content-type, content-encoding, x-optimizely-strict"
 
 
@@ -146,25 +157,40 @@ class Endpoint:
         if request.path.startswith(DATAFILES_PREFIX):
             return self.cdn.answer(request, self.config.datafiles)
         if request.path.rstrip("/") != EVENTS_PATH:
-            headers, body = problem(
-                "not_found",
-                404,
-                f"{request.path} is not served; post batches to {EVENTS_PATH} "
-                f"(datafiles are at {DATAFILES_PREFIX}{{sdk_key}}.json)",
-            )
-            return Outcome(404, headers, body)
+            record = self._not_found(request, 404)
+            if is_browser_noise(request):
+                return _verdict_outcome(record, [])  # answered, not journaled
+            return _Pending(record, [])
         cors = _cors_headers(request)
         if request.method == "OPTIONS":
             return Outcome(204, cors + _preflight_headers(request))
         if request.method != "POST":
-            headers, body = problem(
-                "method", 405, f"{request.method} is not allowed; send POST {EVENTS_PATH}"
-            )
-            return Outcome(405, [*headers, ("allow", "POST, OPTIONS"), *cors], body)
+            return _Pending(self._not_found(request, 405), cors)
         if len(request.body) < _LARGE_BODY:
             return _Pending(self._judge(request), cors)
         with _no_cycle_collection():
             return _Pending(self._judge(request), cors)
+
+    def _not_found(self, request: CoreRequest, status: int) -> RequestRecord:
+        """The record of a request to a path the endpoint does not serve (404) or with a
+        method it refuses (405): journaled, so a client's wrong URL leaves a trace."""
+        record = RequestRecord(
+            id=0,
+            received_at=request.received_at,
+            method=request.method,
+            path=request.path,
+            host=request.host,
+            headers=list(request.headers),
+            client_ip=None,
+            strict=self.config.force_strict or is_strict(request.header("x-optimizely-strict")),
+            strict_header=request.header("x-optimizely-strict"),
+            status=status,
+            verdict="not_found",
+            errors=[_route_violation(request.method, request.path, status)],
+            raw=None if request.too_large else request.body,
+        )
+        self._anonymize(request, record)
+        return record
 
     def _judge(self, request: CoreRequest) -> RequestRecord:
         """Decode, validate and anonymize: the whole verdict, before anything is stored."""
@@ -254,6 +280,9 @@ class Endpoint:
         return outcome
 
     def _unavailable(self, step: _Pending, exc: Exception) -> Outcome:
+        if step.record.verdict == "not_found":  # nothing to resend: still say where to go
+            log.error("request to %s not recorded: %s", step.record.path, exc)
+            return _verdict_outcome(step.record, step.cors)
         log.error("request not recorded, answering 503: %s", exc)
         headers, body = problem(
             "unavailable",
@@ -281,8 +310,53 @@ def recorded_answer(record: RequestRecord) -> Outcome:
     return _verdict_outcome(record, cors)
 
 
+def is_browser_noise(request: CoreRequest) -> bool:
+    """A request a browser or crawler makes by itself (`GET /favicon.ico` whenever it shows
+    a page from this server, `/robots.txt`, Chromium devtools' `/.well-known/...`): answered
+    404 but not journaled, since no client of the Log Endpoint sent it by mistake."""
+    return request.method in ("GET", "HEAD") and (
+        request.path in BROWSER_NOISE or request.path.startswith("/.well-known/")
+    )
+
+
+def _route_violation(method: str, path: str, status: int) -> Violation:
+    """Why a request was not_found, and where to send it instead."""
+    if status == 405:
+        return Violation(
+            "$",
+            "method",
+            f"{method} is not allowed; send POST {EVENTS_PATH}",
+            f"POST {EVENTS_PATH}",
+            method,
+        )
+    return Violation(
+        "$",
+        "path",
+        f"{path} is not served; post batches to {EVENTS_PATH} "
+        f"(datafiles are at {DATAFILES_PREFIX}{{sdk_key}}.json)",
+        EVENTS_PATH,
+        path,
+    )
+
+
+def _not_found_outcome(record: RequestRecord, cors: list[tuple[str, str]]) -> Outcome:
+    """404 for a wrong path, 405 (with `Allow`) for a refused method: a problem naming the
+    path, with the hint."""
+    kind = "method" if record.status == 405 else "not_found"
+    hint = _route_violation(record.method, record.path, record.status).message
+    extra: dict[str, Any] = {"request_id": record.id} if record.id else {}
+    headers, body = problem(
+        kind, record.status, hint, method=record.method, path=record.path, **extra
+    )
+    if record.status == 405:
+        headers += [("allow", "POST, OPTIONS"), *cors]
+    return Outcome(record.status, headers, body, record)
+
+
 def _verdict_outcome(record: RequestRecord, cors: list[tuple[str, str]]) -> Outcome:
     """The answer to a request that got its verdict's status: 204, or a problem."""
+    if record.verdict == "not_found":
+        return _not_found_outcome(record, cors)
     if record.status not in (400, 413):
         return Outcome(record.status, cors, b"", record)
     kind = {400: "invalid", 413: "too_large"}[record.status]
@@ -405,6 +479,12 @@ class _LogLine:
 
 
 def _log_line(record: RequestRecord) -> str:
+    if record.verdict == "not_found":
+        hint = record.errors[0].message if record.errors else ""
+        return (
+            f"#{record.id} {record.status} not_found from {record.client_ip or '-'}: "
+            f"{record.method} {record.path}: {hint}"
+        )
     count = len(walk(record.payload).visitors)
     fault = record.fault
     note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""

@@ -41,7 +41,7 @@ from .faults import MAX_RULES, STEP_KINDS, TERMINALS, FaultAction, FaultKind, Fa
 from .model import RequestRecord
 from .timing import Waiter
 
-__all__ = ["FaultPlan", "PlanState", "PlanStore", "apply_decision"]
+__all__ = ["Decides", "FaultPlan", "PlanState", "PlanStore", "apply_decision", "decide_record"]
 
 _T = TypeVar("_T")
 
@@ -178,6 +178,19 @@ def _action(slot: _Slot, step: int | str | None, rng: random.Random | None) -> F
         hang_max=rule.hang_max,
         dribble_interval=rule.dribble_interval,
     )
+
+
+class Decides(Protocol):
+    """What decides a request: a `FaultPlan`, or a `PlanState` inside a journal's step."""
+
+    def decide(self, payload: Any) -> FaultAction | None: ...
+
+
+def decide_record(plan: Decides, record: RequestRecord) -> None:
+    """Decide `record` with `plan` and journal the decision. A `not_found` request (a path or
+    method the endpoint does not serve) is neither counted nor faulted: faults are the Log
+    Endpoint's, and a stray `GET /` must not use up a `times=1` rule."""
+    apply_decision(record, None if record.verdict == "not_found" else plan.decide(record.payload))
 
 
 def apply_decision(record: RequestRecord, action: FaultAction | None) -> None:

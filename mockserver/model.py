@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DECISION_IDS",
     "EVENT_KINDS",
+    "REFUSED",
     "VERDICTS",
     "WITH_EVENTS",
     "CoreRequest",
@@ -33,12 +34,16 @@ __all__ = [
     "truthy",
 ]
 
-Verdict = Literal["accepted", "rejected", "malformed", "too_large", "faulted"]
+Verdict = Literal["accepted", "rejected", "malformed", "too_large", "faulted", "not_found"]
 """What became of a request. Plain strings (JSON, SQLite and the admin API carry them as
-they are); mypy checks every literal written against this type."""
+they are); mypy checks every literal written against this type. `not_found`: a path the
+endpoint does not serve (404) or a method it refuses (405); such a request has no events."""
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 WITH_EVENTS: tuple[Verdict, ...] = ("accepted", "rejected", "faulted")
 """The verdicts of requests whose payload was read, so they have events."""
+REFUSED: tuple[Verdict, ...] = ("rejected", "malformed", "too_large", "not_found")
+"""The verdicts of requests production would drop or refuse (a fault is asked for by the
+test, so `faulted` is not one): what `assert_no_rejections` and `logx-mock check` fail on."""
 
 EventKind = Literal["impression", "conversion"]
 EVENT_KINDS: tuple[EventKind, ...] = get_args(EventKind)

@@ -16,6 +16,7 @@ from mockserver import (
     DATAFILE_RULES,
     EVENTS_PATH,
     MAX_LIMIT,
+    REFUSED,
     Endpoint,
     EventRecord,
     FaultPlan,
@@ -39,7 +40,6 @@ class DatafileWarning(UserWarning):
     """
 
 
-_REFUSED: tuple[Verdict, ...] = ("rejected", "malformed", "too_large")
 _UNSET: Any = object()
 
 
@@ -276,12 +276,12 @@ class LogxHandle(ResultsAssertions):
     def assert_no_rejections(self) -> None:
         """Fail listing every request the real endpoint would have dropped or refused."""
         __tracebackhide__ = True
-        bad = [r for r in self.requests if r.verdict in _REFUSED]
+        bad = [r for r in self.requests if r.verdict in REFUSED]
         if not bad:
             return
         lines = [
-            f"{len(bad)} request(s) would be dropped by Optimizely "
-            "(the real endpoint answers 204 and discards them):"
+            f"{len(bad)} request(s) would be dropped or refused by Optimizely (it answers a "
+            "rejected batch 204 and discards it; a wrong path or method is never delivered):"
         ]
         for record in bad:
             lines.append(f"  request #{record.id} ({record.verdict}, answered {record.status}):")

@@ -58,6 +58,7 @@ def test_mockserver_exports() -> None:
             "EVENT_FILTERS",
             "MAX_BODY_BYTES",
             "MAX_LIMIT",
+            "REFUSED",
             "VERDICTS",
             "ClientAddress",
             "CoreRequest",

@@ -12,7 +12,7 @@ import requests
 from helpers import conversion, impression
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from mockserver import ThreadedServer
+from mockserver import VERDICTS, ThreadedServer
 from mockserver.web.inspector import CSP
 
 pytest_plugins = ["pytester"]
@@ -134,6 +134,29 @@ def test_verdict_badges_warnings_and_duplicates(page: Page, server: ThreadedServ
     )
     # The fault plan comes by its own fetch, which may end after the list's: wait for it.
     expect(page.locator("#faults")).to_contain_text("status=503,times=1")
+
+
+def test_a_wrong_path_and_a_refused_method_show_as_not_found(
+    page: Page, server: ThreadedServer
+) -> None:
+    options = page.eval_on_selector_all("#f-verdict option", "o => o.map(x => x.value)")
+    assert options == ["", *VERDICTS]
+    post(server, impression("on-the-right-path"))
+    requests.post(server.url + "/v1/event", json=impression("lost-visitor"), timeout=5)
+    requests.get(server.events_url, timeout=5)
+    expect(page.locator("#rows tr")).to_have_count(3)
+    rows = visible_rows(page)
+    assert [(r[5], r[6]) for r in rows[:2]] == [
+        ("GET /v1/events", "not_found"),
+        ("POST /v1/event", "not_found"),
+    ]
+    page.select_option("#f-verdict", "not_found")
+    expect(page.locator("#rows tr")).to_have_count(2)
+    page.click("#rows tr >> text=POST /v1/event")
+    detail = page.locator("#detail")
+    expect(detail).to_contain_text("/v1/event is not served; post batches to /v1/events")
+    assert "#2 POST /v1/event" in detail.inner_text()
+    assert "lost-visitor" in detail.locator("pre.json").inner_text()  # the body as it came
 
 
 def test_filters_narrow_the_list(page: Page, server: ThreadedServer) -> None:

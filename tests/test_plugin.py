@@ -322,8 +322,9 @@ def test_allowed(logx_mock):
     result.stdout.fnmatch_lines(
         [
             "*ERROR at teardown of test_sends_a_bad_batch*",
-            "E*AssertionError: 1 request(s) would be dropped by Optimizely "
-            "(the real endpoint answers 204 and discards them):",
+            "E*AssertionError: 1 request(s) would be dropped or refused by Optimizely (it "
+            "answers a rejected batch 204 and discards it; a wrong path or method is never "
+            "delivered):",
             "E*  request #1 (rejected, answered 204):",
             "E*    - account_id: 'account_id' is required ?required?",
             "E*Fix the payloads, or mark the test @pytest.mark.logx(allow_rejected=True) "

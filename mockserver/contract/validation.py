@@ -55,6 +55,8 @@ ERROR_RULES = {
     "range": "timestamp, revenue or quantity does not fit in 64 bits",
     "empty": "account_id is empty, or visitors is an empty array",
     "depth": "a value nests deeper than 32 levels (the batch is malformed)",
+    "path": "the request went to a path other than /v1/events (404, verdict not_found)",
+    "method": "the request's method is not POST or OPTIONS (405, verdict not_found)",
 }
 """Rules that make a batch unusable (400 strict, silently dropped permissive)."""
 

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..model import VERDICTS, RequestRecord
+from ..model import REFUSED, VERDICTS, RequestRecord
 from ..violations import Violation
 
 __all__ = [
@@ -30,7 +30,7 @@ __all__ = [
 
 FAIL_ON_CHOICES: tuple[str, ...] = (*(v for v in VERDICTS if v != "accepted"), "warnings")
 """What `--fail-on` takes: a verdict other than accepted, or `warnings`."""
-DEFAULT_FAIL_ON: tuple[str, ...] = tuple(v for v in VERDICTS if v not in ("accepted", "faulted"))
+DEFAULT_FAIL_ON: tuple[str, ...] = REFUSED
 """Every verdict production would drop or refuse (a fault is asked for by the test)."""
 _SHOWN = 3
 

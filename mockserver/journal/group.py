@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..contract.datafile import Datafiles
-from ..fault_plan import FaultPlan, PlanState, apply_decision
+from ..fault_plan import FaultPlan, PlanState, decide_record
 from ..model import RequestRecord
 from .base import Journal, JournalError
 from .datafile_rows import DatafileRow, from_rows, to_rows
@@ -273,7 +273,7 @@ class GroupCommitJournal(Journal):
                     self._clear_tables()
                 elif job.stored:
                     for record, _ in job.stored:
-                        apply_decision(record, plan.decide(record.payload))
+                        decide_record(plan, record)
                     self._insert(job.stored)
             after = plan.to_json()
             if after != before:

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from ..contract.history import Contributions, RecentHistory, apply_history, contributions
-from ..fault_plan import apply_decision
+from ..fault_plan import decide_record
 from ..model import EventRecord, RequestRecord
 from .base import DEFAULT_LIMIT, Journal, JournalError, _limit, as_text
 from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
@@ -59,7 +59,7 @@ class MemoryJournal(Journal):
             record.id = self._next_id
             for event in record.events:
                 event.request_id = record.id
-            apply_decision(record, self.faults.decide(record.payload))
+            decide_record(self.faults, record)
             apply_history(record, self._history)
             try:
                 row = request_row(record)

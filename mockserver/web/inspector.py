@@ -10,6 +10,7 @@ forbids inline script, so even a bug there could not run a payload.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator
 from importlib import resources
@@ -19,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 
 from ..endpoint import Endpoint
 from ..journal.base import Journal
+from ..model import VERDICTS
 from .admin.http import Operations
 from .openapi import STR
 
@@ -38,6 +40,16 @@ _KEEPALIVE_SECONDS = 15.0
 
 def _asset(name: str) -> bytes:
     return resources.files("mockserver.web").joinpath("static", name).read_bytes()
+
+
+_VERDICT_OPTIONS = b"<!-- verdict options -->"
+
+
+@functools.cache
+def _page() -> bytes:
+    """The page, its verdict filter offering every verdict (`VERDICTS`: names written once)."""
+    options = "\n      ".join(f'<option value="{v}">{v}</option>' for v in VERDICTS)
+    return _asset("index.html").replace(_VERDICT_OPTIONS, options.encode())
 
 
 def _headers() -> dict[str, str]:
@@ -61,7 +73,7 @@ OPERATIONS = Operations()
     },
 )
 async def page(endpoint: Endpoint, request: Request) -> Response:
-    return Response(_asset("index.html"), media_type="text/html; charset=utf-8", headers=_headers())
+    return Response(_page(), media_type="text/html; charset=utf-8", headers=_headers())
 
 
 @OPERATIONS.add("GET", "/static/{name}")

@@ -158,6 +158,11 @@ function time(seconds) {
   return date.toLocaleTimeString([], { hour12: false }) + "." + String(date.getMilliseconds()).padStart(3, "0");
 }
 
+// A not_found request has no event: its row shows where it went instead (`POST /v1/event`).
+function routeOf(record) {
+  return record.verdict === "not_found" ? `${record.method} ${record.path}` : "";
+}
+
 function badge(record) {
   const cell = el("td", { class: "verdict" }, el("span", { class: `badge ${record.verdict}` }, record.verdict));
   if (record.warnings.length) cell.append(el("span", { class: "warn", title: "warnings" }, `⚠ ${record.warnings.length}`));
@@ -177,7 +182,7 @@ function render() {
       el("td", { class: "client" }, clientOf(record)),
       el("td", { class: "visitor" }, e.visitor_id ?? ""),
       el("td", {}, e.kind ?? "—"),
-      el("td", { class: "key" }, e.key || e.entity_key || "", e.duplicate ? el("span", { class: "dup", title: "duplicate" }, "dup") : null),
+      el("td", { class: "key" }, e.key || e.entity_key || routeOf(record), e.duplicate ? el("span", { class: "dup", title: "duplicate" }, "dup") : null),
       badge(record));
     if (record.id === state.selected) tr.classList.add("selected");
     return tr;
