@@ -23,6 +23,7 @@ PROBLEM_TYPES = {
     "not_found": "No such endpoint",
     "method": "Method not allowed",
     "unavailable": "Journal unavailable",
+    "stopping": "Server shutting down",
     "fault": "Injected fault",
     "timeout": "Body not received in time",
     "head_timeout": "Request head not received in time",

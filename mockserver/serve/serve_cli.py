@@ -7,7 +7,6 @@ command's (`--admin-token`, `--db`).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import logging
@@ -320,8 +319,8 @@ def _run(
     socks: list[socket.socket],
     secure: ServerCertificate | None,
 ) -> int:
-    """Print the banner and serve until Ctrl-C."""
-    from .server import ReadyServer, freeze_startup_heap, uvicorn_config
+    """Print the banner and serve until Ctrl-C or SIGTERM."""
+    from .server import ReadyServer, freeze_startup_heap, stopped_by_signals, uvicorn_config
 
     if settings.tls and secure is not None:
         leaf = secure.leaf
@@ -334,7 +333,7 @@ def _run(
 
         # The parent's journal made the file and its schema, and holds the file's lock while
         # the workers (each opening its own, shared) run: no other server can take it.
-        with contextlib.suppress(KeyboardInterrupt):
+        with stopped_by_signals():
             run_workers(socks[0], settings)
         endpoint.journal.close()
     else:
@@ -348,7 +347,7 @@ def _run(
             uvicorn_config(app, limits=settings.limits, **settings.certificate), side=side
         )
         freeze_startup_heap()
-        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises Ctrl-C after shutdown
+        with stopped_by_signals():  # uvicorn raises the signal again after its shutdown
             server.run(sockets=[socks[0]])
     for handler in logging.getLogger("logx_mock").handlers:
         handler.flush()  # the request lines first, then the last word

@@ -8,12 +8,14 @@ by uvicorn's own startup: never a sleep.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
+import signal
 import socket
 import threading
-from collections.abc import Sequence
-from types import TracebackType
+from collections.abc import Iterator, Sequence
+from types import FrameType, TracebackType
 from typing import Protocol
 
 import uvicorn
@@ -29,6 +31,7 @@ __all__ = [
     "ThreadedServer",
     "bind_socket",
     "freeze_startup_heap",
+    "stopped_by_signals",
     "uvicorn_config",
 ]
 
@@ -87,6 +90,27 @@ def uvicorn_config(
     }
     settings.update(overrides)
     return LimitedConfig(app, limits=limits or ServerLimits(), **settings)
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Serve in the foreground until Ctrl-C (SIGINT) or SIGTERM, then leave the block quietly.
+
+    uvicorn shuts down gracefully on either signal, then raises it again once it is done.
+    Python turns SIGINT into `KeyboardInterrupt`; SIGTERM's default would end the process
+    there, before the last log lines and the closing message, with status -15. Here SIGTERM
+    raises `KeyboardInterrupt` too, and both end the block: `serve` exits 0 either way."""
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 class SideListener(Protocol):

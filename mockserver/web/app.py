@@ -95,6 +95,22 @@ class LogxApp:
     def __init__(self, endpoint: Endpoint, admin: ASGIApp) -> None:
         self.endpoint = endpoint
         self.admin = admin
+        self.closing = False
+        """Set by `shut_down`: the server is stopping."""
+        self._reading: set[asyncio.Task[Any]] = set()
+        """The requests whose body is still coming in."""
+
+    def shut_down(self) -> None:
+        """The server is stopping (Ctrl-C, SIGTERM, `ThreadedServer.stop`): cut every delay
+        and hang of this endpoint short, so each request in flight gets at once exactly the
+        answer its journal record says (or, for a hang, reset or close, none, as journaled),
+        and later ones wait for nothing. Called from the event loop, once per connection
+        (see `web.protocol`)."""
+        if not self.closing:
+            self.closing = True
+            self.endpoint.faults.cut_delays_short()
+            for task in self._reading:  # a body still coming: nothing is recorded, say so
+                task.cancel()
 
     def __repr__(self) -> str:
         return f"<LogxApp {self.endpoint!r}>"
@@ -109,11 +125,21 @@ class LogxApp:
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
         config = self.endpoint.config
+        task = asyncio.current_task()
+        assert task is not None  # an ASGI request always runs in a task
+        self._reading.add(task)
         try:
             body, too_large = await _read_body(
                 receive, config.max_body_bytes, _content_length(headers), config.body_timeout
             )
         except _Disconnected:
+            return
+        except asyncio.CancelledError:
+            if not self.closing:
+                raise
+            # Cancelled by shut_down (or uvicorn's graceful timeout) while the body was still
+            # coming: nothing was recorded, and the answer says so (not uvicorn's bare 500).
+            await send_outcome(send, _stopped())
             return
         except _TimedOut:
             log.info("408: the body did not arrive within %gs; not recorded", config.body_timeout)
@@ -125,6 +151,8 @@ class LogxApp:
             problem_headers.append(("connection", "close"))
             await send_outcome(send, Outcome(408, problem_headers, problem_body))
             return
+        finally:
+            self._reading.discard(task)
         client = scope.get("client")
         request = CoreRequest(
             method=scope["method"],
@@ -139,7 +167,16 @@ class LogxApp:
         if outcome.fault is None:
             await send_outcome(send, outcome)
         else:
-            await render_fault(self.endpoint.faults, outcome, receive, send)
+            await render_fault(self.endpoint.faults, outcome, receive, send, hurry=self.closing)
+
+
+def _stopped() -> Outcome:
+    headers, body = problem(
+        "stopping",
+        503,
+        "the server stopped before the whole body arrived; nothing was recorded, resend it",
+    )
+    return Outcome(503, [*headers, ("connection", "close")], body)
 
 
 def create_app(

@@ -35,6 +35,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResp
 from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
+from .app import LogxApp
 from .wire import send_outcome
 
 __all__ = [
@@ -140,6 +141,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 other._head_timed_out()
                 return True
         return False
+
+    def shutdown(self) -> None:
+        """The server is stopping: first tell the app, so the delays and hangs of requests in
+        flight end now and their answers go out before uvicorn's graceful timeout cancels
+        them (a cancelled request would get a 500 the journal never recorded)."""
+        app = self.app
+        while not isinstance(app, LogxApp) and hasattr(app, "app"):
+            app = app.app  # through uvicorn's wrappers, if any
+        if isinstance(app, LogxApp):
+            app.shut_down()
+        super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._stop_head_timer()

@@ -62,11 +62,17 @@ async def send_outcome(send: Send, outcome: Outcome) -> None:
     await send({"type": "http.response.body", "body": outcome.body})
 
 
-async def render_fault(plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send) -> None:
-    """Render an injected fault on the wire: delay, then the answer or no answer at all."""
+async def render_fault(
+    plan: FaultPlan, outcome: Outcome, receive: Receive, send: Send, *, hurry: bool = False
+) -> None:
+    """Render an injected fault on the wire: delay, then the answer or no answer at all.
+
+    `hurry` (the server is shutting down): no delay and no hang, the rest as journaled."""
     fault = outcome.fault
     assert fault is not None
     waiter = plan.waiter()
+    if hurry:
+        waiter.cancel()
     try:
         if fault.delay:
             await waiter.wait_async(fault.delay)
