@@ -29,7 +29,7 @@ from .fault_plan import FaultPlan
 from .faults import NO_ANSWER, FaultAction
 from .journal.base import Journal
 from .journal.group import GroupCommitJournal
-from .model import CoreRequest, Outcome, RequestRecord, truthy
+from .model import CoreRequest, Outcome, RequestRecord, Verdict, truthy
 from .problem import problem
 from .violations import Report, Violation
 
@@ -174,29 +174,16 @@ class Endpoint:
     def _not_found(self, request: CoreRequest, status: int) -> RequestRecord:
         """The record of a request to a path the endpoint does not serve (404) or with a
         method it refuses (405): journaled, so a client's wrong URL leaves a trace."""
-        record = RequestRecord(
-            id=0,
-            received_at=request.received_at,
-            method=request.method,
-            path=request.path,
-            host=request.host,
-            headers=list(request.headers),
-            client_ip=None,
-            strict=self.config.force_strict or is_strict(request.header("x-optimizely-strict")),
-            strict_header=request.header("x-optimizely-strict"),
-            status=status,
-            verdict="not_found",
-            errors=[_route_violation(request.method, request.path, status)],
-            raw=None if request.too_large else request.body,
-        )
+        record = self._record(request, status, "not_found")
+        record.errors = [_route_violation(request.method, request.path, status)]
+        record.raw = None if request.too_large else request.body
         self._anonymize(request, record)
         return record
 
-    def _judge(self, request: CoreRequest) -> RequestRecord:
-        """Decode, validate and anonymize: the whole verdict, before anything is stored."""
+    def _record(self, request: CoreRequest, status: int, verdict: Verdict) -> RequestRecord:
+        """A new record of `request`, before its payload is read."""
         strict_header = request.header("x-optimizely-strict")
-        strict = self.config.force_strict or is_strict(strict_header)
-        record = RequestRecord(
+        return RequestRecord(
             id=0,
             received_at=request.received_at,
             method=request.method,
@@ -204,11 +191,16 @@ class Endpoint:
             host=request.host,
             headers=list(request.headers),
             client_ip=None,
-            strict=strict,
+            strict=self.config.force_strict or is_strict(strict_header),
             strict_header=strict_header,
-            status=204,
-            verdict="accepted",
+            status=status,
+            verdict=verdict,
         )
+
+    def _judge(self, request: CoreRequest) -> RequestRecord:
+        """Decode, validate and anonymize: the whole verdict, before anything is stored."""
+        record = self._record(request, 204, "accepted")
+        strict = record.strict
         report = Report()
         try:
             if request.too_large:

@@ -147,6 +147,19 @@ def test_the_recorded_answer_is_the_problem_it_got(sqlite_server: ThreadedServer
     assert json.loads(entry["response"]["content"]["text"]) == sent.json()
 
 
+def test_check_fails_on_it_naming_where_it_went(sqlite_server: ThreadedServer) -> None:
+    requests.post(sqlite_server.url + "/v1/event", json=impression(), timeout=10)
+    checked = subprocess.run(
+        [sys.executable, "-m", "mockserver", "check", "--url", sqlite_server.url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert checked.returncode == 1, checked.stderr
+    assert "#1 unknown client: not_found, POST /v1/event" in checked.stdout
+    assert "/v1/event is not served; post batches to /v1/events" in checked.stdout
+
+
 def test_assert_no_rejections_lists_a_wrong_path() -> None:
     endpoint = Endpoint(MemoryJournal())
     with ThreadedServer(endpoint) as server:

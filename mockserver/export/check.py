@@ -115,6 +115,8 @@ def case_name(record: RequestRecord) -> str:
         visitors = _listed(e.visitor_id for e in record.events)
         keys = _listed(e.key if e.key not in (None, "") else e.entity_key for e in record.events)
         return f"{name}, visitor {visitors}: {keys}"
+    if record.verdict == "not_found":
+        return f"{name}: not_found, {record.method} {record.path}"
     return f"{name}: {record.verdict}, no events"
 
 

@@ -203,8 +203,11 @@ PATHS: dict[str, Any] = {
             "responses": {
                 "204": {"description": "Queued for recording (not a sign the batch was valid)."},
                 "400": {"description": "Malformed, or invalid in strict mode.", "content": PROBLEM},
-                "404": {"description": "Not the events path.", "content": PROBLEM},
-                "405": {"description": "Not POST.", "content": PROBLEM},
+                "404": {
+                    "description": "Not the events path (journaled as not_found).",
+                    "content": PROBLEM,
+                },
+                "405": {"description": "Not POST (journaled as not_found).", "content": PROBLEM},
                 "413": {"description": "Over 3.5 MB (decompressed).", "content": PROBLEM},
                 "503": {"description": "The journal cannot record.", "content": PROBLEM},
             },
