@@ -38,7 +38,15 @@ from .journal.memory import MemoryJournal
 from .journal.opening import open_journal
 from .journal.results import Results, Uncounted, journal_results
 from .journal.sqlite import SqliteJournal
-from .model import REFUSED, VERDICTS, CoreRequest, EventRecord, Outcome, RequestRecord, Verdict
+from .model import (
+    REFUSED,
+    VERDICTS,
+    CoreRequest,
+    EventRecord,
+    Outcome,
+    RequestRecord,
+    Verdict,
+)
 from .serve.server import ThreadedServer
 from .serve.settings import ServeSettings
 from .timing import Delay, Waiter

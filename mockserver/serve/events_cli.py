@@ -12,8 +12,8 @@ import httpx
 
 from ..journal.base import DEFAULT_LIMIT
 from ..web.guard import ADMIN_PREFIX
-from .admin_client import add_filter_arguments, admin_get, chosen_filters
 from .admin_token import TOKEN_ENV
+from .remote import add_filter_options, admin_get, chosen_filters
 
 __all__ = ["add_events_command", "run_events", "table_row"]
 
@@ -31,7 +31,7 @@ def add_events_command(commands: Any) -> None:
         "exactly, as the pytest handle's filters do.",
     )
     events.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    add_filter_arguments(events)
+    add_filter_options(events)
     events.add_argument(
         "--limit",
         type=int,

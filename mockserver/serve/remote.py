@@ -1,6 +1,6 @@
-"""What the journal commands (`export`, `import`, `check`) share: where the journal is
-(`--url` of a running server, or `--db PATH|URL`), the admin client, and the export
-stream read from a server.
+"""What the journal commands (`events`, `results`, `export`, `import`, `check`) share:
+where the journal is (`--url` of a running server, or `--db PATH|URL`), the event filter
+options, the admin client, and the export stream read from a server.
 
 Each command reads the journal the same way whichever way it is reached: `--db` opens
 it (`journal.opening.open_journal`), `--url` streams `GET /_mock/export`.
@@ -19,11 +19,10 @@ from typing import Any
 import httpx
 
 from ..export.ndjson import ExportLineError, count_export, read_export
+from ..journal.filters import EVENT_FILTERS, FILTER_CHOICES, FILTER_HELP
 from ..journal.opening import is_postgres_url, open_journal
 from ..model import RequestRecord
 from ..web.guard import ADMIN_PREFIX
-from .admin_client import add_filter_arguments as add_filter_options
-from .admin_client import chosen_filters
 from .admin_token import TOKEN_ENV
 
 __all__ = [
@@ -32,6 +31,7 @@ __all__ = [
     "add_filter_options",
     "add_source_options",
     "admin_client",
+    "admin_get",
     "checked_export",
     "chosen_filters",
     "export_stream",
@@ -62,6 +62,46 @@ def add_source_options(parser: argparse.ArgumentParser, verb: str) -> None:
     parser.add_argument(
         "--token", metavar="TOKEN", help=f"the server's admin token (default ${TOKEN_ENV})"
     )
+
+
+def add_filter_options(parser: argparse.ArgumentParser) -> None:
+    """One option per event filter (`--flag-key`, ...), each described, an enum filter
+    refusing a value it cannot take; `chosen_filters` reads them back."""
+    for name in EVENT_FILTERS:
+        choices = FILTER_CHOICES.get(name)
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            dest=name,
+            metavar="VALUE",
+            choices=choices,
+            help=FILTER_HELP[name] + (f" (one of {', '.join(choices)})" if choices else ""),
+        )
+
+
+def chosen_filters(args: argparse.Namespace) -> dict[str, str]:
+    """The filters given on the command line (`add_filter_options`)."""
+    return {name: getattr(args, name) for name in EVENT_FILTERS if getattr(args, name)}
+
+
+def admin_get(
+    client: httpx.Client, base: str, path: str, params: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The admin API's JSON answer, or None after saying on stderr what went wrong."""
+    try:
+        response = client.get(f"{base}{path}", params=params)
+    except httpx.HTTPError as exc:
+        print(
+            f"logx-mock: cannot reach {base} ({exc}); is `logx-mock serve` running?",
+            file=sys.stderr,
+        )
+        return None
+    if response.status_code != 200:
+        print(
+            f"logx-mock: {base} answered {response.status_code}: {response.text}", file=sys.stderr
+        )
+        return None
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def admin_client(args: argparse.Namespace) -> httpx.Client:

@@ -11,7 +11,7 @@ import httpx
 
 from ..journal.base import DEFAULT_LIMIT
 from ..web.guard import ADMIN_PREFIX
-from .admin_client import add_filter_arguments, admin_get, chosen_filters
+from .remote import add_filter_options, admin_get, chosen_filters
 
 __all__ = ["add_results_command", "render_results", "run_results"]
 
@@ -86,7 +86,7 @@ def add_results_command(commands: Any) -> None:
         "results", help="the results an experiment would show, and what did not count"
     )
     results.add_argument("--url", default="http://127.0.0.1:8080", help="the server's base URL")
-    add_filter_arguments(results)
+    add_filter_options(results)
     results.add_argument("--after", type=int, default=0, help="only requests with a greater id")
     results.add_argument(
         "--start", type=int, metavar="MS", help="only events at or after (epoch ms)"
