@@ -13,6 +13,7 @@ for all.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 
 from uvicorn.supervisors.multiprocess import Multiprocess
@@ -52,7 +53,27 @@ def run_workers(sock: socket.socket, settings: ServeSettings) -> None:
         **settings.certificate,
     )
     try:
-        Multiprocess(config, sockets=[sock]).run()
+        _Supervisor(config, sockets=[sock]).run()
     finally:
         if inherited is not None:
             os.environ[TOKEN_ENV] = inherited
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor, starting its workers with SIGINT ignored.
+
+    A terminal's Ctrl-C goes to the whole process group: a worker still starting (a
+    loaded machine starts them slowly; `/_mock/health` answers as soon as one is up)
+    would die in the middle of an import with a `KeyboardInterrupt` traceback. A worker
+    that ignores SIGINT while it starts stops on the SIGTERM the supervisor sends each
+    (uvicorn's own handlers, installed once it serves, take Ctrl-C gracefully too). The
+    supervisor ignores SIGINT only while it starts them (a Ctrl-C in those milliseconds
+    is lost: press it again). A worker uvicorn starts later, to replace one that died
+    or hung, is started as uvicorn starts it."""
+
+    def init_processes(self) -> None:
+        handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
+        try:
+            super().init_processes()
+        finally:
+            signal.signal(signal.SIGINT, handler)
