@@ -234,7 +234,7 @@ def test_listener_errors_do_not_stop_recording(make_journal: Callable[..., Journ
 
 
 def test_a_journal_that_cannot_be_read_answers_503_not_500(
-    sqlite_server: ThreadedServer, journal_path: Path
+    sqlite_server: ThreadedServer, journal_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     import requests
 
@@ -242,9 +242,10 @@ def test_a_journal_that_cannot_be_read_answers_503_not_500(
     with sqlite3.connect(journal_path) as conn:  # another tool breaks the file under us
         conn.execute("DROP TABLE events")
     answer = requests.get(sqlite_server.url + "/_mock/events", timeout=10)
-    assert answer.status_code == 503
+    assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
     assert answer.headers["content-type"] == "application/problem+json"
     assert "cannot be read now: no such table: events" in answer.json()["detail"]
+    assert "GET /_mock/events answered 503: the journal" in caplog.text
 
 
 def test_memory_journal_keeps_rows_not_object_trees() -> None:
@@ -290,3 +291,17 @@ def test_the_shared_journal_counts_by_two_index_lookups(tmp_path: Path) -> None:
         plan = " ".join(str(row[-1]) for row in conn.execute("EXPLAIN QUERY PLAN " + ID_RANGE))
     assert "SCAN requests" not in plan, plan
     assert plan.count("SEARCH requests") == 2, plan
+
+
+def test_scan_reads_a_range_with_events_and_flags(make_journal: Callable[..., Journal]) -> None:
+    endpoint = Endpoint(make_journal())
+    batch = impression("scanned")
+    ids = [_post(endpoint, batch).id for _ in range(3)]
+    journal = endpoint.journal
+    assert [r.id for r in journal.scan()] == ids
+    (middle,) = journal.scan(after=ids[0], until=ids[1])
+    assert middle.id == ids[1] and middle.events[0].duplicate
+    assert list(journal.scan(after=ids[2])) == []
+    repeated = journal.repeated_uuids()
+    uuid = batch["visitors"][0]["snapshots"][0]["events"][0]["uuid"]
+    assert repeated is None or repeated == {uuid}

@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 from helpers import DATAFILE, conversion, impression
 
-from mockserver import CoreRequest, Datafile, Datafiles, Endpoint, MemoryJournal, SqliteJournal
+from mockserver import (
+    CoreRequest,
+    Datafile,
+    Datafiles,
+    Endpoint,
+    Journal,
+    MemoryJournal,
+    SqliteJournal,
+)
+from mockserver.journal.postgres import PostgresJournal
 from mockserver.journal.results import REASONS, count_results
 
 T = 1_767_225_600_000  # a fixed clock: 2026-01-01, in epoch milliseconds
@@ -356,8 +365,15 @@ def test_the_uncounted_list_is_bounded_the_counts_are_not() -> None:
     assert (result["reasons"], result["left_off"]) == ({"no_experiment": 5}, 3)
 
 
-def test_the_sqlite_journal_gives_the_same_answer(tmp_path: Path, base: dict[str, Any]) -> None:
-    journal = SqliteJournal(tmp_path / "journal.db")
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_the_durable_journals_give_the_same_answer(
+    tmp_path: Path, base: dict[str, Any], store: str, request: pytest.FixtureRequest
+) -> None:
+    journal: Journal
+    if store == "sqlite":
+        journal = SqliteJournal(tmp_path / "journal.db")
+    else:
+        journal = PostgresJournal(request.getfixturevalue("pg_url"))
     endpoint = Endpoint(journal)
     resent = conv("user-1", revenue=4200, uuid="c-1")
     send(endpoint, *BASE, PURCHASE, resent, conv("user-9"))

@@ -43,6 +43,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,7 +53,7 @@ from psycopg_pool import ConnectionPool
 
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import DEFAULT_LIMIT, JournalError, _limit
+from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
@@ -331,6 +332,25 @@ class PostgresJournal(GroupCommitJournal):
             (*params, _limit(limit)),
         )
         return self._records(rows)
+
+    def scan(self, *, after: int = 0, until: int | None = None) -> Iterator[RequestRecord]:
+        """Chunk by chunk (two queries each: the rows, their duplicate flags)."""
+        top = 2**63 - 1 if until is None else until
+        while rows := self._read(
+            f"SELECT {REQUEST_COLUMNS} FROM logx_requests WHERE id > %s AND id <= %s "
+            "ORDER BY id LIMIT %s".encode(),
+            (after, top, _SCAN_CHUNK),
+        ):
+            yield from self._records(rows)
+            after = rows[-1][0]
+
+    def repeated_uuids(self, *, after: int = 0) -> set[str] | None:
+        """The uuids that repeat, from the (uuid, ...) index alone (a superset is allowed:
+        every verdict, whatever `after`)."""
+        rows = self._read(
+            "SELECT uuid FROM logx_events WHERE uuid IS NOT NULL GROUP BY uuid HAVING count(*) > 1"
+        )
+        return {row[0] for row in rows}
 
     def request(self, request_id: int) -> RequestRecord | None:
         rows = self._read(

@@ -11,7 +11,7 @@ from ...contract.datafile import VERSIONS, Datafile, DatafileError, Datafiles
 from ...endpoint import Endpoint
 from ..guard import ADMIN_PREFIX
 from ..openapi import BAD_QUERY, STR, array, json_content, obj
-from .http import JSONResponse, Operations, bounded_body, problem_response
+from .http import JSONResponse, Operations, bounded_body, off_loop, problem_response
 
 __all__ = ["MAX_DATAFILE_BYTES", "OPERATIONS", "SCHEMAS"]
 
@@ -51,7 +51,7 @@ async def add_datafile(endpoint: Endpoint, request: Request) -> Response:
         datafile = Datafile.from_json(body, source=f"POST {ADMIN_PREFIX}/datafiles")
     except DatafileError as exc:
         return problem_response(400, str(exc))
-    endpoint.change_datafiles(lambda current: current.added(datafile))
+    await off_loop(endpoint.change_datafiles, lambda current: current.added(datafile))
     return JSONResponse(datafile.summary(), status_code=201)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from ...endpoint import Endpoint
 from ...faults import MAX_RULES, FaultError, FaultPlanFull, rule_from, rules_from
 from ..openapi import BAD_QUERY, PROBLEM, STR, array, json_content, obj, wrapped
-from .http import JSONResponse, Operations, json_body, problem_response
+from .http import JSONResponse, Operations, json_body, off_loop, problem_response
 
 __all__ = ["OPERATIONS", "SCHEMAS"]
 
@@ -44,10 +44,10 @@ async def add_fault(endpoint: Endpoint, request: Request) -> Response:
     except (ValueError, FaultError) as exc:
         return problem_response(400, str(exc))
     try:
-        rule_id = endpoint.faults.add(rule)
+        rule_id = await off_loop(endpoint.faults.add, rule)
     except FaultPlanFull as exc:
         return problem_response(409, str(exc))
-    (described,) = [r for r in endpoint.faults.describe() if r["id"] == rule_id]
+    (described,) = [r for r in await off_loop(endpoint.faults.describe) if r["id"] == rule_id]
     return JSONResponse(described, status_code=201)
 
 
@@ -74,10 +74,11 @@ async def add_fault(endpoint: Endpoint, request: Request) -> Response:
 )
 async def replace_faults(endpoint: Endpoint, request: Request) -> Response:
     try:
-        endpoint.faults.replace(rules_from(await json_body(request), source="the body"))
+        rules = rules_from(await json_body(request), source="the body")
+        await off_loop(endpoint.faults.replace, rules)
     except (ValueError, FaultError) as exc:
         return problem_response(400, str(exc))
-    return JSONResponse({"rules": endpoint.faults.describe()})
+    return JSONResponse({"rules": await off_loop(endpoint.faults.describe)})
 
 
 OPERATIONS.clearing(

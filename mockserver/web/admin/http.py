@@ -6,8 +6,9 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse as _StarletteJSON
 from starlette.responses import Response
@@ -19,6 +20,8 @@ from ...journal.base import MAX_ID
 from ...journal.filters import EVENT_FILTERS, check_filters
 from ...problem import problem
 from ..openapi import wrapped
+
+_T = TypeVar("_T")
 
 __all__ = [
     "BadQuery",
@@ -33,6 +36,7 @@ __all__ = [
     "chosen_filters",
     "int_param",
     "json_body",
+    "off_loop",
     "problem_response",
     "seconds_param",
 ]
@@ -69,7 +73,7 @@ class Operations(list[Operation]):
         """`GET path`, answering `{name: read(endpoint)}` (a list of `ref` schemas)."""
 
         async def get(endpoint: Endpoint, request: Request) -> Response:
-            return JSONResponse({name: read(endpoint)})
+            return JSONResponse({name: await off_loop(read, endpoint)})
 
         spec = {"summary": summary, "responses": {"200": wrapped(name, ref, f"The {name}.")}}
         self.append(Operation("GET", path, get, spec))
@@ -78,7 +82,7 @@ class Operations(list[Operation]):
         """`DELETE path`: `clear(endpoint)`, then 204."""
 
         async def delete(endpoint: Endpoint, request: Request) -> Response:
-            clear(endpoint)
+            await off_loop(clear, endpoint)
             return Response(status_code=204)
 
         spec = {"summary": summary, "responses": {"204": {"description": "Cleared."}}}
@@ -95,6 +99,13 @@ class JSONResponse(_StarletteJSON):
 
 class BadQuery(ValueError):
     """A query parameter that cannot be used; the message says which and why."""
+
+
+async def off_loop(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """`call(*args, **kwargs)` in a worker thread: a journal or plan call may wait on a
+    database (a round trip, a commit, a server that went away), never on the event loop
+    that answers everyone's requests."""
+    return await run_in_threadpool(call, *args, **kwargs)
 
 
 def problem_response(status: int, detail: str) -> Response:

@@ -38,6 +38,7 @@ from .http import (
     check_params,
     chosen_filters,
     int_param,
+    off_loop,
     problem_response,
     seconds_param,
 )
@@ -107,7 +108,7 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
         verdict = chosen_filters(request).get("verdict")
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    found = journal.requests(after=after, limit=limit, verdict=verdict)
+    found = await off_loop(journal.requests, after=after, limit=limit, verdict=verdict)
     with_events = truthy(request.query_params.get("events"))
     listed = [r.to_dict(with_events=with_events) for r in found]
     return JSONResponse(
@@ -135,7 +136,7 @@ OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.jou
 async def get_request(endpoint: Endpoint, request: Request) -> Response:
     raw = request.path_params["request_id"]
     is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below MAX_ID, 2**62
-    record = endpoint.journal.request(int(raw)) if is_id else None
+    record = await off_loop(endpoint.journal.request, int(raw)) if is_id else None
     if record is None:
         return problem_response(
             404, f"no request with id {shown(raw)}; list them at {ADMIN_PREFIX}/requests"
@@ -180,7 +181,7 @@ async def list_events(endpoint: Endpoint, request: Request) -> Response:
     deadline = time.monotonic() + wait
     while True:
         checked = journal.last_id  # read first: a commit after it wakes the wait
-        found = journal.events(after=after, limit=limit, tail=tail, **filters)
+        found = await off_loop(journal.events, after=after, limit=limit, tail=tail, **filters)
         if found or wait <= 0:
             break
         if not await _wait_newer(endpoint, max(after, checked), deadline):

@@ -7,6 +7,7 @@ lists every method of it in `Allow`, and builds the document from the same list.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -21,6 +22,8 @@ from ..guard import ADMIN_PREFIX
 from ..openapi import build_document
 from . import datafiles, export, faults, journal, results
 from .http import Handler, JSONResponse, Operation, Operations, problem_response
+
+log = logging.getLogger("logx_mock")
 
 __all__ = ["admin_exception_handlers", "admin_routes", "openapi_document"]
 
@@ -83,7 +86,12 @@ def _route(endpoint: Endpoint, path: str, handlers: dict[str, Handler]) -> Route
 
 
 async def _journal_unreadable(request: Request, exc: Exception) -> Response:
-    return problem_response(503, f"{exc}. Nothing was changed.")
+    """The journal's store cannot answer (a damaged file, a database gone away): 503,
+    retry in a second (the store may be back), and a line in the log."""
+    log.error("%s %s answered 503: %s", request.method, request.url.path, exc)
+    answer = problem_response(503, f"{exc}. Nothing was changed.")
+    answer.headers["retry-after"] = "1"
+    return answer
 
 
 def admin_exception_handlers() -> dict[Any, Callable[[Request, Exception], Awaitable[Response]]]:
