@@ -45,7 +45,6 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -56,11 +55,12 @@ from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
+from .opening import shown_url
 from .pg_schema import prepare
 from .pg_writer import clear_tables, evict, insert, lock_state
 from .rows import REQUEST_COLUMNS, record_from_row, text_cell
 
-__all__ = ["PostgresJournal", "shown_url"]
+__all__ = ["PostgresJournal"]
 
 log = logging.getLogger("logx_mock")
 
@@ -68,15 +68,6 @@ _CONNECT_TIMEOUT = 3
 _STATE = "next_id - 1, generation, plan_version, datafiles_version"
 """What a notification carries, and what the listener reads once a second."""
 _DATAFILE_ROWS = "SELECT source, sdk_key, modified, body FROM logx_datafiles ORDER BY position"
-
-
-def shown_url(url: str) -> str:
-    """The URL with its password hidden, for banners, logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 class PostgresJournal(GroupCommitJournal):

@@ -20,7 +20,7 @@ import httpx
 
 from ..export.ndjson import ExportLineError, count_export, read_export
 from ..journal.filters import EVENT_FILTERS, FILTER_CHOICES, FILTER_HELP
-from ..journal.opening import is_postgres_url, open_journal
+from ..journal.opening import is_postgres_url, open_journal, shown_url
 from ..model import RequestRecord
 from ..web.guard import ADMIN_PREFIX
 from .admin_token import TOKEN_ENV
@@ -160,11 +160,7 @@ def _unreachable(client: httpx.Client, exc: httpx.HTTPError) -> str:
 def source_name(args: argparse.Namespace) -> str:
     """Where the journal is, as messages name it."""
     if args.db and is_postgres_url(args.db):
-        try:
-            from ..journal.postgres import shown_url  # hides a password
-        except ImportError:
-            return "the PostgreSQL journal"
-        return shown_url(args.db)
+        return shown_url(args.db)  # hides a password
     return str(args.db) if args.db else _base(args)
 
 
