@@ -100,3 +100,6 @@ def log_to_stderr() -> None:
         handler._logx_cli = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    # psycopg_pool warns at every reconnection attempt while a database is away; our own
+    # lines say so once per failed write ("journal write failed", "answering 503").
+    logging.getLogger("psycopg").setLevel(logging.ERROR)

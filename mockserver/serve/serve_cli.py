@@ -30,6 +30,8 @@ __all__ = ["add_ca_dir_option", "add_serve_command", "ca_dir", "in_flags", "run_
 
 
 DEFAULT_DB = "logx-mock.db"
+DB_ENV = "LOGX_MOCK_DB"
+"""The environment variable that sets `--db` when the flag is not given."""
 RETENTION = {"sqlite": 100_000, "memory": 10_000}
 """How many requests `serve` keeps unless told (`--max-requests`; 0 keeps all): enough for a
 long load test (tests/test_load.py journals 16,000) and days of an app's traffic, while the
@@ -71,9 +73,10 @@ def add_serve_command(commands: argparse._SubParsersAction[argparse.ArgumentPars
     store = serve.add_mutually_exclusive_group()
     store.add_argument(
         "--db",
-        default=DEFAULT_DB,
-        metavar="PATH",
-        help=f"SQLite journal file (default ./{DEFAULT_DB})",
+        default=os.environ.get(DB_ENV, DEFAULT_DB),
+        metavar="PATH|URL",
+        help="SQLite journal file, or a PostgreSQL URL postgresql://user:pass@host:port/db "
+        f"shared by every instance on it (default ${DB_ENV}, else ./{DEFAULT_DB})",
     )
     store.add_argument("--memory", action="store_true", help="keep the journal in memory only")
     serve.add_argument(
@@ -201,7 +204,10 @@ def _refusal(args: argparse.Namespace, token: str | None) -> str | None:
     if args.max_requests is not None and args.max_requests < 0:
         return "--max-requests must be 0 (keep all) or more"
     if args.workers < 1 or (args.workers > 1 and args.memory):
-        return "--workers N needs N >= 1, and a SQLite journal (--db) to share when N > 1"
+        return (
+            "--workers N needs N >= 1, and a journal to share when N > 1: a SQLite file or a "
+            "PostgreSQL URL (--db)"
+        )
     if not is_loopback(args.host) and not (token or args.insecure_admin):
         return (
             f"--host {args.host} exposes the admin API ({ADMIN_PREFIX}) beyond this "

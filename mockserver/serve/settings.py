@@ -10,6 +10,7 @@ nothing by itself.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from ..endpoint import Endpoint, EndpointConfig
 from ..faults import FaultRule
 from ..journal.base import Journal
 from ..journal.memory import MemoryJournal
-from ..journal.opening import is_postgres_url, open_journal
+from ..journal.opening import is_postgres_url, open_journal, shown_url
 from ..web.app import LogxApp, create_app
 from ..web.guard import GuardConfig
 from ..web.protocol import ServerLimits
@@ -115,12 +116,23 @@ class ServeSettings:
         """The endpoint over `journal` (or a new one), with the datafiles; `set_plan` puts
         `faults` and the datafiles in the journal (a journal file holds its plan and
         datafiles for every worker: a server starts with those its command line gives, none
-        without the flags, not the last run's; a worker leaves them: the parent set them)."""
+        without the flags, not the last run's; a worker leaves them: the parent set them).
+        A PostgreSQL database's plan and datafiles are every instance's: an instance
+        replaces the plan only when it has `faults`, and adds its datafiles to the set."""
         config = config or self.endpoint_config()
         endpoint = Endpoint(journal or self.open_journal(), config=config)
-        if set_plan:
+        if not set_plan:
+            return endpoint
+        if self.db is None or not is_postgres_url(self.db):
             endpoint.faults.replace(list(self.faults))
             endpoint.use_datafiles(config.datafiles)
+            return endpoint
+        # A PostgreSQL database is every instance's: an instance replaces the shared plan
+        # only when its command line gives one, and adds its datafiles to the shared set.
+        if self.faults:
+            endpoint.faults.replace(list(self.faults))
+        for datafile in config.datafiles.files:
+            endpoint.change_datafiles(functools.partial(Datafiles.added, datafile=datafile))
         return endpoint
 
     def guard(self) -> GuardConfig:
@@ -154,7 +166,5 @@ class ServeSettings:
         if self.db is None:
             return "memory"
         if is_postgres_url(self.db):
-            from ..journal.postgres import shown_url  # hides a password
-
-            return shown_url(self.db)
+            return shown_url(self.db)  # hides a password
         return str(Path(self.db).resolve())
