@@ -136,6 +136,12 @@ INI_KEYS = {
 }
 DATAFILE_INI = "logx_datafile"
 DATAFILE_HELP = "datafile path(s), relative to the ini file, to check every batch against"
+DB_INI = "logx_db"
+DB_HELP = (
+    "the journal of logx_server: a PostgreSQL URL postgresql://user:pass@host:port/db shared "
+    "with `logx-mock serve --db URL` instances running elsewhere, or a SQLite file relative to "
+    "the ini file (default: in memory)"
+)
 
 
 def from_ini(config: pytest.Config) -> LogxOptions:

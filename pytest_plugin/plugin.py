@@ -5,7 +5,8 @@ Fixtures:
                           requests (responses) and httpx (respx, sync and async), and a
                           leak guard against every other client
     logx_transport        an httpx transport bound to the mock, nothing patched
-    make_logx_server      the session's live uvicorn server (thread, 127.0.0.1:0)
+    make_logx_server      the session's live uvicorn server (thread, 127.0.0.1:0), over
+                          the journal the `logx_db` ini key names (else in memory)
     logx_server           that server, reset before each test, with its options
     logx_event_dispatcher an Optimizely SDK event dispatcher delivering to logx_server
 
@@ -23,7 +24,16 @@ from typing import Any
 
 import pytest
 
-from mockserver import Datafiles, Endpoint, EndpointConfig, MemoryJournal, ThreadedServer
+from mockserver import (
+    Datafiles,
+    Endpoint,
+    EndpointConfig,
+    Journal,
+    LogxMockError,
+    MemoryJournal,
+    ThreadedServer,
+    open_journal,
+)
 
 from .dispatcher import LogxEventDispatcher
 from .handle import DatafileWarning, LogxHandle, ServerHandle, datafile_warnings, summarize
@@ -35,7 +45,16 @@ from .leak_guard import (
     leak_guard,
     threads_outliving,
 )
-from .options import DATAFILE_HELP, DATAFILE_INI, INI_KEYS, LogxOptions, from_ini, merge_markers
+from .options import (
+    DATAFILE_HELP,
+    DATAFILE_INI,
+    DB_HELP,
+    DB_INI,
+    INI_KEYS,
+    LogxOptions,
+    from_ini,
+    merge_markers,
+)
 from .requests_routes import logx_requests
 from .routes import logx_router
 from .transport import LogxTransport
@@ -56,6 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for key, (help_text, _) in INI_KEYS.items():
         parser.addini(key, help_text, type="bool", default=False)
     parser.addini(DATAFILE_INI, DATAFILE_HELP, type="paths", default=[])
+    parser.addini(DB_INI, DB_HELP, default="")
     parser.addini(
         GUARD_INI,
         "while logx_mock is active, stop any other client from reaching the Optimizely "
@@ -204,14 +224,33 @@ def logx_transport(request: pytest.FixtureRequest) -> Iterator[LogxHandle]:
     yield from _checked(request, TransportHandle(endpoint), options)
 
 
+def _session_journal(config: pytest.Config) -> Journal:
+    """The journal `logx_db` names (a PostgreSQL URL, or a SQLite path relative to the ini
+    file), else one in memory."""
+    where = str(config.getini(DB_INI)).strip()
+    if not where:
+        return MemoryJournal()
+    if "://" not in where and config.inipath is not None:
+        where = str(config.inipath.parent / where)  # an absolute path stays as it is
+    try:
+        return open_journal(where)
+    except LogxMockError as exc:
+        # Its message names the journal with the password hidden, and says why; the
+        # chained frames would show the URL as given, password and all.
+        raise pytest.UsageError(f"the {DB_INI} ini key: {exc}") from None
+
+
 @pytest.fixture(scope="session")
-def make_logx_server() -> Iterator[ServerHandle]:
-    """The session's live server: uvicorn on 127.0.0.1 in a thread, memory journal."""
-    server = ThreadedServer(Endpoint(MemoryJournal())).start()
+def make_logx_server(pytestconfig: pytest.Config) -> Iterator[ServerHandle]:
+    """The session's live server: uvicorn on 127.0.0.1 in a thread, over the `logx_db`
+    journal (shared with the `logx-mock serve` instances on it) or one in memory."""
+    journal = _session_journal(pytestconfig)
+    server = ThreadedServer(Endpoint(journal)).start()
     try:
         yield ServerHandle(server.endpoint, server.url)
     finally:
         server.stop()
+        journal.close()
 
 
 @pytest.fixture
