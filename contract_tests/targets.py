@@ -3,7 +3,8 @@
 Doors: the respx routes (sync and async httpx), the `requests` routes (responses),
 the non-patching transport, the
 Starlette app through `httpx.ASGITransport`, the threaded server,
-`logx-mock serve` as a subprocess on a SQLite file, and that subprocess again
+`logx-mock serve` as a subprocess on a SQLite file, the same on a PostgreSQL
+database (a throwaway server of its own, `pgserver.py`), and that subprocess again
 over HTTPS (`--tls`, verified against its CA) and behind its forward proxy
 (`--proxy-port`: `CONNECT logx.optimizely.com:443`, or `cdn.optimizely.com:443` and
 `config.optimizely.com:443` for the datafile cases, TLS terminated by the mock; and
@@ -43,6 +44,8 @@ from mockserver import (
 from mockserver.cdn import DATAFILE_HOSTS, DATAFILES_PREFIX
 from pytest_plugin import LogxTransport, logx_requests, logx_router
 
+from .pgserver import PostgresServer
+
 from .corpus import Request
 
 __all__ = ["DOORS", "Response", "Target", "UrlTarget", "open_target"]
@@ -57,6 +60,7 @@ DOORS = [
     "asgi",
     "threaded-server",
     "serve-subprocess",
+    "serve-postgres",
     "serve-tls",
     "serve-proxy",
     "serve-proxy-http",
@@ -213,7 +217,8 @@ class ThreadedTarget(OverHttp):
 
 
 class SubprocessTarget(OverHttp):
-    """`logx-mock serve` on a SQLite file, as a user runs it.
+    """`logx-mock serve` on a SQLite file, as a user runs it (`serve-postgres`: on a
+    PostgreSQL database of a server started for it).
 
     `serve-tls` adds `--tls` (every request, the admin API's too, over HTTPS checked
     against the CA it made); `serve-proxy` adds `--proxy-port` and sends the cases to
@@ -228,22 +233,30 @@ class SubprocessTarget(OverHttp):
         self.log = open(folder / "serve.log", "w+")  # noqa: SIM115
         extra = {
             "serve-subprocess": [],
+            "serve-postgres": [],
             "serve-tls": ["--tls"],
             "serve-proxy": ["--proxy-port", "0"],
             "serve-proxy-http": ["--proxy-port", "0"],
         }[name]
         if extra:
             extra += ["--ca-dir", str(folder / "ca")]
+        self.database: PostgresServer | None = None
+        db = str(folder / "journal.db")
+        if name == "serve-postgres":
+            self.database = PostgresServer().start()
+            db = self.database.database()
         command = [sys.executable, "-m", "mockserver", "serve", "--port", "0"]
-        command += ["--trust-proxy", TRUST, "--db", str(folder / "journal.db"), *extra]
+        command += ["--trust-proxy", TRUST, "--db", db, *extra]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=self.log, text=True)
         assert self.proc.stdout is not None
         # the listening line, the inspector line, then "CA: ..." and "proxy: ..." as asked
-        lines = 2 + (name != "serve-subprocess") + name.startswith("serve-proxy")
+        lines = 2 + ("--ca-dir" in extra) + name.startswith("serve-proxy")
         banner = "".join(self.proc.stdout.readline() for _ in range(lines))
         match = re.search(r"(https?://\S+?)/v1/events", banner)
         if match is None:
             self.proc.kill()
+            if self.database is not None:
+                self.database.close()
             raise RuntimeError(f"logx-mock serve did not start: {banner!r}")
         verify: ssl.SSLContext | bool = True
         if extra:
@@ -265,6 +278,8 @@ class SubprocessTarget(OverHttp):
         self.proc.wait(timeout=30)
         self.log.close()
         self.tmp.cleanup()
+        if self.database is not None:
+            self.database.close()
 
 
 class UrlTarget(OverHttp):
