@@ -167,12 +167,14 @@ def cpu_seconds(pid: int) -> float:
     return total / ticks
 
 
-def wrk(port: int, body: Path, strict: bool, duration: int) -> tuple[float, float, float, int]:
+def wrk(
+    port: int, body: Path, strict: bool, duration: int, connections: int = CONNECTIONS
+) -> tuple[float, float, float, int]:
     env = {**os.environ, "BODY_FILE": str(body), "STRICT": "1" if strict else "0"}
     command = [
         "wrk",
         "-t1",
-        f"-c{CONNECTIONS}",
+        f"-c{connections}",
         f"-d{duration}s",
         "--latency",
         "--timeout",

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -249,3 +251,37 @@ def test_the_database_stopped_and_restarted_under_load(
     for server in (one, two):
         _, log = server.stop()
         assert "answering 503" in log and "journal write failed" in log
+
+
+BLOCKED = """
+import sys, runpy
+sys.modules["psycopg"] = sys.modules["psycopg_pool"] = None  # as if never installed
+sys.argv = ["logx-mock", *sys.argv[1:]]
+runpy.run_module("mockserver", run_name="__main__")
+"""
+
+
+def test_sqlite_needs_no_driver_and_a_url_without_one_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    serve = [sys.executable, "-c", BLOCKED, "serve", "--port", "0"]
+    proc = subprocess.Popen(
+        [*serve, "--db", str(tmp_path / "j.db")], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        banner = proc.stdout.readline()
+        url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+        assert requests.post(url, json=impression(), timeout=10).status_code == 204
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    refused = subprocess.run(
+        [*serve, "--db", "postgresql://logx:s3cret@127.0.0.1:1/logx"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2
+    assert "pip install 'logx-mock[postgres]'" in refused.stderr
+    assert "s3cret" not in refused.stderr and "--memory" not in refused.stderr

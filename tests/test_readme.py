@@ -189,3 +189,43 @@ def test_readme_lists_every_event_filter_with_what_it_matches() -> None:
     for name in EVENT_FILTERS:
         assert f"| `{name}` | {FILTER_HELP[name]} |" in README, name
         assert f"--{name.replace('_', '-')} " in README, name  # in the command line's synopsis
+
+
+def test_readme_compose_recipe_is_two_instances_on_one_database_behind_a_balancer() -> None:
+    """Not run here (no Docker), but it parses, its command is one `serve` accepts, both
+    instances name the database service with its user, password and database, and the
+    balancer's upstream names both instances on their port."""
+    import shlex
+    from urllib.parse import urlsplit
+
+    import yaml
+
+    from mockserver.journal.opening import is_postgres_url
+    from mockserver.serve.cli import build_parser
+
+    section = _section("Two instances behind a load balancer")
+    (recipe,) = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    compose = yaml.safe_load(recipe)
+    services = compose["services"]
+    assert set(services) == {"db", "mock-1", "mock-2", "lb"}
+    db = services["db"]["environment"]
+    mocks = [services["mock-1"], services["mock-2"]]
+    assert mocks[0] == mocks[1]
+    argv = shlex.split(mocks[0]["command"])
+    args = build_parser().parse_args(argv[1:])  # exits (SystemExit) on an unknown option
+    assert argv[0] == "logx-mock" and args.command == "serve" and args.host == "0.0.0.0"
+    url = mocks[0]["environment"]["LOGX_MOCK_DB"]
+    parts = urlsplit(url)
+    assert is_postgres_url(url) and parts.hostname == "db" and parts.port == 5432
+    assert (parts.username, parts.password, parts.path) == (
+        db["POSTGRES_USER"],
+        db["POSTGRES_PASSWORD"],
+        "/" + db["POSTGRES_DB"],
+    )
+    assert mocks[0]["environment"]["LOGX_MOCK_ADMIN_TOKEN"]  # --host 0.0.0.0 needs one
+    nginx = compose["configs"]["lb"]["content"]
+    upstream = re.search(r"upstream (\w+) \{(.*?)\}", nginx, re.S)
+    assert upstream is not None and f"proxy_pass http://{upstream.group(1)};" in nginx
+    servers = re.findall(r"server ([\w-]+):(\d+);", upstream.group(2))
+    assert servers == [("mock-1", str(args.port)), ("mock-2", str(args.port))]
+    assert "$$http_host" in nginx  # compose's escape for nginx's $http_host
