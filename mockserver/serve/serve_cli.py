@@ -19,6 +19,7 @@ from ..cdn import datafile_path
 from ..endpoint import EVENTS_PATH, Endpoint
 from ..errors import ConfigError, JournalCause, JournalError
 from ..faults import FaultRule, parse_spec, rules_from
+from ..journal.opening import is_postgres_url
 from ..web.guard import ADMIN_PREFIX, GuardConfig, is_loopback
 from ..web.protocol import ServerLimits
 from .admin_token import TOKEN_ENV, admin_token
@@ -288,7 +289,10 @@ def run_serve(args: argparse.Namespace) -> int:
             sock.close()
         if secure is not None:
             secure.close()
-        print(f"logx-mock: {in_flags(exc)}", file=sys.stderr)
+        # A PostgreSQL journal's own advice (the driver, the server, the URL) is the fix;
+        # the command line's fixes are about a SQLite file.
+        remote = isinstance(exc, JournalError) and is_postgres_url(settings.db or "")
+        print(f"logx-mock: {exc if remote else in_flags(exc)}", file=sys.stderr)
         return 2
     endpoint = settings.build_endpoint(journal, config)
     try:
