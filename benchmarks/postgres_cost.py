@@ -33,7 +33,7 @@ import requests
 from run import HERE, ONE, ROOT, TEN, bodies, cpu_seconds, free_port, machine, running, wrk
 
 sys.path.insert(0, str(ROOT))
-from contract_tests.pgserver import PostgresServer  # noqa: E402
+from contract_tests.pgserver import PostgresServer
 
 SQLITE, POSTGRES, TWO = (
     "one instance, SQLite",

@@ -44,9 +44,8 @@ from mockserver import (
 from mockserver.cdn import DATAFILE_HOSTS, DATAFILES_PREFIX
 from pytest_plugin import LogxTransport, logx_requests, logx_router
 
-from .pgserver import PostgresServer
-
 from .corpus import Request
+from .pgserver import PostgresServer
 
 __all__ = ["DOORS", "Response", "Target", "UrlTarget", "open_target"]
 

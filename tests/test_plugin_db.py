@@ -72,7 +72,8 @@ def test_an_unreachable_logx_db_fails_at_setup_without_its_password(
     pytester: pytest.Pytester,
 ) -> None:
     url = "postgresql://logx:s3cret@127.0.0.1:1/nowhere"  # port 1: nothing listens
-    result = run_user_tests(pytester, "def test_x(logx_server):\n    pass\n", ini=f"logx_db = {url}\n")
+    source = "def test_x(logx_server):\n    pass\n"
+    result = run_user_tests(pytester, source, ini=f"logx_db = {url}\n")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*the logx_db ini key: cannot open the journal*logx:***@*"])
     assert "s3cret" not in result.stdout.str()
