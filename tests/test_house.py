@@ -319,6 +319,7 @@ TESTED_IN = {
     "mockserver/journal/postgres.py": "test_journal_postgres.py",
     "mockserver/journal/pg_writer.py": "test_journal_postgres.py",
     "mockserver/journal/pg_schema.py": "test_journal_postgres.py",
+    "mockserver/journal/pg_url.py": "test_journal_postgres.py",
     "mockserver/journal/results.py": "test_results.py",
     "mockserver/serve/admin_token.py": "test_serve_safety.py",
     "mockserver/serve/check_cli.py": "test_check.py",

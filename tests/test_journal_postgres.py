@@ -21,7 +21,8 @@ from contract_tests.pgserver import PostgresServer
 from mockserver import CoreRequest, Endpoint, JournalError, MemoryJournal
 from mockserver.journal.opening import is_postgres_url
 from mockserver.journal.pg_schema import SCHEMA_VERSION, prepare
-from mockserver.journal.postgres import PostgresJournal, shown_url
+from mockserver.journal.pg_url import shown_url
+from mockserver.journal.postgres import PostgresJournal
 from mockserver.journal.rows import body_cells, event_row, meta_text
 
 WRITER = textwrap.dedent(

@@ -195,7 +195,10 @@ def test_logx_mock_db_names_the_database_and_the_banner_hides_its_password(
     server = serve("--workers", "2")
     assert "postgres:***@" in server.banner and "s3cret" not in server.banner
     assert requests.post(server.events_url, json=impression(), timeout=10).status_code == 204
-    health = requests.get(server.url + "/_mock/health", timeout=10).json()
+    deadline = time.monotonic() + 5  # the other worker hears of it within a second
+    while (health := requests.get(server.url + "/_mock/health", timeout=10).json())["last_id"] < 1:
+        assert time.monotonic() < deadline, health
+        time.sleep(0.05)
     assert health["journal"] == "PostgresJournal" and health["last_id"] == 1
     assert not (tmp_path / "logx-mock.db").exists()  # no SQLite file beside it
     other = serve("--db", pg_url)  # the same database named by the flag

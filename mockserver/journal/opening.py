@@ -8,28 +8,12 @@ so a new store is one more branch here, not one more in each command.
 from __future__ import annotations
 
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import JournalError
 from .base import Journal
+from .pg_url import is_postgres_url, shown_url
 
 __all__ = ["is_postgres_url", "open_journal", "shown_url"]
-
-_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
-
-
-def is_postgres_url(text: str) -> bool:
-    """`postgresql://...` or `postgres://...`: a PostgreSQL journal, not a SQLite path."""
-    return text.startswith(_POSTGRES_SCHEMES)
-
-
-def shown_url(url: str) -> str:
-    """The URL with its password hidden, for banners, logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def open_journal(

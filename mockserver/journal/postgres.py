@@ -55,8 +55,8 @@ from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
-from .opening import shown_url
 from .pg_schema import prepare
+from .pg_url import shown_url
 from .pg_writer import clear_tables, evict, insert, lock_state
 from .rows import REQUEST_COLUMNS, record_from_row, text_cell
 
