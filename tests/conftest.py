@@ -49,6 +49,14 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture
+def own_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test's own, to stop and start."""
+    server = PostgresServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
 def pg_url(pg_server: PostgresServer) -> Iterator[str]:
     """The URL of a new, empty database on this worker's PostgreSQL server."""
     url = pg_server.database()

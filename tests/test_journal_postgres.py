@@ -228,14 +228,6 @@ def test_urls() -> None:
     assert shown_url("postgresql://me@db/x") == "postgresql://me@db/x"
 
 
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, to stop and start."""
-    server = PostgresServer().start()
-    yield server
-    server.close()
-
-
 def test_a_database_that_goes_away_answers_503_then_recovers(
     own_server: PostgresServer, caplog: pytest.LogCaptureFixture
 ) -> None:

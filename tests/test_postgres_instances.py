@@ -10,7 +10,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -224,14 +223,6 @@ def test_an_instance_joins_the_shared_plan_and_adds_its_datafiles(serve: Any, pg
     third = serve("--db", pg_url, "--fault", "status=500")  # gives one: replaces it
     assert requests.post(first.events_url, json=impression(), timeout=10).status_code == 500
     assert third.proc.poll() is None
-
-
-@pytest.fixture
-def own_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server of this test's own, to stop and start under load."""
-    server = PostgresServer().start()
-    yield server
-    server.close()
 
 
 def test_the_database_stopped_and_restarted_under_load(
