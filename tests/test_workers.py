@@ -84,7 +84,10 @@ def test_workers_need_a_shared_journal() -> None:
         timeout=60,
     )
     assert done.returncode == 2
-    assert "--workers N needs N >= 1, and a SQLite journal (--db)" in done.stderr
+    assert (
+        "--workers N needs N >= 1, and a journal to share when N > 1: a SQLite file or a "
+        "PostgreSQL URL (--db)" in done.stderr
+    )
 
 
 def test_the_fault_plan_is_one_for_every_worker(serve: Any, tmp_path: Path) -> None:
