@@ -167,7 +167,7 @@ def test_the_readmes_compose_recipe_names_the_certificates_hosts_and_real_option
     """The recipe is not run (no Docker here), but it parses, its aliases are the names the
     certificate carries, and its commands are ones `logx-mock` accepts."""
     readme = (Path(__file__).parent.parent / "README.md").read_text()
-    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "services:" in b]
+    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "aliases:" in b]
     compose = yaml.safe_load(recipe)
     mock = compose["services"]["logx-mock"]
     assert mock["networks"]["default"]["aliases"] == list(OPTIMIZELY_HOSTS)
@@ -187,7 +187,7 @@ def test_the_dockerfile_the_compose_recipe_builds_copies_what_pip_install_reads(
 
     root = Path(__file__).parent.parent
     readme = (root / "README.md").read_text()
-    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "services:" in b]
+    (recipe,) = [b for b in re.findall(r"```yaml\n(.*?)```", readme, re.S) if "aliases:" in b]
     assert yaml.safe_load(recipe)["services"]["logx-mock"]["build"] == "."
     dockerfile = (root / "Dockerfile").read_text()
     project = tomllib.loads((root / "pyproject.toml").read_text())

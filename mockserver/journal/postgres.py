@@ -155,6 +155,9 @@ class PostgresJournal(GroupCommitJournal):
     def close(self) -> None:
         self._closing.set()  # the listener ends by itself within a quarter second
         self._stop_writer()
+        # Wait for it: a process that exits while the thread is still inside libpq
+        # (interpreter finalization under a daemon thread) can crash on the way out.
+        self._listener.join(timeout=5)
         if self._writer is not None:
             self._writer.close()
         self._pool.close()
