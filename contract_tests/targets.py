@@ -199,7 +199,11 @@ class OverHttp(Target):
             self.client.delete(f"{self.url}/_mock/{what}").raise_for_status()
 
     def use_datafile(self, text: bytes) -> None:
-        self.client.post(self.url + "/_mock/datafiles", content=text).raise_for_status()
+        self.client.post(
+            self.url + "/_mock/datafiles",
+            content=text,
+            headers={"content-type": "application/json"},
+        ).raise_for_status()
 
     def close(self) -> None:
         self.client.close()

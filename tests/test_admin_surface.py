@@ -175,7 +175,7 @@ def test_cors_is_open_on_the_endpoint_only(sqlite_server: ThreadedServer) -> Non
             timeout=5,
         )
         assert "access-control-allow-origin" not in preflight.headers, path
-        assert preflight.status_code in (404, 405)
+        assert preflight.status_code in (403, 404, 405)  # 403: another site's Origin
 
 
 def test_nothing_fetches_urls_from_payloads_or_headers(sqlite_server: ThreadedServer) -> None:
@@ -260,3 +260,70 @@ def test_a_token_that_cannot_travel_in_a_header_is_refused_at_start(token: str) 
     assert done.returncode == 2
     assert "--admin-token may hold only ASCII letters, digits" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# Cross-site requests -------------------------------------------------------------------
+
+EVIL = "https://evil.example"
+
+
+def _own_origin(server: ThreadedServer) -> str:
+    return server.url
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"),
+    [
+        ("POST", "/_mock/faults", {"Origin": EVIL}),
+        ("POST", "/_mock/faults", {"Origin": "null"}),
+        ("POST", "/_mock/faults", {"Sec-Fetch-Site": "cross-site"}),
+        ("POST", "/_mock/faults", {"Sec-Fetch-Site": "same-site"}),  # another port
+        ("POST", "/_mock/faults", {"Origin": "http://127.0.0.1:1"}),
+        ("PUT", "/_mock/faults", {"Origin": EVIL}),
+        ("DELETE", "/_mock/requests", {"Origin": EVIL}),
+        ("DELETE", "/_mock/faults", {"Sec-Fetch-Site": "cross-site"}),
+        ("POST", "/_mock/datafiles", {"Origin": EVIL}),
+        ("DELETE", "/_mock/datafiles", {"Origin": EVIL}),
+        ("GET", "/_mock/events", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "no-cors"}),
+        ("GET", "/_mock/requests", {"Origin": EVIL, "Sec-Fetch-Site": "cross-site"}),
+        ("GET", "/_mock/stream", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"}),
+    ],
+)
+def test_another_sites_request_is_refused(
+    sqlite_server: ThreadedServer, method: str, path: str, headers: dict[str, str]
+) -> None:
+    """A page on any origin could POST (text/plain, forms: no preflight) to /_mock/faults and
+    /_mock/datafiles and the server obeyed (201), or make it run any query."""
+    requests.post(sqlite_server.events_url, json=impression("kept"), timeout=5)
+    sent = requests.request(
+        method,
+        sqlite_server.url + path,
+        json={"status": 500},
+        headers=headers,
+        timeout=5,
+    )
+    assert sent.status_code == 403
+    assert "a cross-site request to the admin API is refused" in sent.json()["detail"]
+    assert sqlite_server.endpoint.faults.describe() == []
+    assert len(sqlite_server.endpoint.journal.requests()) == 1
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers", "status"),
+    [
+        ("POST", "/_mock/faults", {"Sec-Fetch-Site": "same-origin", "Origin": "{own}"}, 201),
+        ("POST", "/_mock/faults", {}, 201),  # curl, scripts, the SDKs' tests
+        ("POST", "/_mock/faults", {"Sec-Fetch-Site": "none"}, 201),  # typed in by the user
+        ("DELETE", "/_mock/requests", {"Origin": "{own}"}, 204),
+        ("GET", "/_mock/", {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"}, 200),
+        ("GET", "/_mock/events", {"Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}, 200),
+    ],
+)
+def test_the_own_page_and_other_clients_pass(
+    sqlite_server: ThreadedServer, method: str, path: str, headers: dict[str, str], status: int
+) -> None:
+    own = {k: v.format(own=_own_origin(sqlite_server)) for k, v in headers.items()}
+    sent = requests.request(
+        method, sqlite_server.url + path, json={"status": 500}, headers=own, timeout=5
+    )
+    assert sent.status_code == status

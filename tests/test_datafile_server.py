@@ -27,6 +27,7 @@ from mockserver.serve.cli import main
 D = "visitors.0.snapshots.0.decisions.0"
 E = "visitors.0.snapshots.0.events.0"
 DECISION = "visitors[0].snapshots[0].decisions[0]"
+JSON_TYPE = {"Content-Type": "application/json"}
 
 
 def post(url: str, payload: Any) -> requests.Response:
@@ -115,14 +116,14 @@ def test_admin_api_lists_adds_and_clears_datafiles(serve: Any) -> None:
     post(server.events_url, wrong)
     assert rules(last_record(server.url)) == []  # no datafile yet: nothing to check against
 
-    added = requests.post(base, data=DATAFILE.read_bytes(), timeout=10)
+    added = requests.post(base, data=DATAFILE.read_bytes(), headers=JSON_TYPE, timeout=10)
     assert added.status_code == 201
     assert added.json()["project_id"] == "111001"
     assert [d["revision"] for d in requests.get(base, timeout=10).json()["datafiles"]] == ["42"]
     post(server.events_url, wrong)
     assert rules(last_record(server.url)) == [("unknown_experiment", f"{DECISION}.experiment_id")]
 
-    bad = requests.post(base, data=b'{"version": "4"}', timeout=10)
+    bad = requests.post(base, data=b'{"version": "4"}', headers=JSON_TYPE, timeout=10)
     assert bad.status_code == 400
     assert bad.headers["content-type"] == "application/problem+json"
     assert "accountId must be a string" in bad.json()["detail"]
@@ -136,7 +137,8 @@ def test_admin_api_lists_adds_and_clears_datafiles(serve: Any) -> None:
 def test_admin_api_refuses_an_oversized_datafile(serve: Any) -> None:
     server = serve("--memory")
     huge = b'{"version": "4", "x": "' + b"a" * (33 * 1024 * 1024) + b'"}'
-    response = requests.post(server.url + "/_mock/datafiles", data=huge, timeout=60)
+    url = server.url + "/_mock/datafiles"
+    response = requests.post(url, data=huge, headers=JSON_TYPE, timeout=60)
     assert response.status_code == 413
     assert requests.get(server.url + "/_mock/health", timeout=10).status_code == 200
 

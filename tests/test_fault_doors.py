@@ -382,7 +382,9 @@ def test_admin_api_manages_the_plan(sqlite_server: ThreadedServer) -> None:
     bad = requests.post(base, json={"stauts": 503}, timeout=5)
     assert bad.status_code == 400
     assert "did you mean 'status'?" in bad.json()["detail"]
-    assert requests.put(base, data=b"{", timeout=5).status_code == 400
+    assert requests.put(base, data=b"{", timeout=5).status_code == 415  # no JSON type
+    json_type = {"Content-Type": "application/json"}
+    assert requests.put(base, data=b"{", headers=json_type, timeout=5).status_code == 400
     assert requests.put(base, json={"rules": 5}, timeout=5).status_code == 400
 
 

@@ -8,13 +8,15 @@ the server stays up without a traceback in its log.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 from collections.abc import Iterator
 
 import pytest
 import requests
 from conftest import ServeProcess
-from helpers import exchange, impression, raw_post
+from helpers import exchange, impression, raw_post, rss_mib
 
 from mockserver.faults import MAX_RULES
 
@@ -135,3 +137,98 @@ def test_the_fault_plan_is_capped(target: ServeProcess) -> None:
     assert "already holds 100 rules, the most it takes" in full.json()["detail"]
     assert len(requests.get(url, timeout=ANSWER_WITHIN).json()["rules"]) == MAX_RULES
     requests.delete(url, timeout=ANSWER_WITHIN)
+
+
+# Admin bodies: bounded, timed, JSON -------------------------------------------------------
+
+
+def _head(path: str, **fields: str) -> bytes:
+    lines = "".join(f"{k.replace('_', '-')}: {v}\r\n" for k, v in fields.items())
+    return f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}\r\n".encode()
+
+
+def _status(data: bytes) -> int:
+    return int(data.split()[1]) if data.startswith(b"HTTP/1.1 ") else 0
+
+
+def test_a_400_mb_fault_body_is_refused_before_it_is_read(target: ServeProcess) -> None:
+    """It was read whole: 837 MB of RSS for one request."""
+    before = rss_mib(target.proc.pid)
+    with socket.create_connection(("127.0.0.1", port(target)), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(
+            _head("/_mock/faults", Content_Type="application/json", Content_Length="400000000")
+        )
+        with contextlib.suppress(OSError):  # the server answers and closes without reading
+            for _ in range(64):
+                sock.sendall(b"[" * 65_536)
+        data = sock.recv(65_536)
+    assert _status(data) == 413
+    assert b"over 1,000,000 bytes, the most this admin route reads" in data
+    assert rss_mib(target.proc.pid) - before < 50
+
+
+def test_a_chunked_fault_body_is_cut_at_the_limit(target: ServeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", port(target)), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(
+            _head("/_mock/faults", Content_Type="application/json", Transfer_Encoding="chunked")
+        )
+        chunk = b"10000\r\n" + b" " * 65_536 + b"\r\n"
+        with contextlib.suppress(OSError):
+            for _ in range(40):  # 2.6 MB, past the 1 MB limit
+                sock.sendall(chunk)
+        data = sock.recv(65_536)
+    assert _status(data) == 413
+
+
+def test_expect_100_continue_with_10_gb_gets_413_and_no_continue(target: ServeProcess) -> None:
+    with socket.create_connection(("127.0.0.1", port(target)), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(
+            _head(
+                "/_mock/datafiles",
+                Content_Type="application/json",
+                Content_Length=str(10 * 1024**3),
+                Expect="100-continue",
+            )
+        )
+        data = b""
+        while chunk := sock.recv(65_536):
+            data += chunk
+    assert b"100 Continue" not in data
+    assert _status(data) == 413
+    assert b"over 33,554,432 bytes" in data
+
+
+def test_a_stalled_admin_body_gets_408(target: ServeProcess) -> None:
+    """It stayed open past 70 s; the body timeout (2 s here) now holds on /_mock too."""
+    with socket.create_connection(("127.0.0.1", port(target)), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(_head("/_mock/faults", Content_Type="application/json", Content_Length="50"))
+        sock.sendall(b'{"status": ')
+        data = sock.recv(65_536)
+    assert _status(data) == 408
+    assert b"the body did not arrive within 2s; nothing was changed" in data
+
+
+def test_a_client_that_aborts_an_admin_body_leaves_no_trace(target: ServeProcess) -> None:
+    """Starlette raised ClientDisconnect: a 500 with a traceback in the log (the fixture
+    checks the log at the end)."""
+    with socket.create_connection(("127.0.0.1", port(target)), timeout=ANSWER_WITHIN) as sock:
+        sock.sendall(_head("/_mock/faults", Content_Type="application/json", Content_Length="100"))
+        sock.sendall(b"{")
+    assert requests.get(target.url + "/_mock/faults", timeout=ANSWER_WITHIN).json() == {"rules": []}
+    assert "Traceback" not in target.read_log()
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""],
+)
+def test_a_body_that_is_not_declared_json_gets_415(target: ServeProcess, content_type: str) -> None:
+    """The three "simple" types a page on any site may send without a preflight."""
+    for path in ("/_mock/faults", "/_mock/datafiles"):
+        headers = {"Content-Type": content_type} if content_type else {}
+        sent = requests.post(
+            target.url + path, data=b'{"status": 500}', headers=headers, timeout=10
+        )
+        assert sent.status_code == 415, path
+        assert "Content-Type: application/json" in sent.json()["detail"]
+    assert requests.get(target.url + "/_mock/faults", timeout=10).json() == {"rules": []}

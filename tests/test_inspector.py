@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -415,3 +417,83 @@ def test_download_buttons_export_what_the_filters_show(page: Page, server: Threa
     assert name == "logx-mock-export.har"
     entries = json.loads(text)["log"]["entries"]
     assert [entry["_logx_mock"]["verdict"] for entry in entries] == ["malformed"]
+
+
+ATTACK = """<!doctype html><meta charset="utf-8"><title>another site</title>
+<form id="form" method="POST" enctype="text/plain" action="{base}/_mock/datafiles">
+<input name='{{"version": "4", "pad": "' value='"}}'></form>
+<script>
+(async () => {{
+  const base = "{base}";
+  const plain = (type) => ({{method: "POST", mode: "no-cors", headers: {{"Content-Type": type}},
+                             body: '{{"status": 500}}'}});
+  for (const [path, type] of [["/_mock/faults", "text/plain"],
+                              ["/_mock/faults", "application/x-www-form-urlencoded"],
+                              ["/_mock/datafiles", "text/plain"]]) {{
+    try {{ await fetch(base + path, plain(type)); }} catch (e) {{}}
+  }}
+  const form = new FormData();
+  form.append("rule", '{{"status": 500}}');
+  try {{ await fetch(base + "/_mock/faults", {{method: "POST", mode: "no-cors", body: form}}); }}
+  catch (e) {{}}
+  try {{ await fetch(base + "/_mock/requests", {{method: "DELETE", mode: "no-cors"}}); }}
+  catch (e) {{}}
+  const image = new Image();
+  image.src = base + "/_mock/events?limit=100000";
+  document.getElementById("form").submit();
+}})();
+</script>"""
+
+
+@pytest.fixture
+def other_site() -> Iterator[Callable[[str], str]]:
+    """A page on another origin (http://localhost:PORT; the mock is http://127.0.0.1:PORT):
+    another developer server on the laptop, or any site the browser opens."""
+    pages: dict[str, bytes] = {}
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = pages.get(self.path, b"")
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    def host(html: str) -> str:
+        pages["/attack.html"] = html.encode()
+        return f"http://localhost:{httpd.server_address[1]}/attack.html"
+
+    yield host
+    httpd.shutdown()
+
+
+def test_another_sites_page_cannot_change_the_mock(
+    browser: Browser, server: ThreadedServer, other_site: Callable[[str], str]
+) -> None:
+    """In a real Chromium, a page of another origin sends the "simple" requests no preflight
+    stops (text/plain, a form, multipart), a DELETE, and an image that asks for 100,000
+    events: the fault plan, the datafiles and the journal stay as they were."""
+    post(server, impression("kept"))
+    seen: list[dict[str, str]] = []
+
+    def refused(request: Any) -> None:
+        if ("/_mock/" in request.url and request.method != "GET") or "limit=100000" in request.url:
+            seen.append(request.headers)
+
+    context = browser.new_context()
+    attacker = context.new_page()
+    attacker.on("request", refused)
+    attacker.goto(other_site(ATTACK.format(base=server.url)))
+    attacker.wait_for_url(server.url + "/_mock/datafiles", timeout=10_000)  # the form, last
+    context.close()
+    assert len(seen) >= 5  # the browser did send them
+    assert server.endpoint.faults.describe() == []
+    assert not server.endpoint.config.datafiles
+    assert [r.id for r in server.endpoint.journal.requests()] == [1]

@@ -68,7 +68,12 @@ def test_a_tampered_js_batch_gets_the_warning(
     js_batches: list[dict[str, Any]], logx_server: ServerHandle
 ) -> None:
     # At run time, through the admin API (the fixture restores the server's config after).
-    requests.post(logx_server.url + "/_mock/datafiles", data=DATAFILE.read_bytes(), timeout=10)
+    requests.post(
+        logx_server.url + "/_mock/datafiles",
+        data=DATAFILE.read_bytes(),
+        headers={"Content-Type": "application/json"},
+        timeout=10,
+    )
     batch = json.loads(json.dumps(js_batches[0]))
     batch["visitors"][0]["snapshots"][0]["decisions"][0]["experiment_id"] = "999127"
     requests.post(logx_server.events_url, json=batch, timeout=10)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,72 +20,22 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..endpoint import Endpoint
 from ..model import CoreRequest, Outcome
 from ..problem import problem
+from .admin.datafiles import MAX_DATAFILE_BYTES
 from .admin.routes import admin_exception_handlers, admin_routes
+from .bodies import (
+    AdminBodies,
+    BodyDisconnected,
+    BodyTimedOut,
+    content_length,
+    read_body,
+    timeout_outcome,
+)
 from .guard import ADMIN_PREFIX, AdminGuard, GuardConfig
 from .wire import render_fault, send_outcome
 
 __all__ = ["LogxApp", "create_app"]
 
 log = logging.getLogger("logx_mock")
-
-
-_DRAIN_FACTOR = 2
-
-
-class _Disconnected(Exception):
-    """The client went away before sending its whole body."""
-
-
-class _TimedOut(Exception):
-    """The client did not send its whole body in time."""
-
-
-async def _read_body(
-    receive: Receive, limit: int, declared: int | None, timeout: float
-) -> tuple[bytes, bool]:
-    """The body, or (b"", True) once it is known to exceed `limit`.
-
-    Past the limit nothing more is kept, but up to `_DRAIN_FACTOR` times the
-    limit is still read and thrown away: closing on unread data makes the
-    kernel reset the connection, and the client would never see its 413.
-    The whole body must arrive within `timeout` seconds (slow or endless uploads):
-    one deadline for the whole read, not a timer and a task per chunk.
-    """
-    drain_cap = _DRAIN_FACTOR * limit
-    if declared is not None and declared > drain_cap:
-        return b"", True
-    try:
-        if sys.version_info >= (3, 11):
-            async with asyncio.timeout(timeout):
-                return await _read_chunks(receive, limit, drain_cap)
-        return await asyncio.wait_for(_read_chunks(receive, limit, drain_cap), timeout)
-    except asyncio.TimeoutError:
-        raise _TimedOut from None
-
-
-async def _read_chunks(receive: Receive, limit: int, drain_cap: int) -> tuple[bytes, bool]:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise _Disconnected
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size <= limit:
-            chunks.append(chunk)
-        elif chunks:
-            chunks = []  # past the limit: drop what was kept, keep nothing more
-        more = message.get("more_body", False)
-        if not more or size > drain_cap:
-            return (b"", True) if size > limit else (b"".join(chunks), False)
-
-
-def _content_length(headers: list[tuple[str, str]]) -> int | None:
-    for name, value in headers:
-        if name == "content-length":
-            return int(value) if value.strip().isdigit() else None
-    return None
 
 
 class LogxApp:
@@ -129,10 +78,10 @@ class LogxApp:
         assert task is not None  # an ASGI request always runs in a task
         self._reading.add(task)
         try:
-            body, too_large = await _read_body(
-                receive, config.max_body_bytes, _content_length(headers), config.body_timeout
+            body, too_large = await read_body(
+                receive, config.max_body_bytes, content_length(headers), config.body_timeout
             )
-        except _Disconnected:
+        except BodyDisconnected:
             return
         except asyncio.CancelledError:
             if not self.closing:
@@ -141,15 +90,9 @@ class LogxApp:
             # coming: nothing was recorded, and the answer says so (not uvicorn's bare 500).
             await send_outcome(send, _stopped())
             return
-        except _TimedOut:
+        except BodyTimedOut:
             log.info("408: the body did not arrive within %gs; not recorded", config.body_timeout)
-            problem_headers, problem_body = problem(
-                "timeout",
-                408,
-                f"the body did not arrive within {config.body_timeout:g}s; nothing was recorded",
-            )
-            problem_headers.append(("connection", "close"))
-            await send_outcome(send, Outcome(408, problem_headers, problem_body))
+            await send_outcome(send, timeout_outcome(config.body_timeout, "nothing was recorded"))
             return
         finally:
             self._reading.discard(task)
@@ -198,4 +141,9 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=admin_exception_handlers(),
     )
-    return LogxApp(endpoint, AdminGuard(admin, guard or GuardConfig()))
+    bodies = AdminBodies(
+        admin,
+        timeout=lambda: endpoint.config.body_timeout,
+        limits={f"{ADMIN_PREFIX}/datafiles": MAX_DATAFILE_BYTES},
+    )
+    return LogxApp(endpoint, AdminGuard(bodies, guard or GuardConfig()))

@@ -1,11 +1,15 @@
 """Who may use the admin surface (`/_mock`: the API and the page).
 
-Two checks, in pure ASGI in front of the admin routes:
+Three checks, in pure ASGI in front of the admin routes:
 
 - **Host.** A browser page on another site can reach a local server through DNS
   rebinding (its own name resolving to 127.0.0.1); it then sends its own name
   as `Host`. So `/_mock` answers only a `Host` that is an IP literal,
   `localhost`, or a name given with `--allow-host`.
+- **Site.** A page on any site can send a "simple" POST (text/plain, a form) to
+  a local server without a preflight, and make it fetch anything. So a request
+  whose `Sec-Fetch-Site` or `Origin` says another site's page sent it is refused
+  (`cross_site`); clients that are not browsers send neither.
 - **Token.** With `--admin-token`, every `/_mock` request needs
   `Authorization: Bearer TOKEN` or the `logx_admin` cookie. Opening
   `/_mock/?token=TOKEN` once sets that cookie for the page.
@@ -27,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
+from ..violations import shown
 from .wire import send_outcome
 
 __all__ = [
@@ -35,6 +40,7 @@ __all__ = [
     "AdminGuard",
     "GuardConfig",
     "cookie_value",
+    "cross_site",
     "is_loopback",
     "token_digest",
     "token_presented",
@@ -124,8 +130,17 @@ class AdminGuard:
             await _deny(
                 send,
                 403,
-                f"Host {host!r} is not this server's name; open it as "
+                f"Host {shown(host)} is not this server's name; open it as "
                 "127.0.0.1 or localhost, or start it with --allow-host NAME",
+            )
+            return
+        refused = cross_site(scope, headers)
+        if refused is not None:
+            await _deny(
+                send,
+                403,
+                f"a cross-site request to the admin API is refused ({refused}): {ADMIN_PREFIX} "
+                "answers its own page and clients that are not browsers (curl, scripts, tests)",
             )
             return
         digest = self.config.token_sha256
@@ -143,6 +158,46 @@ class AdminGuard:
             "the admin API needs the admin token: send "
             f"'Authorization: Bearer TOKEN', or open {ADMIN_PREFIX}/?token=TOKEN once",
         )
+
+
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+_DEFAULT_PORTS = {"http": "80", "https": "443"}
+
+
+def cross_site(scope: Scope, headers: dict[str, str]) -> str | None:
+    """Why a request must be refused as sent by another site's page, or None.
+
+    Browsers say where a request comes from (`Sec-Fetch-Site`, `Origin`); other clients say
+    nothing and pass. A request that changes state must come from this origin (the page's
+    own buttons), as Django's CSRF check and Mailpit's API require; a page on any site can
+    send "simple" POSTs (text/plain, forms) without a preflight. A read must not be sent by
+    another site's page either (its answer is unreadable there, but the work is done),
+    except a top-level navigation (a link to the page)."""
+    site = headers.get("sec-fetch-site")
+    origin = headers.get("origin")
+    if scope["method"] in _SAFE_METHODS:
+        if site in ("cross-site", "same-site") and headers.get("sec-fetch-mode") != "navigate":
+            return f"Sec-Fetch-Site: {site}"
+    elif site is not None and site not in ("same-origin", "none"):
+        return f"Sec-Fetch-Site: {site}"
+    if origin is not None and not _same_origin(origin, scope, headers.get("host", "")):
+        return f"Origin: {shown(origin)}"
+    return None
+
+
+def _same_origin(origin: str, scope: Scope, host: str) -> bool:
+    """Whether `Origin` names this server as the client reached it (scheme, host, port)."""
+    scheme, sep, netloc = origin.strip().lower().partition("://")
+    ours = str(scope.get("scheme", "http"))
+    if not sep or scheme != ours:
+        return False
+    return _with_port(netloc, scheme) == _with_port(host.strip().lower(), ours)
+
+
+def _with_port(netloc: str, scheme: str) -> str:
+    bracket = netloc.rfind("]")
+    has_port = ":" in netloc[bracket + 1 :]
+    return netloc if has_port else f"{netloc}:{_DEFAULT_PORTS.get(scheme, '')}"
 
 
 def token_digest(token: str) -> str:
