@@ -149,12 +149,14 @@ class AdminBodies:
 
 
 def _has_body(scope: Scope) -> bool:
-    if scope["method"] in ("POST", "PUT", "PATCH"):
-        return True
-    names = {k.lower() for k, _ in scope["headers"]}
-    return b"transfer-encoding" in names or any(
-        k.lower() == b"content-length" and v.strip() not in (b"", b"0") for k, v in scope["headers"]
-    )
+    """Whether the head announces a body (a chunked one, or a length above zero)."""
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name == b"transfer-encoding" or (
+            name == b"content-length" and value.strip() not in (b"", b"0")
+        ):
+            return True
+    return False
 
 
 def _too_large(limit: int) -> str:
