@@ -151,6 +151,7 @@ def test_the_latest_upload_of_a_key_is_served() -> None:
             upload = requests.post(
                 running.url + "/_mock/datafiles",
                 data=json.dumps({**data, "revision": revision}),
+                headers={"Content-Type": "application/json"},
                 timeout=10,
             )
             assert upload.json()["sdk_key"] == KEY

@@ -21,6 +21,7 @@ from ..endpoint import Endpoint
 from ..model import CoreRequest, Outcome
 from ..problem import problem
 from .admin.datafiles import MAX_DATAFILE_BYTES
+from .admin.export import IMPORT_BODY_BYTES
 from .admin.routes import admin_exception_handlers, admin_routes
 from .bodies import (
     AdminBodies,
@@ -144,6 +145,9 @@ def create_app(
     bodies = AdminBodies(
         admin,
         timeout=lambda: endpoint.config.body_timeout,
-        limits={f"{ADMIN_PREFIX}/datafiles": MAX_DATAFILE_BYTES},
+        limits={
+            f"{ADMIN_PREFIX}/datafiles": MAX_DATAFILE_BYTES,
+            f"{ADMIN_PREFIX}/import": IMPORT_BODY_BYTES,
+        },
     )
     return LogxApp(endpoint, AdminGuard(bodies, guard or GuardConfig()))
