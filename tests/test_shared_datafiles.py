@@ -20,6 +20,7 @@ from mockserver.journal.postgres import PostgresJournal
 from mockserver.journal.sqlite_schema import SCHEMA_VERSION
 
 CLOSE = {"Connection": "close"}  # a fresh connection each time: the kernel spreads them
+JSON_CLOSE = {**CLOSE, "Content-Type": "application/json"}
 
 
 def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -40,8 +41,8 @@ def _other_project() -> bytes:
 def test_an_upload_to_one_worker_is_checked_by_every_worker(serve: Any, tmp_path: Path) -> None:
     server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
     base = server.url + "/_mock/datafiles"
-    assert requests.post(base, data=DATAFILE.read_bytes(), timeout=30, headers=CLOSE).ok
-    assert requests.post(base, data=_other_project(), timeout=30, headers=CLOSE).ok
+    assert requests.post(base, data=DATAFILE.read_bytes(), timeout=30, headers=JSON_CLOSE).ok
+    assert requests.post(base, data=_other_project(), timeout=30, headers=JSON_CLOSE).ok
 
     def everyone_has_both() -> bool:
         return all(
@@ -147,7 +148,8 @@ def test_serve_on_sqlite_starts_with_the_datafiles_its_command_line_gives(
     db = str(tmp_path / "j.db")
     first = serve("--db", db)
     base = first.url + "/_mock/datafiles"
-    assert requests.post(base, data=DATAFILE.read_bytes(), timeout=30).status_code == 201
+    uploaded = requests.post(base, data=DATAFILE.read_bytes(), timeout=30, headers=JSON_CLOSE)
+    assert uploaded.status_code == 201
     first.stop()
     again = serve("--db", db)
     assert requests.get(again.url + "/_mock/datafiles", timeout=30).json() == {"datafiles": []}
