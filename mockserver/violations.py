@@ -9,9 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Report", "Violation", "describe", "json_type", "shown"]
+__all__ = ["MAX_VIOLATIONS", "Report", "Violation", "describe", "json_type", "shown"]
 
 _MAX_SHOWN = 120
+MAX_VIOLATIONS = 1_000
+"""The most errors (and warnings, and notes) a report lists; one more says the rest were
+left off. 150,000 events of `{}` would otherwise make 46 MB of findings per request."""
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,37 @@ class Report:
         return not self.errors
 
     def error(self, path: str, rule: str, message: str, expected: str | None, actual: Any) -> None:
-        self.errors.append(Violation(path, rule, message, expected, describe(actual)))
+        if _room(self.errors, "errors"):
+            self.errors.append(Violation(path, rule, message, expected, describe(actual)))
 
     def warn(self, path: str, rule: str, message: str, expected: str | None, actual: Any) -> None:
-        self.warnings.append(Violation(path, rule, message, expected, describe(actual)))
+        if _room(self.warnings, "warnings"):
+            self.warnings.append(Violation(path, rule, message, expected, describe(actual)))
 
     def note(self, path: str, rule: str, message: str) -> None:
-        self.notes.append(Violation(path, rule, message))
+        if _room(self.notes, "notes"):
+            self.notes.append(Violation(path, rule, message))
 
     def __repr__(self) -> str:
         return (
             f"Report(errors={len(self.errors)}, warnings={len(self.warnings)}, "
             f"notes={len(self.notes)})"
         )
+
+
+def _room(found: list[Violation], name: str) -> bool:
+    """Whether `found` takes one more; at the cap, it gets the one that says so."""
+    if len(found) < MAX_VIOLATIONS:
+        return True
+    if len(found) == MAX_VIOLATIONS:
+        found.append(
+            Violation(
+                "$",
+                "too_many",
+                f"more than {MAX_VIOLATIONS:,} {name}: the rest are not listed (fix these first)",
+            )
+        )
+    return False
 
 
 def json_type(value: Any) -> str:

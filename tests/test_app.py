@@ -303,7 +303,7 @@ def test_long_poll_times_out_empty(sqlite_server: ThreadedServer) -> None:
     body = requests.get(
         sqlite_server.url + "/_mock/events", params={"after": 0, "wait": 0.3}, timeout=10
     ).json()
-    assert body == {"events": [], "last_id": 0}
+    assert body == {"events": [], "last_id": 0, "truncated": False, "next": None}
 
 
 def test_long_poll_ignores_non_matching_arrivals(sqlite_server: ThreadedServer) -> None:

@@ -70,6 +70,9 @@ ADMIN_CORPUS: list[tuple[str, bytes, set[int]]] = [
     ("events wait=nan", admin("GET", "/_mock/events?wait=nan"), {400}),
     ("events wait=inf", admin("GET", "/_mock/events?wait=inf"), {400}),
     ("events limit 1e400", admin("GET", "/_mock/events?limit=1e400"), {400}),
+    ("events after_index -1", admin("GET", "/_mock/events?after=1&after_index=-1"), {400}),
+    ("events after_index past 2**62", admin("GET", "/_mock/events?after_index=" + "9" * 30), {400}),
+    ("events after_index superscript", admin("GET", "/_mock/events?after_index=%C2%B2"), {400}),
 ]
 
 

@@ -12,7 +12,7 @@ import logging
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 
 from ..errors import ConfigError, JournalError
@@ -25,6 +25,7 @@ __all__ = [
     "EVENT_FILTERS",
     "MAX_ID",
     "MAX_LIMIT",
+    "CommitListener",
     "Journal",
     "JournalError",
     "as_text",
@@ -42,13 +43,19 @@ MAX_LIMIT = 100_000
 """The most requests or events one read returns (`limit`)."""
 _SCAN_CHUNK = 500
 
+CommitListener = Callable[[int, Sequence[RequestRecord] | None], None]
+"""Called with the newest request id and the records just committed, or None when they
+are not known here (another process committed them, or the journal was cleared)."""
+
 
 class Journal(ABC):
     """Where requests are recorded, and how they are read back.
 
     Listeners added with `add_listener` are called with the newest request id
-    after every commit, from the committing thread. The journal also holds the fault
-    plan (`faults`) and decides each request with it as it commits it, in id order.
+    after every commit, from the committing thread; those added with
+    `add_commit_listener` also get the records committed (`CommitListener`). The
+    journal also holds the fault plan (`faults`) and decides each request with it as
+    it commits it, in id order.
     """
 
     def __init__(self, *, max_requests: int | None = None) -> None:
@@ -56,6 +63,7 @@ class Journal(ABC):
             raise ConfigError(f"must be at least 1, got {max_requests}", setting="max_requests")
         self.max_requests = max_requests
         self._listeners: list[Callable[[int], None]] = []
+        self._commit_listeners: list[CommitListener] = []
         self._changed = threading.Condition()
         self._last_id = 0
         self.generation = 0
@@ -86,32 +94,53 @@ class Journal(ABC):
         """One request with its events, or None."""
 
     def events(
-        self, *, after: int = 0, limit: int = DEFAULT_LIMIT, tail: bool = False, **filters: str
+        self,
+        *,
+        after: int = 0,
+        limit: int = DEFAULT_LIMIT,
+        tail: bool = False,
+        after_index: int | None = None,
+        **filters: str,
     ) -> list[EventRecord]:
         """Events of requests with an id greater than `after` that pass every filter
         (`journal.filters`), in arrival order: the first `limit`, or with `tail` the last
-        `limit`. A filter name or an enum value it cannot take raises ConfigError."""
+        `limit`. With `after_index`, first the events of request `after` past that index
+        (a page that stopped inside a request resumes there). A filter name or an enum
+        value it cannot take raises ConfigError."""
         check_filters(filters)
         limit = _limit(limit)
         if any(name in DECISION_FILTERS for name in filters):
-            return self._scan_events(after, limit, tail, filters)
-        return self._select_events(after, limit, tail, filters)
+            return self._scan_events(after, after_index, limit, tail, filters)
+        return self._select_events(after, after_index, limit, tail, filters)
 
     def _select_events(
-        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+        self,
+        after: int,
+        after_index: int | None,
+        limit: int,
+        tail: bool,
+        filters: dict[str, str],
     ) -> list[EventRecord]:
         """`events` for filters on the event itself (`COLUMN_FILTERS`): a store with
         columns for them answers from those; by default every event is compared."""
-        return self._scan_events(after, limit, tail, filters)
+        return self._scan_events(after, after_index, limit, tail, filters)
 
     def _scan_events(
-        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+        self,
+        after: int,
+        after_index: int | None,
+        limit: int,
+        tail: bool,
+        filters: dict[str, str],
     ) -> list[EventRecord]:
         """Every event compared in turn (decisions are not columns): read in chunks, so
         memory holds one chunk and the `limit` found."""
         found: deque[EventRecord] = deque(maxlen=limit if tail else None)
-        for record in self.scan(after=after):
+        start = after if after_index is None else after - 1
+        for record in self.scan(after=start):
             for event in record.events:
+                if record.id == after and after_index is not None and event.index <= after_index:
+                    continue
                 if event_matches(event, filters):
                     found.append(event)
                     if not tail and len(found) >= limit:
@@ -155,30 +184,43 @@ class Journal(ABC):
         if listener in self._listeners:
             self._listeners.remove(listener)
 
+    def add_commit_listener(self, listener: CommitListener) -> None:
+        self._commit_listeners.append(listener)
+
+    def remove_commit_listener(self, listener: CommitListener) -> None:
+        if listener in self._commit_listeners:
+            self._commit_listeners.remove(listener)
+
     def wait_for(self, after: int, timeout: float) -> bool:
         """Block until a request newer than `after` is committed, or `timeout` passes."""
         with self._changed:
             return self._changed.wait_for(lambda: self._last_id > after, timeout=timeout)
 
-    def _committed(self, last_id: int) -> None:
+    def _committed(self, last_id: int, records: Sequence[RequestRecord] | None = None) -> None:
         """Requests up to `last_id` are committed (here, or by another process: both may
-        report the same commit; listeners hear of it once)."""
+        report the same commit; listeners hear of it once). `records`: the ones this
+        process committed, when it knows them all."""
         with self._changed:
             if last_id <= self._last_id:
                 return
             self._last_id = last_id
             self._changed.notify_all()
-        self._notify(last_id)
+        self._notify(last_id, records)
 
     def _cleared(self) -> None:
         self.generation += 1
         self._notify(self._last_id)
 
-    def _notify(self, last_id: int) -> None:
+    def _notify(self, last_id: int, records: Sequence[RequestRecord] | None = None) -> None:
         for listener in list(self._listeners):
             try:
                 listener(last_id)
             except Exception:  # a broken listener must not stop recording
+                log.exception("journal listener failed")
+        for commit_listener in list(self._commit_listeners):
+            try:
+                commit_listener(last_id, records)
+            except Exception:
                 log.exception("journal listener failed")
 
 

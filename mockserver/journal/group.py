@@ -249,9 +249,10 @@ class GroupCommitJournal(Journal):
                 "journal write failed (%s), %d request(s) not recorded: %s", self.where, count, exc
             )
             error = JournalError(f"the journal could not record the request: {exc}")
-        ids = [record.id for job in jobs for record, _ in job.stored]
-        if error is None and ids:
-            self._committed(max(ids))  # before the waiters wake: their ids are in last_id
+        records = [record for job in jobs for record, _ in job.stored]
+        if error is None and records:
+            # before the waiters wake: their ids are in last_id
+            self._committed(max(record.id for record in records), records)
         written, self._datafiles_written = self._datafiles_written, None
         if error is None and written is not None:
             self._datafiles_changed(*written)

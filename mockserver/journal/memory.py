@@ -33,6 +33,10 @@ def _request_id(row: tuple[Any, ...]) -> int:
     return int(row[0])
 
 
+def _event_id(row: tuple[Any, ...]) -> tuple[int, int]:
+    return int(row[0]), int(row[1])
+
+
 def request_row(record: RequestRecord) -> tuple[Any, ...]:
     """The row the SQLite journal's `requests` table holds for `record`."""
     return (record.id, record.verdict, meta_text(record), *body_cells(record))
@@ -74,7 +78,7 @@ class MemoryJournal(Journal):
             self._event_rows.extend(event_row(event) for event in record.events)
             self._evict()
         future.set_result(record)
-        self._committed(record.id)
+        self._committed(record.id, (record,))
         return future
 
     def _evict(self) -> None:
@@ -94,8 +98,10 @@ class MemoryJournal(Journal):
     def _after(self, request_id: int) -> int:
         return bisect.bisect_right(self._rows, request_id, key=_request_id)
 
-    def _events_after(self, request_id: int) -> int:
-        return bisect.bisect_right(self._event_rows, request_id, key=_request_id)
+    def _events_after(self, request_id: int, index: int | None = None) -> int:
+        if index is None:
+            return bisect.bisect_right(self._event_rows, request_id, key=_request_id)
+        return bisect.bisect_right(self._event_rows, (request_id, index), key=_event_id)
 
     def _row(self, request_id: int) -> tuple[Any, ...] | None:
         at = self._after(request_id) - 1
@@ -112,11 +118,13 @@ class MemoryJournal(Journal):
         self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
     ) -> list[RequestRecord]:
         limit = _limit(limit)
+        with self._lock:  # a copy of the list (not of the rows): commits go on meanwhile
+            start = self._after(after)
+            rows = self._rows[start:] if verdict is not None else self._rows[start : start + limit]
+        if verdict is not None:
+            rows = [row for row in rows if row[1] == verdict][:limit]
         with self._lock:
-            rows = self._rows[self._after(after) :]
-            if verdict is not None:
-                rows = [row for row in rows if row[1] == verdict]
-            chosen = [(row, self._duplicates(_request_id(row))) for row in rows[:limit]]
+            chosen = [(row, self._duplicates(_request_id(row))) for row in rows]
         return [record_from_row(row, duplicates) for row, duplicates in chosen]
 
     def request(self, request_id: int) -> RequestRecord | None:
@@ -126,28 +134,35 @@ class MemoryJournal(Journal):
         return record_from_row(row, duplicates) if row else None
 
     def _select_events(
-        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+        self,
+        after: int,
+        after_index: int | None,
+        limit: int,
+        tail: bool,
+        filters: dict[str, str],
     ) -> list[EventRecord]:
         wanted = [(2 + EVENT_COLUMNS.index(k), as_text(v)) for k, v in filters.items()]
         chosen: list[tuple[int, int, bool]] = []
+        with self._lock:  # the scan runs on a copy of the list: commits go on meanwhile
+            candidates = self._event_rows[self._events_after(after, after_index) :]
+        for row in reversed(candidates) if tail else candidates:
+            if all(row[column] == value for column, value in wanted):
+                chosen.append((row[0], row[1], bool(row[-1])))
+                if len(chosen) >= limit:
+                    break
+        del candidates
         with self._lock:
-            candidates = self._event_rows[self._events_after(after) :]
-            for row in reversed(candidates) if tail else candidates:
-                if all(row[column] == value for column, value in wanted):
-                    chosen.append((row[0], row[1], bool(row[-1])))
-                    if len(chosen) >= limit:
-                        break
             rows = {rid: self._row(rid) for rid in {rid for rid, _, _ in chosen}}
         if tail:
             chosen.reverse()  # the newest `limit`, in arrival order
         return _pick_events(chosen, rows.get)
 
     def clear(self) -> None:
-        with self._lock:
-            self._rows.clear()
-            self._event_rows.clear()
-            self._brought.clear()
+        with self._lock:  # swap, then free the old rows with the lock released
+            dropped = (self._rows, self._event_rows, self._brought)
+            self._rows, self._event_rows, self._brought = [], [], []
             self._history.clear()
+        del dropped
         self._cleared()
 
 

@@ -354,14 +354,21 @@ class PostgresJournal(GroupCommitJournal):
         return found[0] if found else None
 
     def _select_events(
-        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+        self,
+        after: int,
+        after_index: int | None,
+        limit: int,
+        tail: bool,
+        filters: dict[str, str],
     ) -> list[EventRecord]:
-        where = " AND ".join(["request_id > %s", *(f"{name} = %s" for name in filters)])
+        start = "(request_id, idx) > (%s, %s)" if after_index is not None else "request_id > %s"
+        first = (after,) if after_index is None else (after, after_index)
+        where = " AND ".join([start, *(f"{name} = %s" for name in filters)])
         order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM logx_events WHERE {where} "
             f"ORDER BY request_id {order}, idx {order} LIMIT %s".encode(),
-            (after, *(text_cell(v) for v in filters.values()), limit),
+            (*first, *(text_cell(v) for v in filters.values()), limit),
         )
         if tail:
             rows.reverse()

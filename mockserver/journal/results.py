@@ -31,7 +31,14 @@ from ..model import EventRecord, RequestRecord
 from .base import DEFAULT_LIMIT, Journal
 from .filters import as_text, check_filters, event_matches
 
-__all__ = ["REASONS", "Results", "Uncounted", "count_results", "journal_results"]
+__all__ = [
+    "MAX_TABLE_CELLS",
+    "REASONS",
+    "Results",
+    "Uncounted",
+    "count_results",
+    "journal_results",
+]
 
 REASONS = {
     "before_impression": "a conversion before the visitor's first impression in an experiment",
@@ -46,6 +53,10 @@ REASONS = {
 }
 """Why an event does not count (or counts without its revenue), by name."""
 
+MAX_TABLE_CELLS = 50_000
+"""The most cells the results table lists (a variation is one, and each event key in its
+row one more: some 4 MB of JSON). Every variation lists every key its experiment saw, so
+a few thousand made-up variation ids and event keys would otherwise make millions."""
 
 Read = Callable[[], Iterable[RequestRecord]]
 _Position = tuple[int, int]  # (request id, event index): arrival order
@@ -127,6 +138,10 @@ class Results:
     reasons: dict[str, int]
     counted: dict[str, int]
     left_off: int = 0
+    experiments_left_off: int = 0
+    """Experiments past `MAX_TABLE_CELLS`, not listed."""
+    truncated: bool = False
+    """The table stopped at `MAX_TABLE_CELLS` (an experiment cut short says `partial`)."""
 
     def __repr__(self) -> str:
         return (
@@ -145,6 +160,8 @@ class Results:
             "reasons": self.reasons,
             "counted": self.counted,
             "left_off": self.left_off,
+            "experiments_left_off": self.experiments_left_off,
+            "truncated": self.truncated,
         }
 
 
@@ -472,40 +489,49 @@ class _Tally:
 
     def results(self) -> Results:
         listed = len(self.uncounted)
+        table = self._table()
         return Results(
-            experiments=self._table(),
+            experiments=table,
             uncounted=self.uncounted,
             reasons=dict(sorted(self.reasons.items())),
             counted=self.counted,
             left_off=sum(self.reasons.values()) - listed,
+            experiments_left_off=len(self.experiments) - len(table),
+            truncated=len(table) < len(self.experiments) or any(e.get("partial") for e in table),
         )
 
     def _table(self) -> list[dict[str, Any]]:
+        """The experiments in order, as many cells as `MAX_TABLE_CELLS` allows."""
         visitors: dict[tuple[str, str], int] = {}
         for firsts in self.visitors.values():
             for first in firsts:
                 slot = (first.experiment_id, first.variation_id)
                 visitors[slot] = visitors.get(slot, 0) + 1
-        keys = self.keys
-        table = []
-        for experiment_id, known in self.experiments.items():
-            variations = [
-                self._variation(experiment_id, v, k, visitors, sorted(keys.get(experiment_id, ())))
-                for v, k in known.variation_keys.items()
-            ]
-            variations.sort(key=lambda v: (v["variation_key"] or "", v["variation_id"]))
-            table.append(
-                {
-                    "experiment_id": experiment_id,
-                    "experiment_key": known.experiment_key,
-                    "rule_type": known.rule_type,
-                    "flag_key": known.flag_key,
-                    "variations": variations,
-                }
-            )
-        table.sort(
-            key=lambda e: (e["flag_key"] or "", e["experiment_key"] or "", e["experiment_id"])
+        order = sorted(
+            self.experiments.items(),
+            key=lambda item: (item[1].flag_key or "", item[1].experiment_key or "", item[0]),
         )
+        room, table = MAX_TABLE_CELLS, []
+        for experiment_id, known in order:
+            if room <= 0:
+                break
+            every_key = sorted(self.keys.get(experiment_id, ()))
+            keys = every_key[: room - 1]
+            chosen = sorted(known.variation_keys.items(), key=lambda vk: (vk[1] or "", vk[0]))
+            chosen = chosen[: max(1, room // (1 + len(keys)))]
+            room -= len(chosen) * (1 + len(keys))
+            entry: dict[str, Any] = {
+                "experiment_id": experiment_id,
+                "experiment_key": known.experiment_key,
+                "rule_type": known.rule_type,
+                "flag_key": known.flag_key,
+                "variations": [
+                    self._variation(experiment_id, v, k, visitors, keys) for v, k in chosen
+                ],
+            }
+            if len(keys) < len(every_key) or len(chosen) < len(known.variation_keys):
+                entry["partial"] = True
+            table.append(entry)
         return table
 
     def _variation(

@@ -416,14 +416,21 @@ class SqliteJournal(GroupCommitJournal):
         return self._record(rows[0]) if rows else None
 
     def _select_events(
-        self, after: int, limit: int, tail: bool, filters: dict[str, str]
+        self,
+        after: int,
+        after_index: int | None,
+        limit: int,
+        tail: bool,
+        filters: dict[str, str],
     ) -> list[EventRecord]:
-        where = ["request_id > ?", *(f"{name} = ?" for name in filters)]
+        start = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
+        first = (after,) if after_index is None else (after, after_index)
+        where = [start, *(f"{name} = ?" for name in filters)]
         order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
             f"ORDER BY request_id {order}, idx {order} LIMIT ?",
-            (after, *(as_text(v) for v in filters.values()), limit),
+            (*first, *(as_text(v) for v in filters.values()), limit),
         )
         if tail:
             rows.reverse()

@@ -58,10 +58,12 @@ def run_events(args: argparse.Namespace) -> int:
     token = args.token or os.environ.get(TOKEN_ENV)
     auth = {"authorization": f"Bearer {token}"} if token else {}
     table = None if args.json else _Table()
-    after, first = 0, True
+    after, after_index, first = 0, None, True
     with httpx.Client(timeout=70.0, headers=auth) as client:
         while first or args.follow:
             params: dict[str, Any] = {**filters, "after": after, "limit": args.limit}
+            if after_index is not None:  # the last page stopped inside a request
+                params["after_index"] = after_index
             if first and args.follow:
                 params["tail"] = "true"  # the newest N, then follow from there
             elif not first:
@@ -75,8 +77,10 @@ def run_events(args: argparse.Namespace) -> int:
                     print(json.dumps(event), flush=True)
             else:
                 table.show(events)
-            after = _resume(after, events, body["last_id"], tail=first and args.follow)
-            first = False
+            resumed = _resume(after, events, body["last_id"], tail=first and args.follow)
+            cursor = body.get("next") or {}
+            after_index = cursor.get("after_index") if cursor.get("after") == resumed else None
+            after, first = resumed, False
     return 0
 
 

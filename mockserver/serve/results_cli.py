@@ -75,6 +75,12 @@ def render_results(result: dict[str, Any]) -> str:
     lines: list[str] = []
     for experiment in result["experiments"]:
         lines += [*_experiment_lines(experiment), ""]
+    if result.get("experiments_left_off"):
+        lines += [
+            f"... and {result['experiments_left_off']} more experiment(s) past the table's "
+            "size bound (narrow it with the event filters)",
+            "",
+        ]
     if not result["experiments"]:
         lines += ["No experiment has a visitor yet (no accepted impression with ids).", ""]
     return "\n".join(lines + _uncounted_lines(result))

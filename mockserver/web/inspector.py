@@ -21,8 +21,9 @@ from starlette.responses import Response, StreamingResponse
 from ..endpoint import Endpoint
 from ..journal.base import Journal
 from ..model import VERDICTS
-from .admin.http import Operations
-from .openapi import STR
+from .admin.http import Operations, problem_response
+from .openapi import PROBLEM, STR
+from .wakeups import Busy, Wakeups
 
 __all__ = ["CSP", "OPERATIONS"]
 
@@ -93,25 +94,26 @@ async def asset(endpoint: Endpoint, request: Request) -> Response:
             "200": {
                 "description": "An endless event stream.",
                 "content": {"text/event-stream": {"schema": STR}},
-            }
+            },
+            "503": {"description": "Too many pages watch already.", "content": PROBLEM},
         },
     },
 )
 async def stream(endpoint: Endpoint, request: Request) -> Response:
+    try:
+        Wakeups.of(endpoint.journal).check_room()
+    except Busy as exc:
+        return problem_response(503, str(exc), retry_after=5)
     return StreamingResponse(
         _announce(endpoint.journal), media_type="text/event-stream", headers=_headers()
     )
 
 
 async def _announce(journal: Journal) -> AsyncIterator[str]:
-    """One `journal` event now and after every commit or clear; comments keep it alive."""
-    loop = asyncio.get_running_loop()
-    changed = asyncio.Event()
-
-    def listener(_: int) -> None:
-        loop.call_soon_threadsafe(changed.set)
-
-    journal.add_listener(listener)
+    """One `journal` event now and after every commit or clear (however many commits one
+    loop turn brings); comments keep it alive."""
+    hub = Wakeups.of(journal)
+    changed = hub.watch()
     try:
         while True:
             state = {"last_id": journal.last_id, "generation": journal.generation}
@@ -122,4 +124,4 @@ async def _announce(journal: Journal) -> AsyncIterator[str]:
                 yield ": keep-alive\n\n"
             changed.clear()
     finally:
-        journal.remove_listener(listener)
+        hub.unwatch(changed)

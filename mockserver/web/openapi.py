@@ -95,15 +95,25 @@ PAGING = [
 ]
 
 
+TRUNCATED = {
+    "type": "boolean",
+    "description": "true: the answer stopped at its size bound (8 MiB); ask again after its "
+    "last item",
+}
+
+
 def wrapped(name: str, ref: str, description: str) -> dict[str, Any]:
     """A JSON answer `{name: [ref, ...]}`."""
-    schema = obj({name: array(ref)}, [name])
+    schema = obj({name: array(ref), "truncated": {**TRUNCATED, "const": True}}, [name])
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def list_of(name: str, ref: str) -> dict[str, Any]:
-    """A JSON answer `{name: [ref, ...], "last_id": N}`."""
-    schema = obj({name: array(ref), "last_id": {"type": "integer"}}, [name, "last_id"])
+def list_of(name: str, ref: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A JSON answer `{name: [ref, ...], "last_id": N, "truncated": bool, **extra}`."""
+    schema = obj(
+        {name: array(ref), "last_id": {"type": "integer"}, "truncated": TRUNCATED, **(extra or {})},
+        [name, "last_id"],
+    )
     return {"description": f"The {name}.", "content": {"application/json": {"schema": schema}}}
 
 

@@ -3,7 +3,6 @@ parameters and request bodies read within bounds."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -20,6 +19,7 @@ from ...journal.base import MAX_ID
 from ...journal.filters import EVENT_FILTERS, check_filters
 from ...problem import problem
 from ..openapi import wrapped
+from .answers import dumps, encode_items, json_answer
 
 _T = TypeVar("_T")
 
@@ -70,16 +70,18 @@ class Operations(list[Operation]):
     def listing(
         self, path: str, name: str, ref: str, summary: str, read: Callable[[Endpoint], list[Any]]
     ) -> None:
-        """`GET path`, answering `{name: read(endpoint)}` (a list of `ref` schemas)."""
+        """`GET path`, answering `{name: read(endpoint), "truncated": bool}` (a list of
+        `ref` schemas, cut at the answer size bound)."""
 
         async def get(endpoint: Endpoint, request: Request) -> Response:
-            return JSONResponse({name: await off_loop(read, endpoint)})
+            return await json_answer(encode_items, name, await off_loop(read, endpoint), {})
 
         spec = {"summary": summary, "responses": {"200": wrapped(name, ref, f"The {name}.")}}
         self.append(Operation("GET", path, get, spec))
 
     def clearing(self, path: str, summary: str, clear: Callable[[Endpoint], None]) -> None:
-        """`DELETE path`: `clear(endpoint)`, then 204."""
+        """`DELETE path`: `clear(endpoint)` (off the event loop: a million rows take a
+        while), then 204."""
 
         async def delete(endpoint: Endpoint, request: Request) -> Response:
             await off_loop(clear, endpoint)
@@ -94,7 +96,7 @@ class JSONResponse(_StarletteJSON):
     escapes, `"\\ud800"`) that cannot be encoded as UTF-8 but can be sent back escaped."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, separators=(",", ":"), allow_nan=False).encode("ascii")
+        return dumps(content)
 
 
 class BadQuery(ValueError):
@@ -108,9 +110,11 @@ async def off_loop(call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
     return await run_in_threadpool(call, *args, **kwargs)
 
 
-def problem_response(status: int, detail: str) -> Response:
-    """An admin problem document."""
+def problem_response(status: int, detail: str, *, retry_after: int | None = None) -> Response:
+    """An admin problem document (with `Retry-After` seconds, when given)."""
     headers, body = problem("admin", status, detail)
+    if retry_after is not None:
+        headers = [*headers, ("retry-after", str(retry_after))]
     return Response(body, status_code=status, headers=dict(headers))
 
 

@@ -3,15 +3,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
+from functools import partial
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...endpoint import Endpoint
-from ...journal.base import DEFAULT_LIMIT, EVENT_FILTERS, MAX_LIMIT
+from ...journal.base import DEFAULT_LIMIT, EVENT_FILTERS, MAX_ID, MAX_LIMIT
 from ...model import EVENT_KINDS, VERDICTS, truthy
 from ...violations import shown
 from ..guard import ADMIN_PREFIX
@@ -29,6 +29,14 @@ from ..openapi import (
     obj,
     query,
 )
+from ..wakeups import Busy, Wakeups
+from .answers import (
+    encode_events,
+    encode_request,
+    encode_requests,
+    in_reader,
+    json_answer,
+)
 from .http import (
     BadQuery,
     JSONResponse,
@@ -38,7 +46,6 @@ from .http import (
     check_params,
     chosen_filters,
     int_param,
-    off_loop,
     problem_response,
     seconds_param,
 )
@@ -108,12 +115,10 @@ async def list_requests(endpoint: Endpoint, request: Request) -> Response:
         verdict = chosen_filters(request).get("verdict")
     except BadQuery as exc:
         return problem_response(400, str(exc))
-    found = await off_loop(journal.requests, after=after, limit=limit, verdict=verdict)
+    found = await in_reader(journal.requests, after=after, limit=limit, verdict=verdict)
     with_events = truthy(request.query_params.get("events"))
-    listed = [r.to_dict(with_events=with_events) for r in found]
-    return JSONResponse(
-        {"requests": listed, "last_id": journal.last_id, "generation": journal.generation}
-    )
+    rest = {"last_id": journal.last_id, "generation": journal.generation}
+    return await json_answer(encode_requests, found, rest, with_events=with_events)
 
 
 OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.journal.clear())
@@ -123,7 +128,7 @@ OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.jou
     "GET",
     "/requests/{request_id}",
     {
-        "summary": "One request with its events",
+        "summary": "One request with its events (as many as fit in an answer)",
         "parameters": [
             {"name": "request_id", "in": "path", "required": True, "schema": {"type": "integer"}}
         ],
@@ -136,12 +141,12 @@ OPERATIONS.clearing("/requests", "Forget every request (reset)", lambda e: e.jou
 async def get_request(endpoint: Endpoint, request: Request) -> Response:
     raw = request.path_params["request_id"]
     is_id = raw.isascii() and raw.isdigit() and len(raw) <= 18  # ids stay below MAX_ID, 2**62
-    record = await off_loop(endpoint.journal.request, int(raw)) if is_id else None
+    record = await in_reader(endpoint.journal.request, int(raw)) if is_id else None
     if record is None:
         return problem_response(
             404, f"no request with id {shown(raw)}; list them at {ADMIN_PREFIX}/requests"
         )
-    return JSONResponse(record.to_dict())
+    return await json_answer(encode_request, record)
 
 
 @OPERATIONS.add(
@@ -151,6 +156,12 @@ async def get_request(endpoint: Endpoint, request: Request) -> Response:
         "summary": "Flattened events, in arrival order",
         "parameters": [
             *PAGING,
+            query(
+                "after_index",
+                {"type": "integer", "minimum": 0},
+                "with `after`: first the events of request `after` past this index "
+                "(the `next` of an answer the size bound cut)",
+            ),
             *event_filters(),
             query(
                 "wait",
@@ -164,58 +175,64 @@ async def get_request(endpoint: Endpoint, request: Request) -> Response:
                 "show the last few before following",
             ),
         ],
-        "responses": {"200": list_of("events", "EventRecord"), "400": BAD_QUERY},
+        "responses": {
+            "200": list_of(
+                "events",
+                "EventRecord",
+                {
+                    "next": {
+                        "type": ["object", "null"],
+                        "properties": {
+                            "after": {"type": "integer"},
+                            "after_index": {"type": "integer"},
+                        },
+                        "description": "the `after` and `after_index` of the next page "
+                        "(null when the answer holds no event)",
+                    }
+                },
+            ),
+            "400": BAD_QUERY,
+            "503": {"description": "Too many long-polls wait already.", "content": PROBLEM},
+        },
     },
 )
 async def list_events(endpoint: Endpoint, request: Request) -> Response:
     journal = endpoint.journal
     try:
-        check_params(request, {"after", "limit", "wait", "tail", *EVENT_FILTERS})
+        check_params(request, {"after", "after_index", "limit", "wait", "tail", *EVENT_FILTERS})
         after = after_param(request)
+        index = int_param(request, "after_index", -1, 0, MAX_ID)
         limit = int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT)
         wait = seconds_param(request, "wait", MAX_WAIT_SECONDS)
         tail = bool_param(request, "tail")
         filters = chosen_filters(request)
     except BadQuery as exc:
         return problem_response(400, str(exc))
+    after_index = None if index < 0 else index
     deadline = time.monotonic() + wait
     while True:
         checked = journal.last_id  # read first: a commit after it wakes the wait
-        found = await off_loop(journal.events, after=after, limit=limit, tail=tail, **filters)
+        found = await in_reader(
+            journal.events, after=after, limit=limit, tail=tail, after_index=after_index, **filters
+        )
         if found or wait <= 0:
             break
-        if not await _wait_newer(endpoint, max(after, checked), deadline):
-            break
-    # `checked` was read before the query: a client resuming from it misses nothing.
-    return JSONResponse({"events": [e.to_dict() for e in found], "last_id": checked})
-
-
-async def _wait_newer(endpoint: Endpoint, after: int, deadline: float) -> bool:
-    """Wait until the journal commits a request newer than `after`, or the deadline."""
-    journal = endpoint.journal
-    if journal.last_id > after:
-        return True
-    loop = asyncio.get_running_loop()
-    newer = asyncio.Event()
-
-    def listener(last_id: int) -> None:
-        if last_id > after:
-            loop.call_soon_threadsafe(newer.set)
-
-    journal.add_listener(listener)
-    try:
-        if journal.last_id > after:
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
+        # Nothing up to `checked`: from now on, only what is newer needs reading.
+        after, after_index = max(after, checked), None
         try:
-            await asyncio.wait_for(newer.wait(), remaining)
-        except asyncio.TimeoutError:
-            return False
-        return True
-    finally:
-        journal.remove_listener(listener)
+            gone = partial(_client_gone, request)
+            if not await Wakeups.of(journal).wait(after, filters, deadline, gone):
+                break
+        except Busy as exc:
+            return problem_response(503, str(exc), retry_after=1)
+    # `checked` was read before the query: a client resuming from it misses nothing.
+    return await json_answer(encode_events, found, {"last_id": checked})
+
+
+async def _client_gone(request: Request) -> None:
+    """Returns once the client has closed its connection."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 SCHEMAS: dict[str, Any] = {
@@ -276,6 +293,11 @@ SCHEMAS: dict[str, Any] = {
             },
             "event_count": {"type": "integer"},
             "events": array("EventRecord"),
+            "events_left_off": {
+                "type": "integer",
+                "description": "events not given, past the answer's size bound: read them "
+                "from /_mock/events?after={id - 1}",
+            },
         },
         ["id", "status", "verdict"],
     ),

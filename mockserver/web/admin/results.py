@@ -11,7 +11,7 @@ from starlette.responses import Response
 
 from ...endpoint import Endpoint
 from ...journal.base import DEFAULT_LIMIT, EVENT_FILTERS, MAX_LIMIT
-from ...journal.results import REASONS, journal_results
+from ...journal.results import MAX_TABLE_CELLS, REASONS, journal_results
 from ..openapi import (
     BAD_QUERY,
     JSON_VALUE,
@@ -24,9 +24,9 @@ from ..openapi import (
     obj,
     query,
 )
+from .answers import Budget, dumps, json_answer
 from .http import (
     BadQuery,
-    JSONResponse,
     Operations,
     after_param,
     check_params,
@@ -91,7 +91,23 @@ async def get_results(endpoint: Endpoint, request: Request) -> Response:
         start=start,
         end=end,
     )
-    return JSONResponse({**result.to_dict(), "last_id": until})
+    return await json_answer(_encode, result.to_dict(), until)
+
+
+def _encode(result: dict[str, Any], until: int) -> bytes:
+    """The answer, its uncounted list cut at the size bound (`left_off` counts the rest)."""
+    budget, groups = Budget(), []
+    table = dumps(result.pop("experiments"))
+    budget.take(len(table))
+    for group in result.pop("uncounted"):
+        part = dumps(group)
+        if budget.exhausted or not budget.take(len(part) + 1):
+            result["left_off"] += len(group["events"])
+            result["truncated"] = True
+        else:
+            groups.append(part)
+    rest = dumps({**result, "last_id": until})
+    return b'{"experiments":%s,"uncounted":[%s],%s' % (table, b",".join(groups), rest[1:])
 
 
 SCHEMAS: dict[str, Any] = {
@@ -115,6 +131,15 @@ SCHEMAS: dict[str, Any] = {
                 {"impressions": {"type": "integer"}, "conversions": {"type": "integer"}}
             ),
             "left_off": {"type": "integer", "description": "uncounted events not listed"},
+            "experiments_left_off": {
+                "type": "integer",
+                "description": "experiments not listed (the table stops at "
+                f"{MAX_TABLE_CELLS:,} cells)",
+            },
+            "truncated": {
+                "type": "boolean",
+                "description": "true: the table or the uncounted list stopped at a size bound",
+            },
             "last_id": {"type": "integer", "description": "the newest request counted"},
         },
         ["experiments", "uncounted", "reasons", "counted", "left_off", "last_id"],
@@ -125,6 +150,11 @@ SCHEMAS: dict[str, Any] = {
             "experiment_key": NULLABLE_STR,
             "rule_type": NULLABLE_STR,
             "flag_key": NULLABLE_STR,
+            "partial": {
+                "type": "boolean",
+                "description": "true: the table's size bound cut this experiment's variations "
+                "or event keys",
+            },
             "variations": {
                 "type": "array",
                 "items": obj(

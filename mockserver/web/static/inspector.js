@@ -52,7 +52,8 @@ async function fetchNewer() {
       state.requests.set(record.id, record);
       state.lastId = Math.max(state.lastId, record.id);
     }
-    if (body.requests.length < PAGE) break;
+    // A page stops short of PAGE at the end, or at the answer's size bound (then truncated).
+    if (body.requests.length < PAGE && !body.truncated) break;
   }
   while (state.requests.size > KEEP) state.requests.delete(state.requests.keys().next().value);
 }
@@ -238,7 +239,10 @@ function renderDetail(record) {
     el("h2", {}, `Request #${record.id}`, " ", el("span", { class: `badge ${record.verdict}` }, record.verdict)),
     table("meta", meta),
     el("h3", {}, "Violations"), violationList(record, json.reveal),
-    el("h3", {}, `Events (${record.events.length})`), ...record.events.map(eventCard),
+    el("h3", {}, `Events (${record.event_count})`), ...record.events.map(eventCard),
+    ...(record.events_left_off ? [el("p", { class: "empty" },
+      `… and ${record.events_left_off} more past the answer's size bound: ` +
+      `${API}/events?after=${record.id - 1}`)] : []),
     el("h3", {}, "Payload"), json.node,
     el("h3", {}, "Headers"), table("kv", record.headers.map(([k, v]) => [k, v])),
   );

@@ -74,6 +74,9 @@ function uncountedList(body) {
 function renderResults(body) {
   const box = document.getElementById("results");
   const tables = body.experiments.map(experimentTable);
+  if (body.experiments_left_off) {
+    tables.push(el("p", { class: "empty" }, `… and ${body.experiments_left_off} more experiments past the table's size bound`));
+  }
   if (!tables.length) tables.push(el("p", { class: "empty" }, "No experiment has a visitor yet (no accepted impression with ids)."));
   box.replaceChildren(el("h2", {}, "Results"), ...tables, ...uncountedList(body));
   box.dataset.lastId = String(body.last_id);
