@@ -10,7 +10,9 @@ checkout), and each attack is timed:
   `GET /_mock/health` sent meanwhile waited;
 - waiters: 50 long-polls (`after=0`) for a visitor who never comes on a journal of
   200,000 events,
-  then 10 batches: the seconds each POST took (median, max).
+  then 10 batches: the seconds each POST took (median, max);
+- crowd: 64 page streams and 250 long-polls for nobody held open, then 1,000 batches one
+  after the other: the seconds for all of them.
 
 Seconds are recorded, never asserted; the results go to benchmarks/ADMIN_ATTACKS.md.
 """
@@ -21,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -121,6 +124,26 @@ def waiters(server: Server) -> dict[str, Any]:
     return {"post_median_s": round(statistics.median(took), 3), "post_max_s": round(max(took), 3)}
 
 
+def crowd(server: Server) -> dict[str, Any]:
+    """64 page streams and 250 long-polls for nobody held open, then 1,000 POSTs."""
+    port = int(server.url.rsplit(":", 1)[1])
+    paths = ["/_mock/stream"] * 64 + ["/_mock/events?after=0&visitor_id=nobody&wait=60"] * 250
+    held = []
+    for path in paths:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=120)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        held.append(sock)
+    time.sleep(1.0)
+    start = time.perf_counter()
+    with requests.Session() as session:
+        for i in range(1_000):
+            session.post(server.url + "/v1/events", json=impression(f"v{i}"), timeout=300)
+    seconds = time.perf_counter() - start
+    for sock in held:
+        sock.close()
+    return {"posts_1000_s": round(seconds, 2)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--before", type=Path, help="a checkout without the fixes")
@@ -130,12 +153,12 @@ def main() -> None:
         [("before", args.before), ("after", args.after)] if args.before else [("after", args.after)]
     )
     for name, checkout in runs:
-        server = Server(checkout)
-        try:
-            print(name, "amplification", amplification(server), flush=True)
-            print(name, "waiters", waiters(server), flush=True)
-        finally:
-            server.stop()
+        for scenario in (amplification, waiters, crowd):
+            server = Server(checkout)  # a fresh server each: nobody left waiting from before
+            try:
+                print(name, scenario.__name__, scenario(server), flush=True)
+            finally:
+                server.stop()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 PAYLOADS = Path(__file__).parent / "payloads"
 DATAFILE = Path(__file__).parent.parent / "contract_tests" / "cases" / "datafiles" / "datafile.json"
@@ -178,3 +179,19 @@ def exchange(
 def rss_mib(pid: int) -> float:
     status = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", status).group(1)) / 1024  # type: ignore[union-attr]
+
+
+def every_page(url: str, path: str, name: str, **params: Any) -> list[dict[str, Any]]:
+    """Every item of an admin listing (`path` under `url`, the list under `name`), page
+    after page: an answer stops at its size bound (`truncated`) and says where to go on
+    (`next` for events; after the last id for requests)."""
+    found: list[dict[str, Any]] = []
+    while True:
+        body = requests.get(url + path, params=params, timeout=60).json()
+        found += body[name]
+        if not body.get("truncated"):
+            return found
+        if name == "events":
+            params = {**params, **body["next"]}
+        else:
+            params = {**params, "after": body[name][-1]["id"]}

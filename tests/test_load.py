@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import ServeProcess
-from helpers import impression
+from helpers import every_page, impression
 
 CLIENTS = 32
 PER_CLIENT = 500
@@ -61,8 +61,7 @@ def hammer(
 
 
 def journal_uuids(url: str) -> Counter[str]:
-    events = requests.get(url + "/_mock/events", params={"limit": 100_000}, timeout=60).json()
-    return Counter(e["uuid"] for e in events["events"])
+    return Counter(e["uuid"] for e in every_page(url, "/_mock/events", "events", limit=100_000))
 
 
 def test_32_clients_x_500_requests_all_journaled_once(serve: Any, tmp_path: Path) -> None:
@@ -84,9 +83,7 @@ def test_a_seeded_10_percent_fault_plan_accounts_for_every_request(
     statuses, _, _ = hammer(server.events_url, CLIENTS, PER_CLIENT)
     assert set(statuses) == {204, 500}
     assert 0.07 < statuses[500] / (CLIENTS * PER_CLIENT) < 0.13
-    records = requests.get(
-        server.url + "/_mock/requests", params={"limit": 100_000}, timeout=60
-    ).json()["requests"]
+    records = every_page(server.url, "/_mock/requests", "requests", limit=100_000)
     verdicts = Counter(r["verdict"] for r in records)
     assert verdicts == Counter({"accepted": statuses[204], "faulted": statuses[500]})
     assert sum(verdicts.values()) == CLIENTS * PER_CLIENT

@@ -28,8 +28,8 @@ def test_results_has_the_admin_api_structure(pytester: pytest.Pytester) -> None:
 def test_it(logx_mock):
     send()
     results = logx_mock.results()
-    assert sorted(results) == ["counted", "experiments", "last_id", "left_off", "reasons",
-                               "uncounted"]
+    assert sorted(results) == ["counted", "experiments", "experiments_left_off", "last_id",
+                               "left_off", "reasons", "truncated", "uncounted"]
     (experiment,) = results["experiments"]
     assert experiment["experiment_key"] == "checkout_ab"
     (variation,) = experiment["variations"]
