@@ -217,6 +217,12 @@ def test_events_resume_inside_a_request(kind: str, tmp_path: Path) -> None:
             (2, 1),
         ]
         assert ids(journal.events(after=1, after_index=4)) == [(2, i) for i in range(5)]
+        # a decision filter compares every event in turn: it resumes the same way
+        assert ids(journal.events(after=1, after_index=2, limit=3, experiment_id="111127")) == [
+            (1, 3),
+            (1, 4),
+            (2, 0),
+        ]
         assert ids(journal.events(after=0, after_index=0, visitor_id="b")) == [
             (2, i) for i in range(5)
         ]
