@@ -26,6 +26,7 @@ __all__ = [
     "MAX_ID",
     "MAX_LIMIT",
     "CommitListener",
+    "EventStart",
     "Journal",
     "JournalError",
     "as_text",
@@ -43,6 +44,9 @@ MAX_LIMIT = 100_000
 """The most requests or events one read returns (`limit`)."""
 _SCAN_CHUNK = 500
 
+EventStart = tuple[int, int | None]
+"""Where an events read starts: after request `after`, or, with an index, inside it after
+that event (`Journal.events`'s `after` and `after_index`)."""
 CommitListener = Callable[[int, Sequence[RequestRecord] | None], None]
 """Called with the newest request id and the records just committed, or None when they
 are not known here (another process committed them, or the journal was cleared)."""
@@ -110,34 +114,24 @@ class Journal(ABC):
         check_filters(filters)
         limit = _limit(limit)
         if any(name in DECISION_FILTERS for name in filters):
-            return self._scan_events(after, after_index, limit, tail, filters)
-        return self._select_events(after, after_index, limit, tail, filters)
+            return self._scan_events((after, after_index), limit, tail, filters)
+        return self._select_events((after, after_index), limit, tail, filters)
 
     def _select_events(
-        self,
-        after: int,
-        after_index: int | None,
-        limit: int,
-        tail: bool,
-        filters: dict[str, str],
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
         """`events` for filters on the event itself (`COLUMN_FILTERS`): a store with
         columns for them answers from those; by default every event is compared."""
-        return self._scan_events(after, after_index, limit, tail, filters)
+        return self._scan_events(start, limit, tail, filters)
 
     def _scan_events(
-        self,
-        after: int,
-        after_index: int | None,
-        limit: int,
-        tail: bool,
-        filters: dict[str, str],
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
         """Every event compared in turn (decisions are not columns): read in chunks, so
         memory holds one chunk and the `limit` found."""
+        after, after_index = start
         found: deque[EventRecord] = deque(maxlen=limit if tail else None)
-        start = after if after_index is None else after - 1
-        for record in self.scan(after=start):
+        for record in self.scan(after=after if after_index is None else after - 1):
             for event in record.events:
                 if record.id == after and after_index is not None and event.index <= after_index:
                     continue

@@ -21,7 +21,7 @@ from typing import Any
 from ..contract.history import Contributions, RecentHistory, apply_history, contributions
 from ..fault_plan import decide_record
 from ..model import EventRecord, RequestRecord
-from .base import DEFAULT_LIMIT, Journal, JournalError, _limit, as_text
+from .base import DEFAULT_LIMIT, EventStart, Journal, JournalError, _limit, as_text
 from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
 
 __all__ = ["MemoryJournal"]
@@ -134,13 +134,9 @@ class MemoryJournal(Journal):
         return record_from_row(row, duplicates) if row else None
 
     def _select_events(
-        self,
-        after: int,
-        after_index: int | None,
-        limit: int,
-        tail: bool,
-        filters: dict[str, str],
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
+        after, after_index = start
         wanted = [(2 + EVENT_COLUMNS.index(k), as_text(v)) for k, v in filters.items()]
         chosen: list[tuple[int, int, bool]] = []
         with self._lock:  # the scan runs on a copy of the list: commits go on meanwhile

@@ -52,7 +52,7 @@ from psycopg_pool import ConnectionPool
 
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit
+from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit
 from .datafile_rows import DatafileRow, from_rows
 from .group import GroupCommitJournal, Stored
 from .pg_schema import prepare
@@ -354,16 +354,12 @@ class PostgresJournal(GroupCommitJournal):
         return found[0] if found else None
 
     def _select_events(
-        self,
-        after: int,
-        after_index: int | None,
-        limit: int,
-        tail: bool,
-        filters: dict[str, str],
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        start = "(request_id, idx) > (%s, %s)" if after_index is not None else "request_id > %s"
+        after, after_index = start
+        clause = "(request_id, idx) > (%s, %s)" if after_index is not None else "request_id > %s"
         first = (after,) if after_index is None else (after, after_index)
-        where = " AND ".join([start, *(f"{name} = %s" for name in filters)])
+        where = " AND ".join([clause, *(f"{name} = %s" for name in filters)])
         order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM logx_events WHERE {where} "

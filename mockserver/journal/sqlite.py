@@ -26,7 +26,7 @@ from typing import Any
 from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_history
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
-from .base import _SCAN_CHUNK, DEFAULT_LIMIT, JournalError, _limit, as_text
+from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit, as_text
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
@@ -416,16 +416,12 @@ class SqliteJournal(GroupCommitJournal):
         return self._record(rows[0]) if rows else None
 
     def _select_events(
-        self,
-        after: int,
-        after_index: int | None,
-        limit: int,
-        tail: bool,
-        filters: dict[str, str],
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        start = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
+        after, after_index = start
+        clause = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
         first = (after,) if after_index is None else (after, after_index)
-        where = [start, *(f"{name} = ?" for name in filters)]
+        where = [clause, *(f"{name} = ?" for name in filters)]
         order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
         rows = self._read(
             f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
