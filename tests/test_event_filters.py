@@ -184,7 +184,7 @@ def test_the_openapi_document_lists_every_filter_with_its_values(server: Threade
 
     document = requests.get(server.url + "/_mock/openapi.json", timeout=10).json()
     parameters = {p["name"]: p for p in document["paths"]["/_mock/events"]["get"]["parameters"]}
-    assert set(EVENT_FILTERS) | {"after", "limit", "wait", "tail"} == set(parameters)
+    assert set(EVENT_FILTERS) | {"after", "after_index", "limit", "wait", "tail"} == set(parameters)
     for name in EVENT_FILTERS:
         assert parameters[name]["description"] == FILTER_HELP[name]
     assert parameters["kind"]["schema"] == {"enum": ["impression", "conversion"]}
