@@ -65,6 +65,15 @@ def pg_url(pg_server: PostgresServer) -> Iterator[str]:
 
 
 @pytest.fixture
+def pg_instances(pg_url: str) -> Iterator[list[Endpoint]]:
+    """Two instances' endpoints on one PostgreSQL database."""
+    journals = [PostgresJournal(pg_url), PostgresJournal(pg_url)]
+    yield [Endpoint(j) for j in journals]
+    for journal in journals:
+        journal.close()
+
+
+@pytest.fixture
 def memory_endpoint() -> Endpoint:
     return Endpoint(MemoryJournal(), config=EndpointConfig())
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from helpers import DATAFILE, impression
 from test_journal import _post
@@ -64,18 +63,10 @@ def test_an_upload_to_one_worker_is_checked_by_every_worker(serve: Any, tmp_path
     )
 
 
-@pytest.fixture
-def instances(pg_url: str) -> Iterator[list[Endpoint]]:
-    journals = [PostgresJournal(pg_url), PostgresJournal(pg_url)]
-    yield [Endpoint(j) for j in journals]
-    for journal in journals:
-        journal.close()
-
-
 def test_an_upload_on_one_instance_is_followed_by_the_other_within_a_second(
-    instances: list[Endpoint],
+    pg_instances: list[Endpoint],
 ) -> None:
-    one, two = instances
+    one, two = pg_instances
     started = time.monotonic()
     one.change_datafiles(lambda current: current.added(Datafile.load(DATAFILE)))
     assert [f.project_id for f in one.config.datafiles.files] == ["111001"]  # at once, here
@@ -87,19 +78,19 @@ def test_an_upload_on_one_instance_is_followed_by_the_other_within_a_second(
     assert "unknown_experiment" in {w.rule for w in warned.warnings}
 
 
-def test_uploads_on_two_instances_at_once_are_both_kept(instances: list[Endpoint]) -> None:
+def test_uploads_on_two_instances_at_once_are_both_kept(pg_instances: list[Endpoint]) -> None:
     import threading
 
     files = [Datafile.load(DATAFILE), Datafile.from_json(_other_project(), source="other")]
     uploads = [
         threading.Thread(target=e.change_datafiles, args=(lambda cur, f=f: cur.added(f),))
-        for e, f in zip(instances, files, strict=True)
+        for e, f in zip(pg_instances, files, strict=True)
     ]
     for upload in uploads:
         upload.start()
     for upload in uploads:
         upload.join()
-    for endpoint in instances:
+    for endpoint in pg_instances:
         assert _eventually(lambda e=endpoint: len(e.config.datafiles) == 2)
         assert sorted(f.project_id for f in endpoint.config.datafiles.files) == ["111001", "999"]
 

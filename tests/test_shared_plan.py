@@ -18,23 +18,14 @@ from mockserver import Endpoint, Journal, MemoryJournal, SqliteJournal, Threaded
 from mockserver.journal.postgres import PostgresJournal
 
 
-@pytest.fixture
-def instances(pg_url: str) -> Iterator[list[Endpoint]]:
-    """Two instances' endpoints on one PostgreSQL database."""
-    journals = [PostgresJournal(pg_url), PostgresJournal(pg_url)]
-    yield [Endpoint(j) for j in journals]
-    for journal in journals:
-        journal.close()
-
-
 def test_a_rule_added_on_one_instance_applies_at_once_on_another(
-    instances: list[Endpoint],
+    pg_instances: list[Endpoint],
 ) -> None:
-    one, two = instances
+    one, two = pg_instances
     rule = one.faults.add(status=503, times=2)
     verdicts = [_post(two, impression()).verdict for _ in range(3)]
     assert verdicts == ["faulted", "faulted", "accepted"]
-    for endpoint in instances:
+    for endpoint in pg_instances:
         assert [(r["id"], r["fired"]) for r in endpoint.faults.describe()] == [(rule, 2)]
     stored = one.journal.request(1)
     assert stored is not None and stored.fault == {
@@ -45,17 +36,17 @@ def test_a_rule_added_on_one_instance_applies_at_once_on_another(
     }
 
 
-def test_nth_is_counted_in_commit_order_across_instances(instances: list[Endpoint]) -> None:
-    instances[0].faults.add(status=500, nth=3)
-    records = [_post(instances[i % 2], impression(f"n{i}")) for i in range(5)]
+def test_nth_is_counted_in_commit_order_across_instances(pg_instances: list[Endpoint]) -> None:
+    pg_instances[0].faults.add(status=500, nth=3)
+    records = [_post(pg_instances[i % 2], impression(f"n{i}")) for i in range(5)]
     assert [r.verdict for r in records] == ["accepted"] * 2 + ["faulted"] + ["accepted"] * 2
     assert [r.id for r in records] == [1, 2, 3, 4, 5]
 
 
-def test_a_full_plan_fails_the_change_alone(instances: list[Endpoint]) -> None:
+def test_a_full_plan_fails_the_change_alone(pg_instances: list[Endpoint]) -> None:
     from mockserver.faults import MAX_RULES, FaultPlanFull
 
-    one, two = instances
+    one, two = pg_instances
     one.faults.replace([])
     for _ in range(MAX_RULES):
         one.faults.add(delay="1ms")
