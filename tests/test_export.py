@@ -242,6 +242,21 @@ def test_import_keeps_keys_whose_paths_resolve_nothing() -> None:
         assert [event.entity_key for event in stored.events] == ["purchase"]
 
 
+def test_a_journaled_path_with_spaces_and_control_characters_round_trips() -> None:
+    # The server journals the percent-decoded path; the export's schema must take back
+    # whatever it journaled (schemathesis found "\x1f", whitespace to Python's regex only).
+    with ThreadedServer() as source, ThreadedServer() as target:
+        sent = requests.post(source.url + "/v1/a%20b%1Fc", json={}, timeout=10)
+        assert sent.status_code == 404
+        exported = requests.get(source.url + "/_mock/export", timeout=10)
+        line = json.loads(exported.text.splitlines()[0])
+        assert line["path"] == "/v1/a b\x1fc" and line["verdict"] == "not_found"
+        answer = requests.post(target.url + "/_mock/import", json={"requests": [line]}, timeout=10)
+        assert answer.json() == {"imported": 1, "first_id": 1, "last_id": 1}, answer.text
+        stored = target.endpoint.journal.request(1)
+        assert stored is not None and stored.path == "/v1/a b\x1fc"
+
+
 def _line(**changes: Any) -> dict[str, Any]:
     """One export line of an accepted impression, with `changes`."""
     return {

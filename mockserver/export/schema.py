@@ -40,6 +40,9 @@ _FAULT = {
 }
 _BASE64 = "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"
 _NO_CONTROL = "^[^\\r\\n\\x00]*$"
+# A request path as the server journaled it (percent-decoded, so a space or a control
+# character can be in it); no \s: its meaning differs between regex dialects.
+_PATH = "^/[^\\r\\n\\x00]*$"
 
 EXPORT_LINE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -57,7 +60,7 @@ EXPORT_LINE_SCHEMA: dict[str, Any] = {
             "description": "when it arrived, seconds since 1970 (UTC)",
         },
         "method": {"type": "string", "pattern": "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"},
-        "path": {"type": "string", "pattern": "^/[^\\s]*$"},
+        "path": {"type": "string", "pattern": _PATH},
         "host": _STR_OR_NULL,
         "headers": {
             "type": "array",
