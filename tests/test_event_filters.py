@@ -214,3 +214,19 @@ def test_the_events_command_takes_every_filter(
     assert "invalid choice: 'impresion' (choose from impression, conversion)" in (
         capsys.readouterr().err.replace("'impression', 'conversion'", "impression, conversion")
     )
+
+
+def test_every_integer_query_parameter_says_its_bounds(server: ThreadedServer) -> None:
+    # The server refuses an integer past its bound with a 400, so the document must say the
+    # bound: schemathesis found after_index documented without one.
+    document = requests.get(server.url + "/_mock/openapi.json", timeout=10).json()
+    unbounded = [
+        (path, method, parameter["name"])
+        for path, operations in document["paths"].items()
+        for method, operation in operations.items()
+        for parameter in operation.get("parameters", [])
+        if parameter["in"] == "query"
+        and parameter.get("schema", {}).get("type") == "integer"
+        and "maximum" not in parameter["schema"]
+    ]
+    assert unbounded == []

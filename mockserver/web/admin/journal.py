@@ -158,7 +158,7 @@ async def get_request(endpoint: Endpoint, request: Request) -> Response:
             *PAGING,
             query(
                 "after_index",
-                {"type": "integer", "minimum": 0},
+                {"type": "integer", "minimum": 0, "maximum": MAX_ID},
                 "with `after`: first the events of request `after` past this index "
                 "(the `next` of an answer the size bound cut)",
             ),
