@@ -36,6 +36,7 @@ from .violations import Report, Violation
 __all__ = [
     "BROWSER_NOISE",
     "EVENTS_PATH",
+    "REQUEST_LOGGER",
     "Endpoint",
     "EndpointConfig",
     "is_browser_noise",
@@ -44,6 +45,10 @@ __all__ = [
 ]
 
 log = logging.getLogger("logx_mock")
+REQUEST_LOGGER = "logx_mock.requests"
+"""The logger of one line per request answered (INFO), with the request's `verdict` as a
+record attribute; `serve` shows them on stderr (see `serve.logsink`)."""
+request_log = logging.getLogger(REQUEST_LOGGER)
 
 EVENTS_PATH = "/v1/events"
 BROWSER_NOISE = frozenset({"/favicon.ico", "/robots.txt", "/apple-touch-icon.png"})
@@ -264,7 +269,8 @@ class Endpoint:
 
     def _finish(self, step: _Pending) -> Outcome:
         record, fault = step.record, step.record.action
-        log.info("%s", _LogLine(record))  # formatted only if a handler writes it
+        # Formatted only if a handler writes it.
+        request_log.info("%s", _LogLine(record), extra={"verdict": record.verdict})
         if fault is not None and fault.faulted:
             return _fault_outcome(record, fault, step.cors)
         outcome = _verdict_outcome(record, step.cors)
@@ -470,6 +476,13 @@ class _LogLine:
         return _log_line(self.record)
 
 
+def _visitor_count(payload: Any) -> int:
+    """How many visitors `walk` would find (the items of an array `visitors`), counted
+    without walking the batch again."""
+    visitors = payload.get("visitors") if payload.__class__ is dict else None
+    return len(visitors) if visitors.__class__ is list else 0
+
+
 def _log_line(record: RequestRecord) -> str:
     if record.verdict == "not_found":
         hint = record.errors[0].message if record.errors else ""
@@ -477,7 +490,7 @@ def _log_line(record: RequestRecord) -> str:
             f"#{record.id} {record.status} not_found from {record.client_ip or '-'}: "
             f"{record.method} {record.path}: {hint}"
         )
-    count = len(walk(record.payload).visitors)
+    count = _visitor_count(record.payload)
     fault = record.fault
     note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""
     return (

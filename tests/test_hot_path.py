@@ -17,6 +17,8 @@ from sdk_traffic import SDK_BATCHES, sdk_batch
 
 from contract_tests.corpus import near_limit_body
 from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal
+from mockserver.batch import walk
+from mockserver.endpoint import REQUEST_LOGGER
 from mockserver.journal.base import as_text
 from mockserver.journal.rows import meta_text
 from mockserver.violations import Violation
@@ -115,3 +117,24 @@ def test_serve_freezes_its_startup_heap_and_keeps_collecting() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     frozen, enabled = out.stdout.split()
     assert int(frozen) > 10_000 and enabled == "True"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        *[sdk_batch(name) for name in sorted(SDK_BATCHES)],
+        {"account_id": "1", "visitors": [1, "two", {"visitor_id": "v"}]},
+        {"account_id": "1", "visitors": {"visitor_id": "v"}},
+        {"account_id": "1"},
+        [impression()],
+    ],
+)
+def test_the_request_line_counts_visitors_as_the_walk_does(
+    payload: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The line counts visitors without walking the batch again, and agrees with the walk."""
+    caplog.set_level("INFO", logger=REQUEST_LOGGER)
+    post(Endpoint(MemoryJournal()), json.dumps(payload).encode())
+    (line,) = [r for r in caplog.records if r.name == REQUEST_LOGGER]
+    assert f": {len(walk(payload).visitors)} visitor(s)," in line.getMessage()
+    assert line.verdict in ("accepted", "rejected", "malformed")  # type: ignore[attr-defined]
