@@ -21,7 +21,7 @@ from .cdn import DATAFILES_PREFIX, DatafileCdn
 from .contract.crosscheck import resolve
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
-from .contract.flatten import flatten_batch
+from .contract.flatten import flatten_batch, flatten_clean
 from .contract.quick import is_clean
 from .contract.validation import check
 from .errors import ConfigError
@@ -225,10 +225,18 @@ class Endpoint:
             report.errors.append(Violation("$", rule, exc.message))
             record.raw = None if exc.too_large else request.body
         else:
-            batch = walk(decoded.payload)
             now_ms = int(request.received_at * 1000)
             # Most batches are clean: say so in C, and report in full only when not.
-            if not is_clean(decoded.payload, now_ms):
+            clean = is_clean(decoded.payload, now_ms)
+            if clean and not self.config.datafiles:
+                # The hot path: nothing to report, no datafile keys to find, so no walk.
+                record.payload, record.source = decoded.payload, decoded.text
+                record.events = flatten_clean(
+                    decoded.payload, verdict="accepted", received_at=request.received_at
+                )
+                return self._judged(request, record, report)
+            batch = walk(decoded.payload)
+            if not clean:
                 report = check(batch, now_ms=now_ms)
             if not batch.is_object or _too_deep(report):
                 # Kept as text: no later step should parse or walk it again.
@@ -243,6 +251,10 @@ class Endpoint:
                 record.events = flatten_batch(
                     batch, verdict=record.verdict, received_at=request.received_at, keys=keys
                 )
+        return self._judged(request, record, report)
+
+    def _judged(self, request: CoreRequest, record: RequestRecord, report: Report) -> RequestRecord:
+        """The judged record with its report, anonymized."""
         _check_content_type(request, report)
         record.errors, record.warnings, record.unknown_fields = (
             report.errors,

@@ -16,10 +16,11 @@ from helpers import impression
 from sdk_traffic import SDK_BATCHES, sdk_batch
 
 from contract_tests.corpus import near_limit_body
-from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal
+from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, flatten
 from mockserver.batch import walk
 from mockserver.endpoint import REQUEST_LOGGER
 from mockserver.journal.base import as_text
+from mockserver.journal.filters import COLUMN_FILTERS, column_values, event_matches
 from mockserver.journal.rows import meta_text
 from mockserver.violations import Violation
 
@@ -138,3 +139,20 @@ def test_the_request_line_counts_visitors_as_the_walk_does(
     (line,) = [r for r in caplog.records if r.name == REQUEST_LOGGER]
     assert f": {len(walk(payload).visitors)} visitor(s)," in line.getMessage()
     assert line.verdict in ("accepted", "rejected", "malformed")  # type: ignore[attr-defined]
+
+
+def test_the_stored_columns_are_the_filters_values() -> None:
+    # column_values is written out for speed: it must still follow COLUMN_FILTERS' order
+    # and what each filter compares (the datafile's key for a conversion sent without one).
+    payload = impression()
+    payload["visitors"][0]["snapshots"][0]["events"].append(
+        {"entity_id": "9", "uuid": "c-1", "timestamp": 1, "key": ""}
+    )
+    events = flatten(payload, verdict="accepted")
+    events[1].entity_key = "purchase"
+    for event in events:
+        cells = column_values(event)
+        assert len(cells) == len(COLUMN_FILTERS)
+        for name, cell in zip(COLUMN_FILTERS, cells, strict=True):
+            assert cell is not None and event_matches(event, {name: cell}), (name, cell)
+    assert column_values(events[1])[COLUMN_FILTERS.index("key")] == "purchase"

@@ -13,8 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sdk_traffic import SDK_BATCHES, sdk_batch
 
-from mockserver import validate
+from mockserver import flatten, validate
 from mockserver.batch import FIELDS, IMPRESSION_KEY, walk
+from mockserver.contract.flatten import flatten_clean
 from mockserver.contract.quick import is_clean
 from mockserver.contract.validation import INT64_MAX, REGIONS, RULE_TYPES
 
@@ -135,16 +136,53 @@ def test_the_fast_path_is_taken_at_all() -> None:
     assert sum(is_clean(p, now_ms()) for p in _BASES) >= len(_BASES) // 2
 
 
+def same_events(payload: Any) -> bool:
+    """Where the fast path accepts, its events (`flatten_clean`, no walk) are the walk's."""
+    if not is_clean(payload, NOW):
+        return True
+    fast = flatten_clean(payload, verdict="accepted", received_at=1.5)
+    return fast == flatten(payload, verdict="accepted", received_at=1.5)
+
+
 @SETTINGS
 @given(mutated())
 def test_fast_and_full_agree_on_mutated_sdk_batches(payload: Any) -> None:
     assert is_clean(payload, NOW) == clean(payload), (payload, validate(payload, now_ms=NOW))
+    assert same_events(payload), payload
+
+
+def at_now(payload: Any) -> Any:
+    """`payload` with every timestamp in the window `NOW` accepts."""
+    payload = copy.deepcopy(payload)
+    for visitor in payload["visitors"]:
+        for snapshot in visitor["snapshots"]:
+            for event in snapshot["events"]:
+                event["timestamp"] = NOW
+    return payload
+
+
+_CLEAN_BASES = [p for p in map(at_now, _BASES) if is_clean(p, NOW)]
+
+
+def test_most_sdk_batches_are_clean_at_now() -> None:
+    assert len(_CLEAN_BASES) >= len(_BASES) // 2
+
+
+@pytest.mark.parametrize("payload", _CLEAN_BASES)
+def test_the_fast_events_are_the_walks_events(payload: Any) -> None:
+    events = flatten_clean(payload, verdict="accepted")
+    assert events and events == flatten(payload, verdict="accepted")
+    tripled = {**payload, "visitors": payload["visitors"] * 3}
+    assert same_events(tripled) and len(flatten_clean(tripled, verdict="accepted")) == 3 * len(
+        events
+    )
 
 
 @SETTINGS
 @given(values)
 def test_fast_and_full_agree_on_random_json(payload: Any) -> None:
     assert is_clean(payload, NOW) == clean(payload)
+    assert same_events(payload)
 
 
 @SETTINGS

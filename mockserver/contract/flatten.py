@@ -2,6 +2,9 @@
 
 It runs on rejected batches too, so it never trusts a type: what is not the
 shape the contract wants is skipped (containers) or kept as it came (scalars).
+`flatten_clean` is the hot path's: for a batch the fast path (`quick.is_clean`) found
+nothing to report about, and no datafile keys, it reads the dicts straight, without the
+walk's positions (the same records, a third of the time).
 """
 
 from __future__ import annotations
@@ -9,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from ..batch import BatchAt, DecisionAt, Path, VisitorAt, walk
+from ..batch import IMPRESSION_KEY, BatchAt, DecisionAt, Path, VisitorAt, walk
 from ..model import EventRecord, Verdict
 
-__all__ = ["flatten", "flatten_batch"]
+__all__ = ["flatten", "flatten_batch", "flatten_clean"]
 
 _NO_KEYS: Mapping[Path, str] = {}
 
@@ -110,6 +113,60 @@ def flatten_batch(
                         received_at=received_at,
                         entity_key=keys.get(event.at("entity_id")) if keys else None,
                         decision_keys=decision_keys,
+                    )
+                )
+    return records
+
+
+def flatten_clean(
+    payload: dict[str, Any], *, verdict: Verdict, received_at: float = 0.0
+) -> list[EventRecord]:
+    """`flatten(payload, verdict=..., received_at=...)` for a batch `quick.is_clean`
+    accepted, without datafile keys: every level is the type the contract wants, so no
+    position is needed to guard it (tests/test_quick.py checks both give the same)."""
+    get_top = payload.get
+    account_id, project_id = get_top("account_id"), get_top("project_id")
+    client_name, client_version = get_top("client_name"), get_top("client_version")
+    records: list[EventRecord] = []
+    append = records.append
+    for v, visitor in enumerate(payload["visitors"]):
+        attributes: dict[str, Any] = {}
+        for attribute in visitor.get("attributes") or ():
+            name = attribute.get("key") or attribute.get("entity_id")
+            if name.__class__ is str:
+                attributes[name] = attribute["value"]
+        visitor_id = visitor["visitor_id"]
+        for s, snapshot in enumerate(visitor["snapshots"]):
+            decisions = list(snapshot.get("decisions") or ())
+            where = f"visitors[{v}].snapshots[{s}].events["
+            for e, event in enumerate(snapshot["events"]):
+                get = event.get
+                key = get("key")
+                impression = key == IMPRESSION_KEY or get("type") == IMPRESSION_KEY
+                append(
+                    EventRecord(
+                        request_id=0,
+                        index=len(records),
+                        path=f"{where}{e}]",
+                        verdict=verdict,
+                        kind="impression" if impression else "conversion",
+                        account_id=account_id,
+                        project_id=project_id,
+                        client_name=client_name,
+                        client_version=client_version,
+                        visitor_id=visitor_id,
+                        key=key,
+                        entity_id=get("entity_id"),
+                        uuid=get("uuid"),
+                        timestamp=get("timestamp"),
+                        revenue=get("revenue"),
+                        value=get("value"),
+                        quantity=get("quantity"),
+                        tags=get("tags"),
+                        properties=get("properties"),
+                        decisions=decisions,
+                        attributes=attributes,
+                        received_at=received_at,
                     )
                 )
     return records

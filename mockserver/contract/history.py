@@ -69,9 +69,9 @@ class RecentHistory:
     def count(self, brought: Contributions, count: int) -> None:
         """Add (count 1) or take back (count -1) what a record brought, as `contributions`
         gave it: a memory journal keeps that, not the record, to forget it on eviction."""
-        for at in range(0, len(brought), 4):
-            entity_id, uuid, timestamp, visitor_id = brought[at : at + 4]
-            _add(self._keys, dedupe_key(entity_id, uuid, timestamp), count)
+        at = iter(brought)  # four values per event
+        for entity_id, uuid, timestamp, visitor_id in zip(at, at, at, at, strict=True):
+            _add(self._keys, (entity_id, uuid, timestamp), count)
             if visitor_id is not None:
                 stamps = self._impressions.setdefault(visitor_id, {})
                 _add(stamps, timestamp, count)
@@ -83,7 +83,8 @@ class RecentHistory:
         self._impressions.clear()
 
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
-        return {key for key in keys if self._keys[key] > 0}
+        held = self._keys  # holds only counts above zero (`_add`)
+        return {key for key in keys if key in held}
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
         if _is_stamp(timestamp) and any(
@@ -142,10 +143,11 @@ def apply_history(record: RequestRecord, history: History) -> None:
         return
     batch_keys: set[DedupeKey] = set()
     batch_impressions: dict[Any, list[Any]] = {}
+    keys: list[DedupeKey] = []
     for event in record.events:
+        keys.append((event.entity_id, event.uuid, event.timestamp))  # dedupe_key, inlined
         if event.kind == "impression":
             batch_impressions.setdefault(event.visitor_id, []).append(event.timestamp)
-    keys = [dedupe_key(e.entity_id, e.uuid, e.timestamp) for e in record.events]
     seen_before = history.seen(keys)
     for event, key in zip(record.events, keys, strict=True):
         if key in batch_keys or key in seen_before:

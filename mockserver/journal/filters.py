@@ -114,8 +114,24 @@ def check_filters(filters: Mapping[str, Any]) -> None:
 
 
 def column_values(event: EventRecord) -> tuple[str | None, ...]:
-    """The event's values for `COLUMN_FILTERS`, as filters compare them."""
-    return tuple(as_text(_column(event, name)) for name in COLUMN_FILTERS)
+    """The event's values for `COLUMN_FILTERS` (in that order), as filters compare them.
+
+    Written out, not looped over the names: every stored event passes here (a 3.5 MB
+    batch, 5,762 times); tests/test_hot_path.py holds it to the names' order."""
+    key = event.key
+    if (key is None or key == "") and event.entity_key is not None:
+        key = event.entity_key
+    return (
+        as_text(event.visitor_id),
+        as_text(key),
+        event.kind,
+        as_text(event.entity_id),
+        as_text(event.uuid),
+        as_text(event.account_id),
+        as_text(event.project_id),
+        as_text(event.client_name),
+        event.verdict,
+    )
 
 
 def decision_values(event: EventRecord) -> list[tuple[str | None, ...]]:

@@ -55,9 +55,12 @@ _META_FIELDS = (
 _ENCODE = msgspec.json.Encoder().encode
 
 
+_INT64 = 2**63
+
+
 def timestamp_cell(value: Any) -> int | None:
     """An event timestamp as a 64-bit integer cell, or None when it is not one."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**63:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) < _INT64:
         return value
     return None
 
@@ -94,10 +97,12 @@ def meta_text(record: RequestRecord) -> str:
 def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
     """(request_id, idx, the filter columns..., timestamp, duplicate); `clean` maps NUL
     to U+FFFD, which PostgreSQL text cannot hold (filter values get the same)."""
-    cells = list(column_values(event))
+    cells = column_values(event)
     if clean:
-        cells = [text_cell(cell) for cell in cells]
-    stamp = timestamp_cell(event.timestamp)
+        cells = tuple(text_cell(cell) for cell in cells)
+    stamp = event.timestamp
+    if stamp.__class__ is not int or not -_INT64 < stamp < _INT64:
+        stamp = timestamp_cell(stamp)
     return (event.request_id, event.index, *cells, stamp, event.duplicate)
 
 

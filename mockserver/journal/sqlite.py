@@ -316,9 +316,11 @@ class SqliteJournal(GroupCommitJournal):
         next_id = int(row[0]) + 1 if row else 1
         request_rows: list[tuple[Any, ...]] = []
         event_rows: list[tuple[Any, ...]] = []
+        last = stored[-1][0]
         for record, (body, is_json) in stored:
             apply_history(record, history)  # before this batch's later records are known
-            history.remember(record)
+            if record is not last:  # the last one's events no later record asks about
+                history.remember(record)
             record.id, next_id = next_id, next_id + 1
             request_rows.append((record.id, record.verdict, meta_text(record), body, is_json))
             for event in record.events:
