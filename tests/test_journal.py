@@ -94,6 +94,21 @@ def test_duplicates_are_flagged_across_requests_and_within_a_batch(
     assert [e.duplicate for e in _post(endpoint, twice).events] == [False, True]
 
 
+@pytest.mark.parametrize("uuid", ["zürich-1", "lone-\ud800", "plain-1"])
+def test_duplicates_are_flagged_whatever_the_uuid_holds(
+    make_journal: Callable[..., Journal], uuid: str
+) -> None:
+    # The SQLite journal asks for most keys as they are (ASCII) and normalizes the rest
+    # as the stored cells are: both must find the earlier event.
+    endpoint = Endpoint(make_journal())
+    batch = impression("v")
+    batch["visitors"][0]["snapshots"][0]["events"][0]["uuid"] = uuid
+    assert _post(endpoint, batch).warnings == []
+    again = _post(endpoint, batch)
+    assert [w.rule for w in again.warnings] == ["duplicate_event"]
+    assert again.events[0].duplicate
+
+
 def test_rejected_events_make_no_history(make_journal: Callable[..., Journal]) -> None:
     endpoint = Endpoint(make_journal())
     bad = impression("v")

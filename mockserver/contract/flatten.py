@@ -143,30 +143,33 @@ def flatten_clean(
                 get = event.get
                 key = get("key")
                 impression = key == IMPRESSION_KEY or get("type") == IMPRESSION_KEY
+                # Positional: a call with 22 keywords costs 3 µs, this one 0.6 (the
+                # Hypothesis tests check the records equal `flatten`'s, made with keywords).
                 append(
                     EventRecord(
-                        request_id=0,
-                        index=len(records),
-                        path=f"{where}{e}]",
-                        verdict=verdict,
-                        kind="impression" if impression else "conversion",
-                        account_id=account_id,
-                        project_id=project_id,
-                        client_name=client_name,
-                        client_version=client_version,
-                        visitor_id=visitor_id,
-                        key=key,
-                        entity_id=get("entity_id"),
-                        uuid=get("uuid"),
-                        timestamp=get("timestamp"),
-                        revenue=get("revenue"),
-                        value=get("value"),
-                        quantity=get("quantity"),
-                        tags=get("tags"),
-                        properties=get("properties"),
-                        decisions=decisions,
-                        attributes=attributes,
-                        received_at=received_at,
+                        0,  # request_id
+                        len(records),  # index
+                        f"{where}{e}]",  # path
+                        verdict,
+                        "impression" if impression else "conversion",  # kind
+                        account_id,
+                        project_id,
+                        client_name,
+                        client_version,
+                        visitor_id,
+                        key,
+                        get("entity_id"),
+                        get("uuid"),
+                        get("timestamp"),
+                        get("revenue"),
+                        get("value"),
+                        get("quantity"),
+                        get("tags"),
+                        get("properties"),
+                        decisions,
+                        attributes,
+                        False,  # duplicate
+                        received_at,
                     )
                 )
     return records

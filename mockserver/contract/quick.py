@@ -120,6 +120,10 @@ def is_clean(payload: Any, now_ms: int) -> bool:
                     if decisions is _UNSET or not decisions:
                         return False
                     entity = event.entity_id
-                    if entity is not _UNSET and all(d.campaign_id != entity for d in decisions):
-                        return False
+                    if entity is not _UNSET:
+                        for decision in decisions:  # a loop, not all(): no generator per event
+                            if decision.campaign_id == entity:
+                                break
+                        else:
+                            return False
     return True

@@ -47,6 +47,7 @@ _INSERT_EVENT = (
     f"INSERT INTO events (request_id, idx, {', '.join(EVENT_COLUMNS)}, timestamp, duplicate) "
     f"VALUES ({', '.join('?' * (len(EVENT_COLUMNS) + 4))})"
 )
+_INT64 = 2**63
 _INSERT_REQUEST = f"INSERT INTO requests ({REQUEST_COLUMNS}) VALUES (?, ?, ?, ?, ?)"
 _DATAFILE_ROWS = "SELECT source, sdk_key, modified, body FROM datafiles ORDER BY position"
 ID_RANGE = "SELECT (SELECT MIN(id) FROM requests), (SELECT MAX(id) FROM requests)"
@@ -208,7 +209,20 @@ class SqliteJournal(GroupCommitJournal):
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
         """One query per 300 keys; EXISTS stops at the first match, so a uuid sent a
         million times costs one index seek, not a million rows."""
-        normal = {(as_text(e), as_text(u), timestamp_cell(t)): (e, u, t) for e, u, t in keys}
+        normal: dict[DedupeKey, DedupeKey] = {}
+        for key in keys:
+            e, u, t = key
+            if (  # most keys are their cells already: ASCII ids, an int64 timestamp
+                e.__class__ is str
+                and u.__class__ is str
+                and t.__class__ is int
+                and e.isascii()
+                and u.isascii()
+                and -_INT64 < t < _INT64
+            ):
+                normal[key] = key
+            else:
+                normal[(as_text(e), as_text(u), timestamp_cell(t))] = key
         found: set[DedupeKey] = set()
         wanted = list(normal)
         for start in range(0, len(wanted), 300):
