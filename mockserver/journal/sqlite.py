@@ -38,6 +38,7 @@ from .rows import (
     timestamp_cell,
 )
 from .sqlite_schema import SCHEMA_VERSION, prepare
+from .writer_lock import WriterLock
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
 
@@ -77,6 +78,8 @@ class SqliteJournal(GroupCommitJournal):
         self._reader = self._connect()
         self._read_lock = threading.Lock()
         self._lock_fd: int | None = None
+        self._turn = WriterLock(self.path) if shared else None
+        """Taken around each write transaction when other processes write the file too."""
         try:
             if not shared:
                 self._lock_fd = self._take_file()
@@ -255,6 +258,8 @@ class SqliteJournal(GroupCommitJournal):
         self._writer.close()
         self._reader.close()
         self._release_file()
+        if self._turn is not None:
+            self._turn.close()
 
     @property
     def where(self) -> str:
@@ -262,6 +267,8 @@ class SqliteJournal(GroupCommitJournal):
 
     # One transaction (group.py drives it).
     def _begin(self) -> int:
+        if self._turn is not None:
+            self._turn.acquire()  # released by _end or _abort (group.py calls one of them)
         self._writer.execute("BEGIN IMMEDIATE")
         row = self._writer.execute("SELECT value FROM meta WHERE key='plan_version'").fetchone()
         return int(row[0]) if row else 0
@@ -302,10 +309,16 @@ class SqliteJournal(GroupCommitJournal):
     def _end(self) -> None:
         self._evict()
         self._writer.execute("COMMIT")
+        if self._turn is not None:
+            self._turn.release()
 
     def _abort(self) -> None:
-        if self._writer.in_transaction:
-            self._writer.execute("ROLLBACK")
+        try:
+            if self._writer.in_transaction:
+                self._writer.execute("ROLLBACK")
+        finally:
+            if self._turn is not None:
+                self._turn.release()
         self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def _clear_tables(self) -> None:
