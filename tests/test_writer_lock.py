@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from concurrent.futures import Future, wait
 from pathlib import Path
 
@@ -164,3 +165,22 @@ def test_without_a_lock_file_the_writers_still_take_turns_through_sqlite(
     assert ids == [1, 2, 3]
     assert caplog.text.count("cannot open the writers' lock file") == 1  # said once
     assert "SQLite's busy handler" in caplog.text
+
+
+def test_requests_that_come_while_a_writer_waits_join_its_turn(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path, shared=True)
+    commits: list[list[int]] = []
+    journal.add_commit_listener(lambda last, records: commits.append([r.id for r in records or []]))
+    try:
+        fd = _hold(Path(f"{path}-lock"))
+        first = journal.append(_record(journal, "first"))
+        deadline = time.monotonic() + 30
+        while not journal._queue.empty() and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the writer has taken it, and waits for its turn
+        later = [journal.append(_record(journal, f"later-{i}")) for i in range(3)]
+        os.close(fd)
+        assert [f.result(timeout=30).id for f in (first, *later)] == [1, 2, 3, 4]
+    finally:
+        journal.close()
+    assert commits == [[1, 2, 3, 4]]  # one transaction, not the first alone and then the rest

@@ -225,14 +225,28 @@ class GroupCommitJournal(Journal):
         self._queue.put(_Job([], [future]))
         future.result()
 
+    def _take_turn(self) -> None:
+        """Wait until this writer may write the store (other processes write it too), before
+        the jobs waiting are taken: those that come meanwhile join this transaction. Then
+        `_begin` starts it, and `_end` or `_abort` lets the turn go. Nothing to wait for here."""
+
+    def _leave_turn(self) -> None:
+        """Let the turn go if `_end` or `_abort` did not (a batch that failed before its
+        transaction): another process must never wait for a turn this one will not use."""
+
     def _write_loop(self) -> None:
         while True:
             taken = [self._queue.get()]
+            if taken[0] is not _STOP:
+                self._take_turn()
             while not self._queue.empty() and len(taken) < _MAX_JOBS:
                 taken.append(self._queue.get_nowait())
             jobs = [job for job in taken if isinstance(job, _Job)]
-            if jobs:
-                self._run_batch(jobs)
+            try:
+                if jobs:
+                    self._run_batch(jobs)
+            finally:
+                self._leave_turn()
             if _STOP in taken:
                 return
 

@@ -266,9 +266,16 @@ class SqliteJournal(GroupCommitJournal):
         return str(self.path)
 
     # One transaction (group.py drives it).
-    def _begin(self) -> int:
+    def _take_turn(self) -> None:
         if self._turn is not None:
-            self._turn.acquire()  # released by _end or _abort (group.py calls one of them)
+            self._turn.acquire()  # let go by _end or _abort (group.py calls one of them)
+
+    def _leave_turn(self) -> None:
+        if self._turn is not None:
+            self._turn.release()
+
+    def _begin(self) -> int:
+        self._take_turn()  # the write loop took it already; this makes sure
         self._writer.execute("BEGIN IMMEDIATE")
         row = self._writer.execute("SELECT value FROM meta WHERE key='plan_version'").fetchone()
         return int(row[0]) if row else 0
@@ -309,16 +316,14 @@ class SqliteJournal(GroupCommitJournal):
     def _end(self) -> None:
         self._evict()
         self._writer.execute("COMMIT")
-        if self._turn is not None:
-            self._turn.release()
+        self._leave_turn()
 
     def _abort(self) -> None:
         try:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
         finally:
-            if self._turn is not None:
-                self._turn.release()
+            self._leave_turn()
         self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
 
     def _clear_tables(self) -> None:

@@ -38,8 +38,8 @@ class WriterLock:
     def acquire(self) -> None:
         """Wait until no other writer holds the lock, and take it. Where the lock file
         cannot be made (a read-only folder), carry on without it: SQLite's busy handler
-        still serializes the writers, only more slowly."""
-        if self._fd is None and not self._open():
+        still serializes the writers, only more slowly. Taken already: nothing to do."""
+        if self.held or (self._fd is None and not self._open()):
             return
         assert self._fd is not None
         fcntl.flock(self._fd, fcntl.LOCK_EX)  # blocks without the GIL; retried on EINTR
