@@ -268,7 +268,11 @@ class Endpoint:
         payload = record.payload
         anonymize = not (isinstance(payload, dict) and payload.get("anonymize_ip") is False)
         # Every X-Forwarded-For line, in order: the last one is the nearest proxy's.
-        forwarded = [value for name, value in request.headers if name.lower() == "x-forwarded-for"]
+        forwarded = (
+            [value for name, value in request.headers if name.lower() == "x-forwarded-for"]
+            if request.header("x-forwarded-for") is not None
+            else None
+        )
         client = ClientAddress.resolve(
             request.peer,
             ",".join(forwarded) if forwarded else None,
@@ -276,7 +280,7 @@ class Endpoint:
             anonymize=anonymize,
         )
         record.client_ip = client.stored
-        if anonymize and any(name.lower() in ADDRESS_HEADERS for name, _ in record.headers):
+        if anonymize and request.has_any_header(ADDRESS_HEADERS):
             record.headers = scrub_headers(record.headers)
 
     def _finish(self, step: _Pending) -> Outcome:

@@ -83,9 +83,24 @@ class CoreRequest:
     peer: str | None = None
     too_large: bool = False
     received_at: float = field(default_factory=time.time)
+    _first: dict[str, str] | None = field(default=None, init=False, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
-        return header(self.headers, name)
+        """The first value of header `name` (case-insensitive), or None. The headers are
+        indexed on the first look-up: a door hands them over complete."""
+        return self._index().get(name.lower())
+
+    def has_any_header(self, names: frozenset[str]) -> bool:
+        """Whether any header is one of `names` (lowercase)."""
+        return not names.isdisjoint(self._index())
+
+    def _index(self) -> dict[str, str]:
+        first = self._first
+        if first is None:
+            first = self._first = {}
+            for key, value in self.headers:
+                first.setdefault(key.lower(), value)
+        return first
 
 
 @dataclass
