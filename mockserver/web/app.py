@@ -34,7 +34,7 @@ from .bodies import (
 from .guard import ADMIN_PREFIX, AdminGuard, GuardConfig
 from .wire import render_fault, send_outcome
 
-__all__ = ["LogxApp", "create_app"]
+__all__ = ["LogxApp", "create_app", "text_headers"]
 
 log = logging.getLogger("logx_mock")
 
@@ -66,14 +66,19 @@ class LogxApp:
         return f"<LogxApp {self.endpoint!r}>"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path: str = scope.get("path", "")
-        if scope["type"] != "http" or path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"):
+        if scope["type"] != "http" or not self.is_events(scope["path"]):
             await self.admin(scope, receive, send)
             return
         await self._events(scope, receive, send)
 
+    @staticmethod
+    def is_events(path: str) -> bool:
+        """Whether a request to `path` goes to the events door (the Log Endpoint), not the
+        admin API."""
+        return not (path == ADMIN_PREFIX or path.startswith(ADMIN_PREFIX + "/"))
+
     async def _events(self, scope: Scope, receive: Receive, send: Send) -> None:
-        headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+        headers = text_headers(scope)
         config = self.endpoint.config
         task = asyncio.current_task()
         assert task is not None  # an ASGI request always runs in a task
@@ -97,6 +102,18 @@ class LogxApp:
             return
         finally:
             self._reading.discard(task)
+        outcome = await self.answer(scope, headers, body, too_large=too_large)
+        await self.send(outcome, receive, send)
+
+    async def answer(
+        self,
+        scope: Scope,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        too_large: bool = False,
+    ) -> Outcome:
+        """The core's answer to a request to the events door whose body has been read."""
         client = scope.get("client")
         request = CoreRequest(
             method=scope["method"],
@@ -107,11 +124,19 @@ class LogxApp:
             peer=client[0] if client else None,
             too_large=too_large,
         )
-        outcome = await self.endpoint.handle_async(request)
+        return await self.endpoint.handle_async(request)
+
+    async def send(self, outcome: Outcome, receive: Receive, send: Send) -> None:
+        """Send `outcome` as an ASGI response (an injected fault as the wire shows it)."""
         if outcome.fault is None:
             await send_outcome(send, outcome)
         else:
             await render_fault(self.endpoint.faults, outcome, receive, send, hurry=self.closing)
+
+
+def text_headers(scope: Scope) -> list[tuple[str, str]]:
+    """The request's headers as text, names in lowercase (as the core reads them)."""
+    return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
 
 
 def _stopped() -> Outcome:

@@ -30,12 +30,16 @@ from typing import Any
 import httptools
 import uvicorn
 from starlette.types import Receive, Scope, Send
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.http.httptools_impl import (
+    STATUS_LINE,
+    HttpToolsProtocol,
+    RequestResponseCycle,
+)
 
 from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
-from .app import LogxApp
+from .app import LogxApp, text_headers
 from .wire import send_outcome
 
 __all__ = [
@@ -191,6 +195,12 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
         if self._over_capacity:
             app = _OverCapacity(self.limits.max_connections)
+        elif (
+            isinstance(app, LogxApp)
+            and cycle.scope["method"] == "POST"
+            and app.is_events(cycle.scope["path"])
+        ):
+            app = _WholeBody(app, cycle)
         super()._start_asgi_task(cycle, app)
 
     def on_message_begin(self) -> None:
@@ -275,6 +285,74 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
 
 _DEFAULT_LIMITS = ServerLimits()
+
+
+class _WholeBody:
+    """The events door for a POST whose body had all arrived when its task began (an SDK
+    batch that came in a read or two: nearly every one), without the ASGI messages: the
+    body is taken from the cycle as it is, and a plain answer goes out in one write.
+
+    Anything else goes through `LogxApp` as ASGI: a body still coming (it is read with
+    its size limit and timeout), `Expect: 100-continue`, a body over the size limit, an
+    injected fault, a connection whose writes are paused or gone. uvicorn's `run_asgi`
+    still wraps it, so an exception gets its 500 as before."""
+
+    __slots__ = ("app", "cycle")
+
+    def __init__(self, app: LogxApp, cycle: RequestResponseCycle) -> None:
+        self.app, self.cycle = app, cycle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        cycle, app = self.cycle, self.app
+        body = cycle.body
+        if (
+            cycle.more_body
+            or cycle.waiting_for_100_continue
+            or len(body) > app.endpoint.config.max_body_bytes
+        ):
+            await app(scope, receive, send)
+            return
+        cycle.body = bytearray()  # taken, as `receive` takes it: a later `receive` (a
+        cycle.message_event.clear()  # hang's) waits for the client to go away
+        outcome = await app.answer(scope, text_headers(scope), bytes(body))
+        if outcome.fault is not None or cycle.flow.write_paused or cycle.disconnected:
+            await app.send(outcome, receive, send)
+        else:
+            _write(cycle, outcome)
+
+
+def _write(cycle: RequestResponseCycle, outcome: Outcome) -> None:
+    """What `send_outcome` sends through uvicorn's `send`, in one write: the status line,
+    uvicorn's default headers (`date`, `server`), ours, a `content-length` unless it is a
+    bodyless 204, and `connection: close` when the connection will not be kept.
+
+    Our header values are our own text, or an `Origin` echoed from a request head that
+    httptools parsed (which holds no CR or LF), so none can split the response."""
+    keep_alive = cycle.keep_alive
+    parts = [STATUS_LINE[outcome.status]]
+    for raw_name, raw_value in cycle.default_headers:
+        parts += (raw_name, b": ", raw_value, b"\r\n")
+    text = []
+    for name, value in outcome.headers:
+        if name == "connection" and "close" in value.lower():
+            keep_alive = False
+        text.append(f"{name}: {value}\r\n")
+    body = outcome.body
+    if outcome.status != 204 or body:
+        text.append(f"content-length: {len(body)}\r\n")
+    if not keep_alive and not any(line.startswith("connection: ") for line in text):
+        text.append("connection: close\r\n")
+    text.append("\r\n")
+    parts.append("".join(text).encode("latin-1"))
+    parts.append(body)
+    cycle.response_started = True
+    cycle.transport.write(b"".join(parts))
+    cycle.response_complete = True
+    cycle.keep_alive = keep_alive
+    cycle.message_event.set()
+    if not keep_alive:
+        cycle.transport.close()
+    cycle.on_response()
 
 
 class _OverCapacity:

@@ -1,0 +1,186 @@
+"""The events door's short way (`web.protocol._WholeBody`), on a real uvicorn server and a
+real socket: a POST whose body has arrived by the time its task runs is answered without
+the ASGI messages, byte for byte as the ASGI way answers it, and the connection is kept
+or closed as HTTP says; a body still coming, `Expect: 100-continue` and faults take the
+ASGI way and keep working."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import impression
+
+from mockserver import FaultRule, Outcome, ThreadedServer
+from mockserver.web import protocol
+
+CLOSE = b"Connection: close\r\n"
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ThreadedServer]:
+    with ThreadedServer() as running:
+        yield running
+
+
+def _request(body: bytes, *, path: str = "/v1/events", extra: bytes = b"") -> bytes:
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"X-Optimizely-Strict: true\r\nContent-Length: {len(body)}\r\n".encode()
+        + extra
+        + b"\r\n"
+        + body
+    )
+
+
+def _until_closed(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
+def _without_date(answer: bytes) -> bytes:
+    return b"".join(line for line in answer.splitlines(True) if not line.startswith(b"date: "))
+
+
+def _read_one(sock: socket.socket) -> tuple[bytes, bytes]:
+    """One response on a kept connection: (head, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += sock.recv(65536)
+    head, _, body = data.partition(b"\r\n\r\n")
+    lengths = [
+        int(line.partition(b":")[2])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ]
+    length = lengths[0] if lengths else 0
+    while len(body) < length:
+        body += sock.recv(65536)
+    return head, body
+
+
+def _count_short_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Watch the short way's writes (they still happen): the statuses written."""
+    written: list[int] = []
+    write = protocol._write
+
+    def counting(cycle: Any, outcome: Outcome) -> None:
+        written.append(outcome.status)
+        write(cycle, outcome)
+
+    monkeypatch.setattr(protocol, "_write", counting)
+    return written
+
+
+INVALID = json.dumps({"account_id": 5, "visitors": []}).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "status"),
+    [
+        (json.dumps(impression()).encode(), "/v1/events", b"204"),
+        (INVALID, "/v1/events", b"400"),
+        (b"{not json", "/v1/events", b"400"),
+        (json.dumps(impression()).encode(), "/v1/nowhere", b"404"),
+    ],
+)
+def test_the_short_way_answers_byte_for_byte_as_asgi_does(
+    server: ThreadedServer,
+    body: bytes,
+    path: str,
+    status: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    written = _count_short_writes(monkeypatch)
+    short = _until_closed(server.port, _request(body, path=path, extra=CLOSE))
+    assert len(written) == 1  # it took the short way
+    # `Expect: 100-continue` makes the door take the ASGI way (the client waits for the 100).
+    asgi = _until_closed(
+        server.port, _request(body, path=path, extra=CLOSE + b"Expect: 100-continue\r\n")
+    )
+    assert len(written) == 1  # and that one did not
+    assert asgi.startswith(CONTINUE)
+    assert short.split(b" ", 2)[1] == status
+    assert b"connection: close\r\n" in short
+    # The request ids in problem bodies differ; nothing else may.
+    short_text, asgi_text = _without_date(short), _without_date(asgi[len(CONTINUE) :])
+    if b'"request_id": ' in short_text:
+        short_id = json.loads(short_text.partition(b"\r\n\r\n")[2])["request_id"]
+        asgi_id = json.loads(asgi_text.partition(b"\r\n\r\n")[2])["request_id"]
+        asgi_text = asgi_text.replace(
+            f'"request_id": {asgi_id}'.encode(), f'"request_id": {short_id}'.encode()
+        )
+    assert short_text == asgi_text
+
+
+def test_a_kept_connection_serves_request_after_request(server: ThreadedServer) -> None:
+    before = server.endpoint.journal.last_id
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        for _ in range(3):
+            sock.sendall(_request(json.dumps(impression()).encode()))
+            head, body = _read_one(sock)
+            assert head.startswith(b"HTTP/1.1 204 ")
+            assert b"connection: close" not in head
+            assert body == b""
+        sock.sendall(_request(INVALID))
+        head, body = _read_one(sock)
+        assert head.startswith(b"HTTP/1.1 400 ")
+        assert json.loads(body)["violations"]
+    assert server.endpoint.journal.last_id == before + 4
+
+
+def test_http_1_0_gets_connection_close_and_the_connection_closes(
+    server: ThreadedServer,
+) -> None:
+    request = _request(json.dumps(impression()).encode()).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
+    answer = _until_closed(server.port, request)  # returns only once the server closed it
+    assert answer.startswith(b"HTTP/1.1 204 ")
+    assert b"connection: close\r\n" in answer
+
+
+def test_a_body_still_coming_takes_the_asgi_way(
+    server: ThreadedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _count_short_writes(monkeypatch)
+    body = json.dumps(impression()).encode()
+    request = _request(body, extra=CLOSE)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request[: -len(body) // 2])
+        time.sleep(0.2)  # the task has started with half the body
+        sock.sendall(request[-len(body) // 2 :])
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 204 ")
+    record = server.endpoint.journal.request(server.endpoint.journal.last_id)
+    assert record is not None and record.verdict == "accepted"
+    assert record.payload == json.loads(body)
+    assert written == []
+
+
+def test_faults_take_the_asgi_way(server: ThreadedServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    written = _count_short_writes(monkeypatch)
+    faults = server.endpoint.faults
+    faults.add(FaultRule(status=503, times=1))
+    faults.add(FaultRule(close=True, times=1))
+    try:
+        body = json.dumps(impression()).encode()
+        first = _until_closed(server.port, _request(body, extra=CLOSE))
+        assert first.startswith(b"HTTP/1.1 503 ")
+        assert b'"kind": "fault"' in first or b"urn:logx-mock:problem:fault" in first
+        second = _until_closed(server.port, _request(body))
+        assert second == b""  # closed with no answer, as the rule says
+        third = _until_closed(server.port, _request(body, extra=CLOSE))
+        assert third.startswith(b"HTTP/1.1 204 ")
+        assert written == [204]  # only the request no fault took
+    finally:
+        faults.clear()
