@@ -84,22 +84,27 @@ def _count_short_writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 INVALID = json.dumps({"account_id": 5, "visitors": []}).encode()
 
 
+BODIES = {"impression": b"", "invalid": INVALID, "malformed": b"{not json"}
+
+
 @pytest.mark.parametrize(
-    ("body", "path", "status"),
+    ("kind", "path", "status"),
     [
-        (json.dumps(impression()).encode(), "/v1/events", b"204"),
-        (INVALID, "/v1/events", b"400"),
-        (b"{not json", "/v1/events", b"400"),
-        (json.dumps(impression()).encode(), "/v1/nowhere", b"404"),
+        ("impression", "/v1/events", b"204"),
+        ("invalid", "/v1/events", b"400"),
+        ("malformed", "/v1/events", b"400"),
+        ("impression", "/v1/nowhere", b"404"),
     ],
+    ids=["204", "400-invalid", "400-malformed", "404"],
 )
 def test_the_short_way_answers_byte_for_byte_as_asgi_does(
     server: ThreadedServer,
-    body: bytes,
+    kind: str,
     path: str,
     status: bytes,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    body = BODIES[kind] or json.dumps(impression()).encode()
     written = _count_short_writes(monkeypatch)
     short = _until_closed(server.port, _request(body, path=path, extra=CLOSE))
     assert len(written) == 1  # it took the short way
