@@ -9,7 +9,9 @@ WAL mode lets readers run beside the writer. `synchronous=NORMAL` in WAL mode:
 a commit is in the WAL file (written, not yet fsynced) before its waiters wake,
 so a killed process (`kill -9`) loses nothing acknowledged and the file stays
 consistent; a power loss or an OS crash can lose the commits since the last
-checkpoint's fsync (the file still opens, consistent, without them).
+checkpoint's fsync (the file still opens, consistent, without them). A journal shared by
+`serve --workers` checkpoints in a thread of its own (checkpoints.py), and its writers take
+turns through a lock file (writer_lock.py).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_hi
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit, as_text
+from .checkpoints import Checkpointer
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
@@ -106,6 +109,10 @@ class SqliteJournal(GroupCommitJournal):
             if isinstance(exc, JournalError):
                 raise
             raise self._unreadable(exc) from exc
+        self._checkpoints: Checkpointer | None = None
+        if shared:  # checkpoints in their own thread, never inside a commit (checkpoints.py)
+            self._writer.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpoints = Checkpointer(self._connect(), self.path)
         self._start_writer()
         self._closing = threading.Event()
         if shared:
@@ -255,6 +262,8 @@ class SqliteJournal(GroupCommitJournal):
     def close(self) -> None:
         self._closing.set()
         self._stop_writer()
+        if self._checkpoints is not None:
+            self._checkpoints.close()
         self._writer.close()
         self._reader.close()
         self._release_file()

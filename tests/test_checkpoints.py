@@ -1,0 +1,97 @@
+"""Checkpoints of a shared SQLite journal: in their own thread, never inside a commit, and a
+long WAL caught up with the writers' turn held."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from helpers import impression
+
+from mockserver import CoreRequest, Endpoint, SqliteJournal
+from mockserver.journal import checkpoints
+
+
+def _fill(journal: SqliteJournal, count: int) -> None:
+    endpoint = Endpoint(journal)
+    for i in range(count):
+        body = json.dumps(impression(f"v{i}")).encode()
+        request = CoreRequest(
+            "POST", "/v1/events", body, headers=[("content-type", "application/json")]
+        )
+        assert endpoint.handle(request).status == 204
+
+
+def _in_database_file(path: Path) -> int:
+    """Requests in the database file itself, without the WAL (what checkpoints copied)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _eventually(check: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + 30
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_a_shared_journal_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()  # the schema, in the database file
+    journal = SqliteJournal(path, shared=True)
+    try:
+        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        _fill(journal, 5)
+        # Five requests are far from SQLite's own 1,000 pages: only the thread copies them.
+        assert _eventually(lambda: _in_database_file(path) == 5)
+    finally:
+        journal.close()
+
+
+def test_a_journal_of_its_own_checkpoints_as_sqlite_does(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    try:
+        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
+        assert journal._checkpoints is None
+    finally:
+        journal.close()
+
+
+def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journal = SqliteJournal(path, shared=True)
+    checkpointer = journal._checkpoints
+    assert checkpointer is not None
+    try:
+        _fill(journal, 1)  # the WAL holds pages: every round catches up
+        assert _eventually(lambda: checkpointer.caught_up > 0)
+        fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # the turn, held by "another writer"
+        try:
+            before = checkpointer.caught_up  # at most one more: it may have had the turn
+            time.sleep(0.6)  # three rounds
+            assert checkpointer.caught_up <= before + 1  # waiting for the turn
+        finally:
+            os.close(fd)
+        waiting = checkpointer.caught_up
+        assert _eventually(lambda: checkpointer.caught_up > waiting)
+        assert _in_database_file(path) == 1
+    finally:
+        journal.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
