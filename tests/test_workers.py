@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -10,8 +14,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from helpers import impression
+
+from mockserver.serve.server import bind_socket, listening_twin
 
 
 def test_two_workers_share_one_journal(serve: Any, tmp_path: Path) -> None:
@@ -109,3 +116,83 @@ def test_the_fault_plan_is_one_for_every_worker(serve: Any, tmp_path: Path) -> N
     assert requests.delete(faults, timeout=30, headers=closing).status_code == 204
     for _ in range(6):
         assert requests.get(faults, timeout=30, headers=closing).json() == {"rules": []}
+
+
+def _listening(port: int) -> list[int]:
+    """The inodes of the sockets listening on 127.0.0.1:`port` (the kernel's own table)."""
+    inodes = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == f"0100007F:{port:04X}" and fields[3] == "0A":  # LISTEN
+            inodes.append(int(fields[9]))
+    return inodes
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def _socket_inodes(pid: int) -> set[int]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                inodes.add(int(target[8:-1]))
+    return inodes
+
+
+def test_each_worker_listens_on_a_socket_of_its_own(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
+    assert requests.get(server.url + "/_mock/health", timeout=60).status_code == 200  # up
+    port = int(server.url.rsplit(":", 1)[1])
+    listening = _listening(port)
+    assert len(listening) == 2  # one each: the kernel spreads connections over them
+    workers = [pid for pid in _children(server.proc.pid) if set(listening) & _socket_inodes(pid)]
+    assert len(workers) == 2
+    served = [set(listening) & _socket_inodes(pid) for pid in workers]
+    assert sorted(len(own) for own in served) == [1, 1] and served[0] != served[1]
+
+
+def test_a_worker_started_again_serves_every_socket(serve: Any, tmp_path: Path) -> None:
+    server = serve("--db", str(tmp_path / "j.db"), "--workers", "2")
+    assert requests.get(server.url + "/_mock/health", timeout=60).status_code == 200  # up
+    port = int(server.url.rsplit(":", 1)[1])
+    listening = set(_listening(port))
+    assert len(listening) == 2
+    before = set(_children(server.proc.pid))
+    victim = next(pid for pid in before if len(listening & _socket_inodes(pid)) == 1)
+    os.kill(victim, signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        started = set(_children(server.proc.pid)) - before
+        if started and listening <= _socket_inodes(next(iter(started))):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"no worker serves every socket after {victim} died")
+    statuses = [  # fresh connections, over both sockets: none waits on an orphaned one
+        requests.post(
+            server.events_url, json=impression(f"r{i}"), timeout=30, headers={"Connection": "close"}
+        ).status_code
+        for i in range(20)
+    ]
+    assert statuses == [204] * 20
+
+
+def test_a_port_already_listened_on_is_refused_even_to_reuse_port() -> None:
+    with socket.socket() as plain:
+        plain.bind(("127.0.0.1", 0))
+        plain.listen()
+        with pytest.raises(OSError, match=r"cannot listen on 127\.0\.0\.1"):
+            bind_socket("127.0.0.1", plain.getsockname()[1], reuse_port=True)
+    sharing = bind_socket("127.0.0.1", 0, reuse_port=True)  # another --workers server
+    try:
+        with pytest.raises(OSError, match="pick another port"):
+            bind_socket("127.0.0.1", sharing.getsockname()[1], reuse_port=True)
+        twin = listening_twin(sharing)  # its own twin is welcome
+        assert twin.getsockname() == sharing.getsockname()
+        twin.close()
+    finally:
+        sharing.close()

@@ -280,7 +280,7 @@ def run_serve(args: argparse.Namespace) -> int:
     socks: list[socket.socket] = []
     try:
         # The sockets before the journal: a port that is taken must leave no file behind.
-        socks.append(_bind(settings.host, settings.port, "--port"))
+        socks.append(_bind(settings.host, settings.port, "--port", settings.workers > 1))
         if settings.proxy_port is not None:
             socks.append(_bind(settings.host, settings.proxy_port, "--proxy-port"))
         journal = settings.open_journal()
@@ -302,11 +302,11 @@ def run_serve(args: argparse.Namespace) -> int:
             secure.close()
 
 
-def _bind(host: str, port: int, flag: str) -> socket.socket:
+def _bind(host: str, port: int, flag: str, reuse_port: bool = False) -> socket.socket:
     from .server import bind_socket
 
     try:
-        return bind_socket(host, port)
+        return bind_socket(host, port, reuse_port=reuse_port)
     except OSError as exc:
         reason = exc.__cause__.strerror if isinstance(exc.__cause__, OSError) else exc
         raise OSError(

@@ -31,6 +31,7 @@ __all__ = [
     "ThreadedServer",
     "bind_socket",
     "freeze_startup_heap",
+    "listening_twin",
     "stopped_by_signals",
     "uvicorn_config",
 ]
@@ -48,20 +49,45 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on (host, port); IPv6 when the host is an IPv6 address."""
+def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening TCP socket on (host, port); IPv6 when the host is an IPv6 address.
+
+    `reuse_port` (`serve --workers`): `SO_REUSEPORT`, so each worker can listen on a twin of
+    it (`listening_twin`) and the kernel spreads the connections over them. A port another
+    socket listens on is refused all the same, even one that would share it."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        sock.bind((host, port))
+        if reuse_port and port:
+            _bound(family, (host, port), reuse_port=False).close()  # taken by anyone?
+        sock = _bound(family, (host, port), reuse_port=reuse_port)
     except OSError as exc:
-        sock.close()
         raise OSError(
             f"cannot listen on {host}:{port} ({exc.strerror}); pick another port, or 0 for any"
         ) from exc
     sock.listen(2048)
     sock.set_inheritable(True)
+    return sock
+
+
+def listening_twin(sock: socket.socket) -> socket.socket:
+    """Another listening socket on the address of `sock` (made with `reuse_port`): the
+    kernel hands each new connection to one of them, by a hash of its addresses."""
+    twin = _bound(sock.family, sock.getsockname(), reuse_port=True)
+    twin.listen(2048)
+    twin.set_inheritable(True)
+    return twin
+
+
+def _bound(family: int, address: tuple[object, ...], *, reuse_port: bool) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
     return sock
 
 

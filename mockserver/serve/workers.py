@@ -16,12 +16,12 @@ import os
 import signal
 import socket
 
-from uvicorn.supervisors.multiprocess import Multiprocess
+from uvicorn.supervisors.multiprocess import Multiprocess, Process
 
 from ..web.app import LogxApp
 from .admin_token import TOKEN_ENV
 from .logsink import log_to_stderr
-from .server import freeze_startup_heap, uvicorn_config
+from .server import freeze_startup_heap, listening_twin, uvicorn_config
 from .settings import ServeSettings
 
 __all__ = ["ENV", "app_from_env", "run_workers"]
@@ -52,15 +52,27 @@ def run_workers(sock: socket.socket, settings: ServeSettings) -> None:
         limits=settings.limits,
         **settings.certificate,
     )
+    # One listening socket per worker (the kernel spreads connections over them); a worker
+    # started again, after one died, serves all of them (no socket is left without one).
+    own = [sock] + [listening_twin(sock) for _ in range(settings.workers - 1)]
     try:
-        _Supervisor(config, sockets=[sock]).run()
+        _Supervisor(config, own).run()
     finally:
+        for twin in own[1:]:
+            twin.close()
         if inherited is not None:
             os.environ[TOKEN_ENV] = inherited
 
 
 class _Supervisor(Multiprocess):
-    """uvicorn's supervisor, starting its workers with SIGINT ignored.
+    """uvicorn's supervisor, starting each worker on a listening socket of its own, with
+    SIGINT ignored.
+
+    On one shared socket, the worker whose loop wakes first accepts every connection waiting
+    (uvloop accepts until none is left): wrk's 32 connections were split 32/0, 23/9, 20/12
+    between two workers, and the busier one set the pace. With a socket each (`SO_REUSEPORT`)
+    the kernel spreads them by a hash of their addresses. uvicorn starts a worker again (one
+    died or hung, or on SIGHUP) on `sockets`, which is all of them.
 
     A terminal's Ctrl-C goes to the whole process group: a worker still starting (a
     loaded machine starts them slowly; `/_mock/health` answers as soon as one is up)
@@ -74,6 +86,9 @@ class _Supervisor(Multiprocess):
     def init_processes(self) -> None:
         handler = signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited through exec
         try:
-            super().init_processes()
+            for sock in self.sockets:
+                process = Process(self.config, [sock])
+                process.start()
+                self.processes.append(process)
         finally:
             signal.signal(signal.SIGINT, handler)
