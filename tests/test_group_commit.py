@@ -8,8 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -97,6 +100,52 @@ def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
     assert [request_id for request_id, _ in results] == list(range(1, 51))
     assert commits == [50]  # one transaction, one notification
     assert [e.request_id for r in records for e in r.events] == list(range(1, 51))
+
+
+def test_ticks_committed_together_are_woken_by_one_call_into_the_loop(
+    journal: GroupCommitJournal,
+) -> None:
+    """Ticks that queued while the writer was busy share its next transaction, and their
+    waiters are woken by one call into the loop (a write to its wake-up pipe), in order."""
+    endpoint = Endpoint(journal)
+    records = [_judged(endpoint, f"t-{i}") for i in range(3)]
+    commits: list[int] = []
+    journal.add_listener(commits.append)
+    started = threading.Event()
+
+    def busy(_: object) -> None:  # holds the writer while the ticks queue up
+        started.set()
+        time.sleep(0.3)
+
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        calls: list[object] = []
+        call = loop.call_soon_threadsafe
+
+        def counted(callback: Any, *args: Any) -> Any:
+            calls.append(callback)
+            return call(callback, *args)
+
+        loop.call_soon_threadsafe = counted  # type: ignore[method-assign]
+        holder = asyncio.create_task(asyncio.to_thread(journal.change_plan, busy))
+        await asyncio.to_thread(started.wait, 10)
+        waiting = []
+        for record in records:  # one tick each
+            waiting.append(asyncio.create_task(journal.commit(record)))
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        committed = await asyncio.gather(*waiting)
+        await holder
+        wakeups = [
+            c for c in calls if getattr(c, "__module__", "") == GroupCommitJournal.__module__
+        ]
+        assert len(wakeups) == 1, calls
+        return [record.id for record in committed]
+
+    ids = asyncio.run(main())
+    assert ids == sorted(ids) and len(set(ids)) == 3
+    assert commits[-1] == ids[-1]
+    assert len(commits) == 1 or commits[-2] < ids[0]  # the three in one transaction
 
 
 def test_duplicates_within_one_tick_are_flagged(journal: GroupCommitJournal) -> None:

@@ -270,8 +270,7 @@ class GroupCommitJournal(Journal):
         written, self._datafiles_written = self._datafiles_written, None
         if error is None and written is not None:
             self._datafiles_changed(*written)
-        for job in jobs:
-            self._settle(job, error)
+        _settle(jobs, error)
 
     def _write(self, jobs: list[_Job]) -> None:
         """The jobs in one transaction: every request decided by the plan, then inserted,
@@ -331,16 +330,31 @@ class GroupCommitJournal(Journal):
             self.faults.cut_delays_short()
         self._clears_seen = max(self._clears_seen, plan.clears)
 
-    @staticmethod
-    def _settle(job: _Job, error: Exception | None) -> None:
-        """Wake the job's waiters: a thread's future directly, a loop tick's in one callback."""
+
+def _settle(jobs: list[_Job], error: Exception | None) -> None:
+    """Wake the jobs' waiters, in order: a thread's future directly, and each loop's ticks
+    in one callback for the whole transaction (a call into a loop from another thread is
+    a write to its wake-up pipe, taken with the GIL held: one per commit, not per tick)."""
+    ticks: dict[asyncio.AbstractEventLoop, list[_Wakeup]] = {}
+    for job in jobs:
         records: list[Any] = job.records or [job.result]  # a clear or a plan change
         errors = [job.failed.get(i, error) for i in range(len(records))]
         if job.loop is None:
             _wake(job.waiters, records, errors)
-            return
+        else:
+            ticks.setdefault(job.loop, []).append((job.waiters, records, errors))
+    for loop, wakeups in ticks.items():
         with contextlib.suppress(RuntimeError):  # that loop is closed: nobody waits
-            job.loop.call_soon_threadsafe(_wake, job.waiters, records, errors)
+            loop.call_soon_threadsafe(_wake_ticks, wakeups)
+
+
+_Wakeup = tuple[list[Any], list[Any], list[Exception | None]]
+"""A tick's waiters, with what each gets: its record, or an error."""
+
+
+def _wake_ticks(wakeups: list[_Wakeup]) -> None:
+    for waiters, records, errors in wakeups:
+        _wake(waiters, records, errors)
 
 
 def _storable(job: _Job) -> list[Stored]:
