@@ -69,9 +69,15 @@ class RecentHistory:
     def count(self, brought: Contributions, count: int) -> None:
         """Add (count 1) or take back (count -1) what a record brought, as `contributions`
         gave it: a memory journal keeps that, not the record, to forget it on eviction."""
+        keys = self._keys
         at = iter(brought)  # four values per event
         for entity_id, uuid, timestamp, visitor_id in zip(at, at, at, at, strict=True):
-            _add(self._keys, (entity_id, uuid, timestamp), count)
+            key = (entity_id, uuid, timestamp)
+            total = keys.get(key, 0) + count  # `_add`, inlined: every event passes here
+            if total > 0:
+                keys[key] = total
+            else:
+                keys.pop(key, None)
             if visitor_id is not None:
                 stamps = self._impressions.setdefault(visitor_id, {})
                 _add(stamps, timestamp, count)
@@ -107,8 +113,9 @@ def contributions(record: RequestRecord) -> Contributions:
         return ()
     flat: list[Any] = []
     for e in record.events:
-        impression = e.kind == "impression" and _is_stamp(e.timestamp)
-        flat += (e.entity_id, e.uuid, e.timestamp, e.visitor_id if impression else None)
+        stamp = e.timestamp
+        impression = e.kind == "impression" and (stamp.__class__ is int or _is_stamp(stamp))
+        flat += (e.entity_id, e.uuid, stamp, e.visitor_id if impression else None)
     return tuple(flat)
 
 

@@ -121,15 +121,20 @@ def column_values(event: EventRecord) -> tuple[str | None, ...]:
     key = event.key
     if (key is None or key == "") and event.entity_key is not None:
         key = event.entity_key
+    visitor_id, entity_id, uuid = event.visitor_id, event.entity_id, event.uuid
+    account_id, project_id, client_name = event.account_id, event.project_id, event.client_name
+    # An ASCII string is its own text: checked here, not in a call to as_text per cell.
     return (
-        as_text(event.visitor_id),
-        as_text(key),
+        visitor_id if visitor_id.__class__ is str and visitor_id.isascii() else as_text(visitor_id),
+        key if key.__class__ is str and key.isascii() else as_text(key),
         event.kind,
-        as_text(event.entity_id),
-        as_text(event.uuid),
-        as_text(event.account_id),
-        as_text(event.project_id),
-        as_text(event.client_name),
+        entity_id if entity_id.__class__ is str and entity_id.isascii() else as_text(entity_id),
+        uuid if uuid.__class__ is str and uuid.isascii() else as_text(uuid),
+        account_id if account_id.__class__ is str and account_id.isascii() else as_text(account_id),
+        project_id if project_id.__class__ is str and project_id.isascii() else as_text(project_id),
+        client_name
+        if client_name.__class__ is str and client_name.isascii()
+        else as_text(client_name),
         event.verdict,
     )
 
