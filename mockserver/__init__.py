@@ -41,6 +41,7 @@ from .journal.sqlite import SqliteJournal
 from .model import (
     REFUSED,
     VERDICTS,
+    CompactEvents,
     CoreRequest,
     EventRecord,
     Outcome,
@@ -75,6 +76,7 @@ __all__ = [
     "WARNING_RULES",
     "CAError",
     "ClientAddress",
+    "CompactEvents",
     "ConfigError",
     "CoreRequest",
     "Datafile",

@@ -21,7 +21,7 @@ from .cdn import DATAFILES_PREFIX, DatafileCdn
 from .contract.crosscheck import resolve
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
-from .contract.flatten import flatten_batch, flatten_clean
+from .contract.flatten import CleanEvents, flatten_batch
 from .contract.quick import is_clean
 from .contract.validation import check
 from .errors import ConfigError
@@ -231,9 +231,7 @@ class Endpoint:
             if clean and not self.config.datafiles:
                 # The hot path: nothing to report, no datafile keys to find, so no walk.
                 record.payload, record.source = decoded.payload, decoded.text
-                record.events = flatten_clean(
-                    decoded.payload, verdict="accepted", received_at=request.received_at
-                )
+                record.compact = CleanEvents(decoded.payload)  # records built if read
                 return self._judged(request, record, report)
             batch = walk(decoded.payload)
             if not clean:
@@ -511,6 +509,6 @@ def _log_line(record: RequestRecord) -> str:
     note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""
     return (
         f"#{record.id} {record.status} {record.verdict} from {record.client_ip or '-'}: "
-        f"{count} visitor(s), {len(record.events)} event(s), {len(record.errors)} error(s), "
+        f"{count} visitor(s), {record.event_count} event(s), {len(record.errors)} error(s), "
         f"{len(record.warnings)} warning(s){note}"
     )

@@ -202,10 +202,8 @@ def apply_decision(record: RequestRecord, action: FaultAction | None) -> None:
     record.fault = action.to_dict()
     if not action.faulted:
         return
-    record.verdict = "faulted"
+    record.set_verdict("faulted")  # and its events'
     record.status = action.status or 0
-    for event in record.events:
-        event.verdict = "faulted"
 
 
 class PlanStore(Protocol):

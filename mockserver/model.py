@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
 from .violations import Violation
 
@@ -193,6 +193,20 @@ class EventRecord:
 
 _EVENT_FIELD_NAMES = tuple(f.name for f in fields(EventRecord))
 
+EventCells = tuple[Any, Any, Any, Any, Any, Any]
+"""What the journal's writer reads of one event, as the hot path keeps it: (kind,
+visitor_id, key, entity_id, uuid, timestamp), as sent."""
+
+
+class CompactEvents(Protocol):
+    """A request's events before they are `EventRecord`s (`flatten.CleanEvents`): the
+    cells the writer needs, and how to build the records when someone reads them."""
+
+    cells: list[EventCells]
+
+    def build(self, record: RequestRecord) -> list[EventRecord]:
+        """The `EventRecord`s of `record`, with its verdict and id as they are now."""
+
 
 @dataclass
 class RequestRecord:
@@ -215,7 +229,6 @@ class RequestRecord:
     payload: Any = None
     raw: bytes | None = None
     fault: dict[str, Any] | None = None
-    events: list[EventRecord] = field(default_factory=list)
     keys: dict[str, str] = field(default_factory=dict)
     """The datafile's key for each id it resolved, by JSON path
     (`visitors[0].snapshots[0].decisions[0].experiment_id` -> `checkout_ab`; a decision's
@@ -227,6 +240,63 @@ class RequestRecord:
     source_id: int | None = None
     """For a request loaded by `logx-mock import`: its id in the journal it was exported
     from (it came judged: history is not applied to it again)."""
+    compact: CompactEvents | None = field(default=None, repr=False, compare=False)
+    """The events as the hot path keeps them until `events` is first read (a clean batch:
+    the writer stores them from these cells, and most records are never asked for their
+    `EventRecord`s)."""
+    _events: list[EventRecord] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def events(self) -> list[EventRecord]:
+        """Every event of the batch, flattened (built on first read when `compact`)."""
+        compact = self.compact
+        if compact is not None:
+            # Built, then published: a reader on another thread sees the records or the
+            # cells, never an empty list in between.
+            self._events = compact.build(self)
+            self.compact = None
+        return self._events
+
+    @events.setter
+    def events(self, events: list[EventRecord]) -> None:
+        self._events = events
+        self.compact = None
+
+    @property
+    def event_count(self) -> int:
+        """How many events the batch has (without building them)."""
+        compact = self.compact
+        return len(compact.cells) if compact is not None else len(self._events)
+
+    def event_cells(self) -> list[EventCells]:
+        """Each event's (kind, visitor_id, key, entity_id, uuid, timestamp): the compact
+        cells, or read off the built records."""
+        compact = self.compact
+        if compact is not None:
+            return compact.cells
+        return [
+            (e.kind, e.visitor_id, e.key, e.entity_id, e.uuid, e.timestamp) for e in self._events
+        ]
+
+    def set_id(self, request_id: int) -> None:
+        """Give the request its journal id; its events take it too (when built; events
+        built later take it then)."""
+        self.id = request_id
+        if self.compact is None:
+            for event in self._events:
+                event.request_id = request_id
+
+    def set_verdict(self, verdict: Verdict) -> None:
+        """Change the verdict (a fault); its events take it too, as `set_id` says."""
+        self.verdict = verdict
+        if self.compact is None:
+            for event in self._events:
+                event.verdict = verdict
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
 
     def to_dict(self, *, with_events: bool = True) -> dict[str, Any]:
         """A JSON-ready dict; `raw` is given as text (invalid UTF-8 replaced)."""
@@ -250,7 +320,7 @@ class RequestRecord:
             "fault": self.fault,
             "keys": self.keys,
             "source_id": self.source_id,
-            "event_count": len(self.events),
+            "event_count": self.event_count,
         }
         if with_events:
             data["events"] = [e.to_dict() for e in self.events]
@@ -259,5 +329,5 @@ class RequestRecord:
     def __repr__(self) -> str:
         return (
             f"<RequestRecord id={self.id} {self.status} {self.verdict} "
-            f"events={len(self.events)} errors={len(self.errors)} warnings={len(self.warnings)}>"
+            f"events={self.event_count} errors={len(self.errors)} warnings={len(self.warnings)}>"
         )

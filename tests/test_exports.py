@@ -68,6 +68,7 @@ def test_mockserver_exports() -> None:
             "DecodeError",
             "Endpoint",
             "EndpointConfig",
+            "CompactEvents",
             "EventRecord",
             "Journal",
             "JournalError",

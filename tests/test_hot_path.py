@@ -4,6 +4,7 @@ reference cycles, and the stored metadata reads back the same whichever encoder 
 
 from __future__ import annotations
 
+import copy
 import gc
 import json
 import subprocess
@@ -156,3 +157,29 @@ def test_the_stored_columns_are_the_filters_values() -> None:
         for name, cell in zip(COLUMN_FILTERS, cells, strict=True):
             assert cell is not None and event_matches(event, {name: cell}), (name, cell)
     assert column_values(events[1])[COLUMN_FILTERS.index("key")] == "purchase"
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_clean_batch_is_stored_without_building_its_records(store: str, tmp_path: Path) -> None:
+    # The writer stores a clean batch's events from their cells; the records are built
+    # only when read, and are then the ones the journal reads back.
+    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
+    try:
+        endpoint = Endpoint(journal)
+        payload = impression()
+        payload["visitors"] = [copy.deepcopy(payload["visitors"][0]) for _ in range(3)]
+        for number, visitor in enumerate(payload["visitors"]):
+            visitor["snapshots"][0]["events"][0]["uuid"] = f"uuid-{number}"
+        request = CoreRequest(
+            "POST", "/v1/events", json.dumps(payload).encode(), headers=HEADERS, peer="127.0.0.1"
+        )
+        record = endpoint.handle(request).record
+        assert record is not None and record.verdict == "accepted"
+        assert record.compact is not None and record.event_count == 3  # never built
+        stored = journal.request(record.id)
+        assert stored is not None and len(stored.events) == 3
+        assert record.events == stored.events  # built now: the journal's own
+        assert record.compact is None and {e.request_id for e in record.events} == {record.id}
+        assert [e.index for e in journal.events()] == [0, 1, 2]
+    finally:
+        journal.close()

@@ -15,9 +15,11 @@ from sdk_traffic import SDK_BATCHES, sdk_batch
 
 from mockserver import flatten, validate
 from mockserver.batch import FIELDS, IMPRESSION_KEY, walk
-from mockserver.contract.flatten import flatten_clean
+from mockserver.contract.flatten import CleanEvents, flatten_clean
 from mockserver.contract.quick import is_clean
 from mockserver.contract.validation import INT64_MAX, REGIONS, RULE_TYPES
+from mockserver.journal.rows import event_row, event_rows
+from mockserver.model import RequestRecord
 
 SETTINGS = settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NOW = 1_790_000_000_000
@@ -137,11 +139,42 @@ def test_the_fast_path_is_taken_at_all() -> None:
 
 
 def same_events(payload: Any) -> bool:
-    """Where the fast path accepts, its events (`flatten_clean`, no walk) are the walk's."""
+    """Where the fast path accepts, its events (`flatten_clean`, no walk) are the walk's,
+    and so are a compact record's (`CleanEvents`): its stored rows, read from the cells
+    before any record is built, and its records once they are built."""
     if not is_clean(payload, NOW):
         return True
     fast = flatten_clean(payload, verdict="accepted", received_at=1.5)
-    return fast == flatten(payload, verdict="accepted", received_at=1.5)
+    if fast != flatten(payload, verdict="accepted", received_at=1.5):
+        return False
+    record = RequestRecord(
+        id=7,
+        received_at=1.5,
+        method="POST",
+        path="/v1/events",
+        host=None,
+        headers=[],
+        client_ip=None,
+        strict=True,
+        strict_header=None,
+        status=204,
+        verdict="accepted",
+        payload=payload,
+        compact=CleanEvents(payload),
+    )
+    walked = flatten(payload, verdict="accepted", received_at=1.5)
+    for event in walked:
+        event.request_id = 7
+    rows = event_rows(record)
+    cells = record.event_cells()
+    assert record.compact is not None and record.event_count == len(walked)  # not built yet
+    built = record.events
+    return (
+        rows == [event_row(event) for event in walked]
+        and built == walked
+        and record.compact is None
+        and cells == record.event_cells()
+    )
 
 
 @SETTINGS

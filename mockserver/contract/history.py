@@ -112,10 +112,9 @@ def contributions(record: RequestRecord) -> Contributions:
     if record.verdict != "accepted":
         return ()
     flat: list[Any] = []
-    for e in record.events:
-        stamp = e.timestamp
-        impression = e.kind == "impression" and (stamp.__class__ is int or _is_stamp(stamp))
-        flat += (e.entity_id, e.uuid, stamp, e.visitor_id if impression else None)
+    for kind, visitor_id, _, entity_id, uuid, stamp in record.event_cells():
+        impression = kind == "impression" and (stamp.__class__ is int or _is_stamp(stamp))
+        flat += (entity_id, uuid, stamp, visitor_id if impression else None)
     return tuple(flat)
 
 
@@ -134,10 +133,10 @@ def _add(counts: dict[Any, int], key: Any, count: int) -> None:
 def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:
     """The dedupe keys of every event of the accepted records, to ask a journal at once."""
     return [
-        dedupe_key(e.entity_id, e.uuid, e.timestamp)
+        (entity_id, uuid, timestamp)  # dedupe_key, inlined
         for record in records
         if record.verdict == "accepted"
-        for e in record.events
+        for _, _, _, entity_id, uuid, timestamp in record.event_cells()
     ]
 
 
@@ -148,16 +147,21 @@ def apply_history(record: RequestRecord, history: History) -> None:
     those warnings and flags with it: it is left as it is (it still makes history)."""
     if record.verdict != "accepted" or record.source_id is not None:
         return
+    # Read from the cells (`RequestRecord.event_cells`): a clean record's events are
+    # built only when there is a warning to give (it names the event's path).
+    cells = record.event_cells()
     batch_keys: set[DedupeKey] = set()
     batch_impressions: dict[Any, list[Any]] = {}
     keys: list[DedupeKey] = []
-    for event in record.events:
-        keys.append((event.entity_id, event.uuid, event.timestamp))  # dedupe_key, inlined
-        if event.kind == "impression":
-            batch_impressions.setdefault(event.visitor_id, []).append(event.timestamp)
+    for kind, visitor_id, _, entity_id, uuid, timestamp in cells:
+        keys.append((entity_id, uuid, timestamp))  # dedupe_key, inlined
+        if kind == "impression":
+            batch_impressions.setdefault(visitor_id, []).append(timestamp)
     seen_before = history.seen(keys)
-    for event, key in zip(record.events, keys, strict=True):
+    for index, key in enumerate(keys):
+        kind, visitor_id, sent_key, _, uuid, timestamp = cells[index]
         if key in batch_keys or key in seen_before:
+            event = record.events[index]
             event.duplicate = True
             record.warnings.append(
                 Violation(
@@ -166,21 +170,19 @@ def apply_history(record: RequestRecord, history: History) -> None:
                     "an event with this entity_id, uuid and timestamp arrived before: "
                     "Optimizely stores it once",
                     "a new uuid for each event",
-                    event.uuid,
+                    uuid,
                 )
             )
         batch_keys.add(key)
-        if event.kind == "conversion" and not _decided(
-            event.visitor_id, event.timestamp, batch_impressions, history
-        ):
+        if kind == "conversion" and not _decided(visitor_id, timestamp, batch_impressions, history):
             record.warnings.append(
                 Violation(
-                    event.path,
+                    record.events[index].path,
                     "conversion_before_decision",
-                    f"visitor {event.visitor_id!r} converted before any impression was recorded: "
+                    f"visitor {visitor_id!r} converted before any impression was recorded: "
                     "results count conversions only for visitors who saw a decision",
                     "an impression for this visitor first",
-                    event.key,
+                    sent_key,
                 )
             )
 

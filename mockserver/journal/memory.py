@@ -22,7 +22,7 @@ from ..contract.history import Contributions, RecentHistory, apply_history, cont
 from ..fault_plan import decide_record
 from ..model import EventRecord, RequestRecord
 from .base import DEFAULT_LIMIT, EventStart, Journal, JournalError, _limit, as_text
-from .rows import EVENT_COLUMNS, body_cells, event_row, meta_text, record_from_row
+from .rows import EVENT_COLUMNS, body_cells, event_rows, meta_text, record_from_row
 
 __all__ = ["MemoryJournal"]
 
@@ -60,9 +60,7 @@ class MemoryJournal(Journal):
     def append(self, record: RequestRecord) -> Future[RequestRecord]:
         future: Future[RequestRecord] = Future()
         with self._lock:
-            record.id = self._next_id
-            for event in record.events:
-                event.request_id = record.id
+            record.set_id(self._next_id)
             decide_record(self.faults, record)
             apply_history(record, self._history)
             try:
@@ -75,7 +73,7 @@ class MemoryJournal(Journal):
             self._history.count(brought, 1)
             self._brought.append(brought)
             self._rows.append(row)
-            self._event_rows.extend(event_row(event) for event in record.events)
+            self._event_rows += event_rows(record)
             self._evict()
         future.set_result(record)
         self._committed(record.id, (record,))

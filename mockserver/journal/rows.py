@@ -25,6 +25,7 @@ __all__ = [
     "REQUEST_COLUMNS",
     "body_cells",
     "event_row",
+    "event_rows",
     "meta_text",
     "record_from_row",
     "text_cell",
@@ -104,6 +105,46 @@ def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
     if stamp.__class__ is not int or not -_INT64 < stamp < _INT64:
         stamp = timestamp_cell(stamp)
     return (event.request_id, event.index, *cells, stamp, event.duplicate)
+
+
+def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
+    """`event_row` of each of the record's events; from its compact cells when it has them
+    (a clean batch: no datafile keys, no duplicate flagged, since flagging one builds the
+    records), without building the records."""
+    compact = record.compact
+    if compact is None:
+        return [event_row(event) for event in record.events]
+    top = record.payload.get
+    account_id, project_id = as_text(top("account_id")), as_text(top("project_id"))
+    client_name, verdict, request_id = as_text(top("client_name")), record.verdict, record.id
+    rows: list[tuple[Any, ...]] = []
+    append = rows.append
+    for index, (kind, visitor_id, key, entity_id, uuid, stamp) in enumerate(compact.cells):
+        if stamp.__class__ is not int or not -_INT64 < stamp < _INT64:
+            stamp = timestamp_cell(stamp)
+        # As `column_values` (an ASCII string is its own text), in `EVENT_COLUMNS` order.
+        append(
+            (
+                request_id,
+                index,
+                visitor_id
+                if visitor_id.__class__ is str and visitor_id.isascii()
+                else as_text(visitor_id),
+                key if key.__class__ is str and key.isascii() else as_text(key),
+                kind,
+                entity_id
+                if entity_id.__class__ is str and entity_id.isascii()
+                else as_text(entity_id),
+                uuid if uuid.__class__ is str and uuid.isascii() else as_text(uuid),
+                account_id,
+                project_id,
+                client_name,
+                verdict,
+                stamp,
+                False,
+            )
+        )
+    return rows
 
 
 def text_cell(value: Any) -> str | None:

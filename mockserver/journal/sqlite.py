@@ -35,7 +35,7 @@ from .group import GroupCommitJournal, Stored
 from .rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
-    event_row,
+    event_rows,
     meta_text,
     record_from_row,
     timestamp_cell,
@@ -356,19 +356,18 @@ class SqliteJournal(GroupCommitJournal):
         ).fetchone()
         next_id = int(row[0]) + 1 if row else 1
         request_rows: list[tuple[Any, ...]] = []
-        event_rows: list[tuple[Any, ...]] = []
+        new_events: list[tuple[Any, ...]] = []
         last = stored[-1][0]
         for record, (body, is_json) in stored:
             apply_history(record, history)  # before this batch's later records are known
             if record is not last:  # the last one's events no later record asks about
                 history.remember(record)
-            record.id, next_id = next_id, next_id + 1
+            record.set_id(next_id)
+            next_id += 1
             request_rows.append((record.id, record.verdict, meta_text(record), body, is_json))
-            for event in record.events:
-                event.request_id = record.id
-                event_rows.append(event_row(event))
+            new_events += event_rows(record)
         self._writer.executemany(_INSERT_REQUEST, request_rows)
-        self._writer.executemany(_INSERT_EVENT, event_rows)
+        self._writer.executemany(_INSERT_EVENT, new_events)
         self._count += len(records)
 
     def _evict(self) -> None:
