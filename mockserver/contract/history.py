@@ -150,14 +150,16 @@ def apply_history(record: RequestRecord, history: History) -> None:
     # Read from the cells (`RequestRecord.event_cells`): a clean record's events are
     # built only when there is a warning to give (it names the event's path).
     cells = record.event_cells()
+    keys = [(entity_id, uuid, timestamp) for _, _, _, entity_id, uuid, timestamp in cells]
+    seen_before = history.seen(keys)
+    conversions = any(cell[0] == "conversion" for cell in cells)
+    if not seen_before and not conversions and len(set(keys)) == len(keys):
+        return  # nothing arrived before, nothing twice, no conversion: no warning to give
     batch_keys: set[DedupeKey] = set()
     batch_impressions: dict[Any, list[Any]] = {}
-    keys: list[DedupeKey] = []
-    for kind, visitor_id, _, entity_id, uuid, timestamp in cells:
-        keys.append((entity_id, uuid, timestamp))  # dedupe_key, inlined
+    for kind, visitor_id, _, _, _, timestamp in cells:
         if kind == "impression":
             batch_impressions.setdefault(visitor_id, []).append(timestamp)
-    seen_before = history.seen(keys)
     for index, key in enumerate(keys):
         kind, visitor_id, sent_key, _, uuid, timestamp = cells[index]
         if key in batch_keys or key in seen_before:
