@@ -22,7 +22,7 @@ from .contract.crosscheck import resolve
 from .contract.datafile import Datafiles
 from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
 from .contract.flatten import CleanEvents, flatten_batch
-from .contract.quick import is_clean
+from .contract.quick import clean_cells
 from .contract.validation import check
 from .errors import ConfigError
 from .fault_plan import FaultPlan
@@ -227,14 +227,14 @@ class Endpoint:
         else:
             now_ms = int(request.received_at * 1000)
             # Most batches are clean: say so in C, and report in full only when not.
-            clean = is_clean(decoded.payload, now_ms)
-            if clean and not self.config.datafiles:
+            cells = clean_cells(decoded.payload, now_ms)
+            if cells is not None and not self.config.datafiles:
                 # The hot path: nothing to report, no datafile keys to find, so no walk.
                 record.payload, record.source = decoded.payload, decoded.text
-                record.compact = CleanEvents(decoded.payload)  # records built if read
+                record.compact = CleanEvents(cells)  # records built if read
                 return self._judged(request, record, report)
             batch = walk(decoded.payload)
-            if not clean:
+            if cells is None:
                 report = check(batch, now_ms=now_ms)
             if not batch.is_object or _too_deep(report):
                 # Kept as text: no later step should parse or walk it again.

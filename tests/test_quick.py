@@ -16,7 +16,7 @@ from sdk_traffic import SDK_BATCHES, sdk_batch
 from mockserver import flatten, validate
 from mockserver.batch import FIELDS, IMPRESSION_KEY, walk
 from mockserver.contract.flatten import CleanEvents, flatten_clean
-from mockserver.contract.quick import is_clean
+from mockserver.contract.quick import clean_cells, is_clean
 from mockserver.contract.validation import INT64_MAX, REGIONS, RULE_TYPES
 from mockserver.journal.rows import event_row, event_rows
 from mockserver.model import RequestRecord
@@ -142,7 +142,8 @@ def same_events(payload: Any) -> bool:
     """Where the fast path accepts, its events (`flatten_clean`, no walk) are the walk's,
     and so are a compact record's (`CleanEvents`): its stored rows, read from the cells
     before any record is built, and its records once they are built."""
-    if not is_clean(payload, NOW):
+    cells = clean_cells(payload, NOW)
+    if cells is None:
         return True
     fast = flatten_clean(payload, verdict="accepted", received_at=1.5)
     if fast != flatten(payload, verdict="accepted", received_at=1.5):
@@ -160,13 +161,13 @@ def same_events(payload: Any) -> bool:
         status=204,
         verdict="accepted",
         payload=payload,
-        compact=CleanEvents(payload),
+        compact=CleanEvents(cells),
     )
     walked = flatten(payload, verdict="accepted", received_at=1.5)
     for event in walked:
         event.request_id = 7
     rows = event_rows(record)
-    cells = record.event_cells()
+    assert record.event_cells() is cells
     assert record.compact is not None and record.event_count == len(walked)  # not built yet
     built = record.events
     return (

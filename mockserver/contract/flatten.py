@@ -188,26 +188,8 @@ class CleanEvents:
 
     __slots__ = ("cells",)
 
-    def __init__(self, payload: dict[str, Any]) -> None:
-        cells: list[EventCells] = []
-        append = cells.append
-        for visitor in payload["visitors"]:
-            visitor_id = visitor["visitor_id"]
-            for snapshot in visitor["snapshots"]:
-                for event in snapshot["events"]:
-                    get = event.get
-                    key = get("key")
-                    impression = key == IMPRESSION_KEY or get("type") == IMPRESSION_KEY
-                    append(
-                        (
-                            "impression" if impression else "conversion",
-                            visitor_id,
-                            key,
-                            get("entity_id"),
-                            get("uuid"),
-                            get("timestamp"),
-                        )
-                    )
+    def __init__(self, cells: list[EventCells]) -> None:
+        """`cells` as `quick.clean_cells` reads them off the batch it found clean."""
         self.cells = cells
 
     def build(self, record: RequestRecord) -> list[EventRecord]:

@@ -23,9 +23,10 @@ from typing import Annotated, Any, Literal, Union
 import msgspec
 
 from ..batch import FIELDS, IMPRESSION_KEY, Field, Level
+from ..model import EventCells
 from .validation import _FUTURE_SLACK_MS, _SECONDS_CEILING, INT64_MAX, REGIONS, RULE_TYPES
 
-__all__ = ["is_clean"]
+__all__ = ["clean_cells", "is_clean"]
 
 _SCALAR = Union[str, int, float, bool]  # noqa: UP007 (a runtime type for msgspec)
 _NON_EMPTY = msgspec.Meta(min_length=1)
@@ -98,32 +99,55 @@ _UNSET = msgspec.UNSET
 def is_clean(payload: Any, now_ms: int) -> bool:
     """True when the validator would report nothing about `payload` (received at
     `now_ms`); False when it may (then run the full validator for the report)."""
+    return clean_cells(payload, now_ms) is not None
+
+
+def clean_cells(payload: Any, now_ms: int) -> list[EventCells] | None:
+    """`is_clean`, and for a clean batch the cells of its events (`flatten.CleanEvents`:
+    kind, visitor_id, key, entity_id, uuid, timestamp), read off the typed batch in the
+    same pass; None when the batch may not be clean."""
     try:
         batch = msgspec.convert(payload, _BATCH)
     except (msgspec.ValidationError, UnicodeEncodeError):  # (a lone surrogate in its message)
-        return False
+        return None
     future = now_ms + _FUTURE_SLACK_MS
+    cells: list[EventCells] = []
+    append = cells.append
     for visitor in batch.visitors:
+        visitor_id = visitor.visitor_id
         for snapshot in visitor.snapshots:
             decisions = snapshot.decisions
             for event in snapshot.events:
                 stamp = event.timestamp
                 if stamp < _SECONDS_CEILING or stamp > future:
-                    return False
+                    return None
                 tags = event.tags
                 if tags is not _UNSET and (
                     ("revenue" in tags and event.revenue is _UNSET)
                     or ("value" in tags and event.value is _UNSET)
                 ):
-                    return False
-                if event.key == IMPRESSION_KEY or event.type == IMPRESSION_KEY:
+                    return None
+                key, entity = event.key, event.entity_id
+                if key == IMPRESSION_KEY or event.type == IMPRESSION_KEY:
                     if decisions is _UNSET or not decisions:
-                        return False
-                    entity = event.entity_id
+                        return None
                     if entity is not _UNSET:
                         for decision in decisions:  # a loop, not all(): no generator per event
                             if decision.campaign_id == entity:
                                 break
                         else:
-                            return False
-    return True
+                            return None
+                    kind = "impression"
+                else:
+                    kind = "conversion"
+                append(
+                    (
+                        kind,
+                        visitor_id,
+                        None if key is _UNSET else key,
+                        None if entity is _UNSET else entity,
+                        event.uuid,
+                        stamp,
+                    )
+                )
+    return cells
