@@ -22,7 +22,7 @@ from mockserver.batch import walk
 from mockserver.endpoint import REQUEST_LOGGER
 from mockserver.journal.base import as_text
 from mockserver.journal.filters import COLUMN_FILTERS, column_values, event_matches
-from mockserver.journal.rows import _META_FIELDS, meta_text
+from mockserver.journal.rows import META_FIELDS, meta_text
 from mockserver.violations import Violation
 
 HEADERS = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
@@ -81,8 +81,8 @@ def test_stored_metadata_reads_back_the_same_from_either_encoder() -> None:
         text = meta_text(record)
         assert text.isascii()
         meta = json.loads(text)
-        assert list(meta) == [*_META_FIELDS, "headers", "errors", "warnings", "unknown_fields"]
-        assert all(meta[name] == getattr(record, name) for name in _META_FIELDS)
+        assert list(meta) == [*META_FIELDS, "headers", "errors", "warnings", "unknown_fields"]
+        assert all(meta[name] == getattr(record, name) for name in META_FIELDS)
         assert meta["headers"] == [list(h) for h in record.headers]
         assert meta["received_at"] == record.received_at
         assert [Violation.from_dict(v) for v in meta["errors"]] == record.errors

@@ -21,6 +21,7 @@ from .filters import COLUMN_FILTERS, as_text, column_values
 
 __all__ = [
     "EVENT_COLUMNS",
+    "META_FIELDS",
     "REQUEST_COLUMNS",
     "body_cells",
     "event_row",
@@ -37,7 +38,7 @@ compares (`filters.column_values`; `key` holds the key as sent, or the datafile'
 a conversion sent without one); a new column is a new schema version of both stores.
 Decision filters have no column: they are compared on the events read back."""
 REQUEST_COLUMNS = "id, verdict, meta, body, body_is_json"
-_META_FIELDS = (
+META_FIELDS = (
     "received_at",
     "method",
     "path",
@@ -50,6 +51,7 @@ _META_FIELDS = (
     "keys",
     "source_id",
 )
+"""The request's fields its stored meta holds (with its headers and reports), in order."""
 
 
 _ENCODE = msgspec.json.Encoder().encode
@@ -78,7 +80,7 @@ def body_cells(record: RequestRecord) -> tuple[bytes | None, bool]:
 def meta_text(record: RequestRecord) -> str:
     """Everything but the body and the events, as ASCII JSON (any database's text)."""
     errors, warnings, notes = record.errors, record.warnings, record.unknown_fields
-    meta = {  # `_META_FIELDS`, written out (a getattr each cost more than the encoding)
+    meta = {  # `META_FIELDS`, written out (a getattr each cost more than the encoding)
         "received_at": record.received_at,
         "method": record.method,
         "path": record.path,
