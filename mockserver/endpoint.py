@@ -142,7 +142,7 @@ class Endpoint:
         if isinstance(step, Outcome):
             return step
         try:
-            self.journal.append(step.record).result()
+            self.journal.commit_sync(step.record)
         except Exception as exc:
             return self._unavailable(step, exc)
         return self._finish(step)

@@ -20,22 +20,35 @@ IN_PROCESS_PEER = "127.0.0.1"
 
 def to_core(request: httpx.Request, body: bytes) -> CoreRequest:
     """An httpx request (body already read) as the core's neutral request."""
-    return CoreRequest(
-        method=request.method,
-        path=request.url.path,
-        body=body,
-        headers=[
-            (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw
-        ],
-        host=request.headers.get("host") or request.url.host,
-        peer=IN_PROCESS_PEER,
-    )
+    headers = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in request.headers.raw]
+    host = next((value for name, value in headers if name == "host"), None)
+    url = request.url
+    return CoreRequest(request.method, url.path, body, headers, host or url.host, IN_PROCESS_PEER)
+
+
+_EMPTY_HEADERS: dict[tuple[int, tuple[tuple[str, str], ...]], httpx.Headers] = {}
+"""The headers of each bodiless answer seen (a 204 and its CORS headers), built once."""
+_EMPTY_HEADERS_KEPT = 64
 
 
 def to_httpx(outcome: Outcome, request: httpx.Request) -> httpx.Response:
-    """The core's outcome as the httpx response a client would have read off the wire."""
+    """The core's outcome as the httpx response a client would have read off the wire.
+
+    A bodiless answer (every accepted batch) reuses headers built once for its status
+    and header list, and an unread empty stream, as a transport's response comes: the
+    client (or respx) reads it. The response is the one `content=b""` would make."""
+    if outcome.body:
+        return httpx.Response(
+            outcome.status, headers=outcome.headers, content=outcome.body, request=request
+        )
+    key = (outcome.status, tuple(outcome.headers))
+    headers = _EMPTY_HEADERS.get(key)
+    if headers is None:
+        headers = httpx.Headers(outcome.headers)
+        if len(_EMPTY_HEADERS) < _EMPTY_HEADERS_KEPT:
+            _EMPTY_HEADERS[key] = headers
     return httpx.Response(
-        outcome.status, headers=outcome.headers, content=outcome.body, request=request
+        outcome.status, headers=headers, stream=httpx.ByteStream(b""), request=request
     )
 
 

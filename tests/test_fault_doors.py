@@ -19,9 +19,10 @@ import pytest
 import requests
 from helpers import DATAFILE, impression
 
-from mockserver import Endpoint, MemoryJournal, ThreadedServer
+from mockserver import Endpoint, MemoryJournal, Outcome, ThreadedServer
 from pytest_plugin import LogxTransport, logx_router
 from pytest_plugin.requests_routes import logx_requests
+from pytest_plugin.transport import to_httpx
 
 URL = "https://logx.optimizely.com/v1/events"
 DOORS = [
@@ -417,3 +418,48 @@ def test_cli_fault_and_faults_file(serve: Callable[..., Any], tmp_path: Any) -> 
     )
     assert done.returncode == 2
     assert "unknown fault option 'stauts'" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "outcome",
+    [
+        Outcome(204, [("access-control-allow-origin", "*")]),
+        Outcome(204, []),
+        Outcome(204, [("access-control-allow-origin", "https://app.example"), ("vary", "Origin")]),
+        Outcome(400, [("content-type", "application/problem+json")], b'{"title": "bad"}'),
+    ],
+)
+def test_an_outcome_renders_as_content_would_render_it(outcome: Outcome) -> None:
+    """A bodiless answer is built from headers made once and an unread empty stream; it
+    must be the response `httpx.Response(status, headers=..., content=b"")` was."""
+    request = httpx.Request("POST", URL)
+    for _ in range(2):  # built, then reused
+        response = to_httpx(outcome, request)
+        expected = httpx.Response(
+            outcome.status, headers=outcome.headers, content=outcome.body, request=request
+        )
+        assert response.status_code == expected.status_code
+        assert response.headers.raw == expected.headers.raw
+        assert response.read() == expected.content
+        assert response.request is request
+        response.headers["x-changed"] = "by the client"  # one response's own headers
+    assert "x-changed" not in to_httpx(outcome, request).headers
+
+
+def test_the_respx_route_answers_as_a_side_effect_would() -> None:
+    """The route answers itself (no respx side effect): respx still records each call with
+    its response, raises a fault's connection error to the client after recording the call,
+    and a user who mocks the route gets respx's answer."""
+    endpoint = Endpoint(MemoryJournal())
+    with logx_router(endpoint) as router, httpx.Client() as client:
+        answer = client.post(URL, json=impression())
+        assert answer.status_code == 204 and answer.content == b""
+        route = router["logx"]
+        assert route.call_count == 1 and route.calls.last.response.status_code == 204
+        endpoint.faults.add(reset=True, times=1)
+        with pytest.raises(httpx.ReadError):
+            client.post(URL, json=impression())
+        assert route.call_count == 2 and route.calls.last.optional_response is None
+        route.respond(418)
+        assert client.post(URL, json=impression()).status_code == 418
+    assert len(endpoint.journal.requests()) == 2

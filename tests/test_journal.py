@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import sqlite3
 import threading
 import time
@@ -320,3 +322,65 @@ def test_scan_reads_a_range_with_events_and_flags(make_journal: Callable[..., Jo
     repeated = journal.repeated_uuids()
     uuid = batch["visitors"][0]["snapshots"][0]["events"][0]["uuid"]
     assert repeated is None or repeated == {uuid}
+
+
+def test_a_capped_memory_journal_reads_exactly_the_newest_and_frees_in_slices(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past the cap, reads and history forget the oldest request at once; its rows leave
+    memory a slice at a time (one list shift and one log line per slice, not per request),
+    so memory holds at most a sixteenth more rows than the cap."""
+    cap = 64
+    journal = MemoryJournal(max_requests=cap)
+    endpoint = Endpoint(journal)
+    caplog.set_level("INFO", logger="logx_mock")
+    batches = [impression(f"v{i}") for i in range(150)]
+    ids = []
+    for i, batch in enumerate(batches):
+        ids.append(_post(endpoint, batch).id)
+        kept = ids[-cap:]
+        assert [r.id for r in journal.requests(limit=1000)] == kept
+        assert [e.visitor_id for e in journal.events(limit=1000)] == [
+            f"v{n}" for n in range(max(0, i + 1 - cap), i + 1)
+        ]
+        assert len(journal._rows) <= cap + cap // 16 and len(journal._brought) == len(journal._rows)
+        if len(ids) > cap:
+            evicted = ids[-cap - 1]
+            assert journal.request(evicted) is None
+            assert [r.id for r in journal.requests(after=evicted - 1, limit=1)] == [kept[0]]
+            assert journal.events(after=evicted - 1, limit=1)[0].request_id == kept[0]
+    evictions = [int(n) for n in re.findall(r"evicted the (\d+) oldest", caplog.text)]
+    assert evictions == [cap // 16] * len(evictions) and 0 < len(evictions) < 150 - cap
+    assert sum(evictions) + len(journal._rows) == 150
+    # History holds exactly what is readable: a resend of an evicted event is new again.
+    assert [e.duplicate for e in _post(endpoint, batches[0]).events] == [False]
+    assert [e.duplicate for e in _post(endpoint, batches[-1]).events] == [True]
+    journal.clear()
+    assert journal.requests() == [] and journal.events() == []
+    assert _post(endpoint, impression("after-clear")).id == ids[-1] + 3
+
+
+def test_a_memory_journal_refuses_what_it_cannot_store_on_every_path() -> None:
+    """A payload the journal cannot serialize is refused alone, as JournalError (the
+    door answers 503), whether committed from a thread, a future or a coroutine; the
+    next request gets the next id."""
+    import asyncio
+
+    journal = MemoryJournal()
+    endpoint = Endpoint(journal)
+
+    def broken() -> RequestRecord:
+        record = endpoint._judge(
+            CoreRequest("POST", "/v1/events", json.dumps(impression()).encode())
+        )
+        record.payload, record.source = {"unserializable": {1, 2}}, None
+        return record
+
+    with pytest.raises(JournalError, match="could not record it: Object of type set"):
+        journal.commit_sync(broken())
+    with pytest.raises(JournalError, match="could not record it"):
+        journal.append(broken()).result()
+    with pytest.raises(JournalError, match="could not record it"):
+        asyncio.run(journal.commit(broken()))
+    assert journal.requests() == []
+    assert _post(endpoint, impression()).id == 1

@@ -79,6 +79,11 @@ class Journal(ABC):
     def append(self, record: RequestRecord) -> Future[RequestRecord]:
         """Record a request; the future resolves once it is committed (id assigned)."""
 
+    def commit_sync(self, record: RequestRecord) -> RequestRecord:
+        """`append`, blocking until the record is committed; raises what the commit
+        raised (a memory journal commits in the caller's thread, without a future)."""
+        return self.append(record).result()
+
     async def commit(self, record: RequestRecord) -> RequestRecord:
         """`append` for a coroutine: returns once the record is committed, without
         blocking the event loop."""
