@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 import respx
-from respx.models import SideEffectError
 
 from mockserver import DATAFILE_HOSTS, Endpoint
 
@@ -61,24 +60,25 @@ class _LogxRoute(respx.Route):
     """The route for the Optimizely hosts: the core answers every request it matches.
 
     The answer is given here, not through a respx side effect: respx inspects a side
-    effect's signature and type on every call, which cost a fifth of the door's time
-    (benchmarks/NOTES.md). Errors reach respx as a side effect's would (the call is
-    recorded, the exception raised to the client); a user who mocks this route
-    (`router["logx"].respond(...)` or `.mock(side_effect=...)`) gets respx's own
-    behaviour back.
+    effect's signature and type on every call, which cost a twentieth of the door's time
+    (benchmarks/NOTES.md). An error is recorded as respx records a side effect's (the
+    call, without a response) and raised to the client; a user who mocks this route
+    (`router["logx"].respond(...)` or `.mock(side_effect=...)`) gets respx's own behaviour.
     """
 
-    def __init__(self, answer: _Answer) -> None:
+    def __init__(self, router: respx.MockRouter, answer: _Answer) -> None:
         super().__init__(host__in=OPTIMIZELY_HOSTS)
+        self._router = router
         self._answer = answer
 
     def resolve(self, request: httpx.Request, **kwargs: Any) -> Any:
         if self._side_effect is not None or self._return_value is not None:
             return super().resolve(request, **kwargs)
         try:
-            return self._answer(request)
-        except Exception as error:
-            raise SideEffectError(self, origin=error) from error
+            return self._answer(request)  # async: respx awaits it, and records an error
+        except Exception:
+            self._router.record(request, response=None, route=self)
+            raise
 
 
 def logx_router(endpoint: Endpoint) -> respx.MockRouter:
@@ -99,6 +99,6 @@ def logx_router(endpoint: Endpoint) -> respx.MockRouter:
         # None lets the user's own routers answer; the request itself passes through.
         return None if _other_routers(router) else request
 
-    router.add(_LogxRoute(answer), name="logx")
+    router.add(_LogxRoute(router, answer), name="logx")
     router.route(name="not-logx").mock(side_effect=elsewhere)
     return router
