@@ -1,0 +1,148 @@
+"""Instructions per request (valgrind's count, not time): what a busy shared machine cannot
+disturb, for deciding between two trees when CPU time per request moves by 20 % a minute.
+
+    python benchmarks/instructions.py respx [TREE ...]      # the respx door, and a bare route
+    python benchmarks/instructions.py serve [TREE ...] -- --memory --max-requests 500
+    python benchmarks/instructions.py serve [TREE ...] -- --db /tmp/journal.db
+
+Each figure is (count(N2) - count(N1)) / (N2 - N1), so start-up and imports cancel out.
+`respx` runs inprocess.py's comparison (the same SDK impression body each time; `fresh`:
+a new uuid each time) in process; `serve` starts `python -m mockserver serve ARGS` under
+valgrind and sends strict one-impression requests, each with a fresh uuid, over 32
+keep-alive connections. Trees default to this checkout. Needs valgrind (apt).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).parent
+VALGRIND = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+_IN_PROCESS = """
+import os, sys, httpx, respx, inprocess
+from mockserver import Endpoint, MemoryJournal
+from pytest_plugin import logx_router
+n, which = int(os.environ["N"]), os.environ["WHICH"]
+same = inprocess.json.dumps(inprocess.BASE).encode()
+bodies = inprocess.impression_bodies(n) if which == "fresh" else [same] * n
+headers = {"content-type": "application/json"}
+if which == "bare":
+    router = respx.mock()
+    router.post(inprocess.URL).respond(204)
+else:
+    router = logx_router(Endpoint(MemoryJournal()))
+with router, httpx.Client() as client:
+    for body in bodies:
+        client.post(inprocess.URL, content=body, headers=headers)
+"""
+
+
+def _count(command: list[str], env: dict[str, str], cwd: Path, drive: int = 0) -> int:
+    """Instructions valgrind counted for `command` (a server, when `drive` requests are
+    to be sent to it: its first output line names the port)."""
+    proc = subprocess.Popen(
+        [*VALGRIND, *command],
+        env={**os.environ, "PYTHONHASHSEED": "0", **env},
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    if drive:
+        assert proc.stdout is not None
+        port = int(re.search(r":(\d+)/", proc.stdout.readline()).group(1))  # type: ignore[union-attr]
+        asyncio.run(_drive(port, drive))
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=900)
+    found = re.search(r"I\s+refs:\s+([\d,]+)", err)
+    if not found:
+        raise SystemExit(err[-3000:])
+    return int(found.group(1).replace(",", ""))
+
+
+async def _drive(port: int, n: int) -> None:
+    one = json.loads((HERE.parent / "tests/payloads/python-sdk-decide-impression.json").read_text())
+    template = json.dumps(one).replace(
+        one["visitors"][0]["snapshots"][0]["events"][0]["uuid"], "{}"
+    )
+    numbers = iter(range(n))
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for i in numbers:
+            body = template.replace("{}", f"i-{time.time_ns()}-{i}").encode()
+            head = (
+                "POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                f"X-Optimizely-Strict: true\r\nContent-Length: {len(body)}\r\n\r\n"
+            )
+            writer.write(head.encode() + body)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 204"), answer
+        writer.close()
+
+    await asyncio.gather(*(connection() for _ in range(32)))
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def per_request(tree: Path, kind: str, n1: int, n2: int, serve_args: list[str]) -> float:
+    python = sys.executable
+    env = {"PYTHONPATH": os.pathsep.join([str(tree), str(tree / "benchmarks")])}
+    if kind == "serve":
+
+        def count(n: int) -> int:
+            port = ["--port", str(_free_port())]
+            return _count([python, "-m", "mockserver", "serve", *port, *serve_args], env, tree, n)
+    else:
+
+        def count(n: int) -> int:
+            return _count([python, "-c", _IN_PROCESS], {**env, "N": str(n), "WHICH": kind}, tree)
+
+    return (count(n2) - count(n1)) / (n2 - n1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("what", choices=["respx", "serve"])
+    parser.add_argument("trees", type=Path, nargs="*", default=[HERE.parent])
+    parser.add_argument("--requests", type=int, nargs=2, default=None, metavar=("N1", "N2"))
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args, serve_args = parser.parse_args(argv[:cut]), argv[cut + 1 :]
+    for tree in args.trees:
+        if args.what == "respx":
+            n1, n2 = args.requests or (100, 300)
+            ours, fresh, bare = (
+                per_request(tree, k, n1, n2, []) for k in ("same", "fresh", "bare")
+            )
+            print(
+                f"{tree}: respx door {ours / 1e3:,.0f}k (fresh uuids {fresh / 1e3:,.0f}k), "
+                f"bare route {bare / 1e3:,.0f}k instructions per request: "
+                f"{ours / bare:.2f}x ({fresh / bare:.2f}x)",
+                flush=True,
+            )
+        else:
+            n1, n2 = args.requests or (1000, 3000)
+            figure = per_request(tree, "serve", n1, n2, serve_args)
+            print(
+                f"{tree}: serve {' '.join(serve_args)}: {figure / 1e3:,.0f}k instructions/request",
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
