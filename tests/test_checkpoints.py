@@ -1,5 +1,5 @@
-"""Checkpoints of a shared SQLite journal: in their own thread, never inside a commit, and a
-long WAL caught up with the writers' turn held."""
+"""Checkpoints of a SQLite journal: in their own thread, never inside a commit, and a long
+WAL caught up with the writers' turn held (the lock file's when shared, else the writer's)."""
 
 from __future__ import annotations
 
@@ -59,11 +59,41 @@ def test_a_shared_journal_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
         journal.close()
 
 
-def test_a_journal_of_its_own_checkpoints_as_sqlite_does(tmp_path: Path) -> None:
-    journal = SqliteJournal(tmp_path / "j.db")
+def test_a_journal_of_its_own_checkpoints_in_its_thread_too(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journal = SqliteJournal(path)
     try:
-        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (1000,)
-        assert journal._checkpoints is None
+        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
+        _fill(journal, 5)
+        assert _eventually(lambda: _in_database_file(path) == 5)
+    finally:
+        journal.close()
+    assert not Path(f"{path}-lock").exists()  # its turn is a lock between its own threads
+
+
+def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journal = SqliteJournal(path)
+    checkpointer = journal._checkpoints
+    try:
+        _fill(journal, 1)
+        assert _eventually(lambda: checkpointer.caught_up > 0)
+        journal._turn.acquire()  # as the writer does for a transaction
+        try:
+            before = checkpointer.caught_up
+            time.sleep(0.6)  # three rounds
+            assert checkpointer.caught_up <= before + 1  # waiting for the writer
+        finally:
+            journal._turn.release()
+        waiting = checkpointer.caught_up
+        assert _eventually(lambda: checkpointer.caught_up > waiting)
+        _fill(journal, 3)  # and the writer goes on
+        assert _eventually(lambda: _in_database_file(path) == 4)
     finally:
         journal.close()
 
@@ -76,7 +106,6 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
     SqliteJournal(path).close()
     journal = SqliteJournal(path, shared=True)
     checkpointer = journal._checkpoints
-    assert checkpointer is not None
     try:
         _fill(journal, 1)  # the WAL holds pages: every round catches up
         assert _eventually(lambda: checkpointer.caught_up > 0)

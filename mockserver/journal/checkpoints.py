@@ -1,12 +1,13 @@
-"""Checkpoints of a shared SQLite journal, off the writers' path (`serve --workers`).
+"""Checkpoints of a SQLite journal, off the writer's path.
 
 In WAL mode a commit appends pages to the WAL file; a checkpoint copies them back into the
 database file, with an fsync of each. SQLite runs one inside the `COMMIT` that takes the WAL
 past 1,000 pages (`wal_autocheckpoint`): about 1,000 page copies and two fsyncs, 5-25 ms on
-a 2-core machine, and under `serve --workers` the committing writer still holds the writers'
-turn (writer_lock.py) through it, so every worker waits. A shared journal turns that off on
-its writer connection and checkpoints here instead: a thread with its own connection, a few
-times a second, PASSIVE (it neither waits for nor stops a writer or a reader).
+a 2-core machine, during which the requests of that commit wait (a p99 of their own), and
+under `serve --workers` the committing writer still holds the writers' turn (writer_lock.py),
+so every worker waits. A journal turns that off on its writer connection and checkpoints here
+instead: a thread with its own connection, a few times a second, PASSIVE (it neither waits
+for nor stops a writer or a reader).
 
 SQLite starts the WAL over only when a checkpoint has copied all of it before the next
 write begins; under a load that never pauses, a writer appends while the checkpoint copies,
@@ -19,25 +20,26 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
 
-from .writer_lock import WriterLock
+from .writer_lock import Turn
 
 __all__ = ["CATCH_UP_PAGES", "INTERVAL", "Checkpointer"]
 
 INTERVAL = 0.2
 """Seconds between checkpoints."""
-CATCH_UP_PAGES = 10_000
-"""A WAL this long (about 40 MB) is caught up with the writers' turn held."""
+CATCH_UP_PAGES = 1_000
+"""A WAL this long (about 4 MB, where SQLite's own checkpoint would start) is caught up with
+the writers' turn held, so the next write starts it over: the WAL file stays near that size."""
 
 
 class Checkpointer:
     """A thread checkpointing the WAL of the SQLite file that `conn` has open (its own
-    connection, used by this thread only) until `close()`."""
+    connection, used by this thread only) until `close()`; `turn` is its handle on the
+    writers' turn (its own: taken, it keeps this process's writer out too)."""
 
-    def __init__(self, conn: sqlite3.Connection, database: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, turn: Turn) -> None:
         self._conn = conn
-        self._turn = WriterLock(database)
+        self._turn = turn
         self._closing = threading.Event()
         self.caught_up = 0
         """How many times the WAL was caught up with the turn held."""

@@ -9,9 +9,9 @@ WAL mode lets readers run beside the writer. `synchronous=NORMAL` in WAL mode:
 a commit is in the WAL file (written, not yet fsynced) before its waiters wake,
 so a killed process (`kill -9`) loses nothing acknowledged and the file stays
 consistent; a power loss or an OS crash can lose the commits since the last
-checkpoint's fsync (the file still opens, consistent, without them). A journal shared by
-`serve --workers` checkpoints in a thread of its own (checkpoints.py), and its writers take
-turns through a lock file (writer_lock.py).
+checkpoint's fsync (the file still opens, consistent, without them). Checkpoints run in a
+thread of their own (checkpoints.py); the writers of a journal shared by `serve --workers`
+take turns through a lock file (writer_lock.py).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from .rows import (
     timestamp_cell,
 )
 from .sqlite_schema import SCHEMA_VERSION, prepare
-from .writer_lock import WriterLock
+from .writer_lock import turns
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
 
@@ -81,8 +81,8 @@ class SqliteJournal(GroupCommitJournal):
         self._reader = self._connect()
         self._read_lock = threading.Lock()
         self._lock_fd: int | None = None
-        self._turn = WriterLock(self.path) if shared else None
-        """Taken around each write transaction when other processes write the file too."""
+        self._turn, checkpoint_turn = turns(self.path, shared)
+        """Taken around each write transaction: the writer's handle on the writers' turn."""
         try:
             if not shared:
                 self._lock_fd = self._take_file()
@@ -109,10 +109,9 @@ class SqliteJournal(GroupCommitJournal):
             if isinstance(exc, JournalError):
                 raise
             raise self._unreadable(exc) from exc
-        self._checkpoints: Checkpointer | None = None
-        if shared:  # checkpoints in their own thread, never inside a commit (checkpoints.py)
-            self._writer.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpoints = Checkpointer(self._connect(), self.path)
+        # Checkpoints in their own thread, never inside a commit (checkpoints.py).
+        self._writer.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoints = Checkpointer(self._connect(), checkpoint_turn)
         self._start_writer()
         self._closing = threading.Event()
         if shared:
@@ -262,13 +261,11 @@ class SqliteJournal(GroupCommitJournal):
     def close(self) -> None:
         self._closing.set()
         self._stop_writer()
-        if self._checkpoints is not None:
-            self._checkpoints.close()
+        self._checkpoints.close()
         self._writer.close()
         self._reader.close()
         self._release_file()
-        if self._turn is not None:
-            self._turn.close()
+        self._turn.close()
 
     @property
     def where(self) -> str:
@@ -276,12 +273,10 @@ class SqliteJournal(GroupCommitJournal):
 
     # One transaction (group.py drives it).
     def _take_turn(self) -> None:
-        if self._turn is not None:
-            self._turn.acquire()  # let go by _end or _abort (group.py calls one of them)
+        self._turn.acquire()  # let go by _end or _abort (group.py calls one of them)
 
     def _leave_turn(self) -> None:
-        if self._turn is not None:
-            self._turn.release()
+        self._turn.release()
 
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure

@@ -18,11 +18,23 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from pathlib import Path
+from typing import Protocol
 
-__all__ = ["WriterLock"]
+__all__ = ["ThreadTurn", "Turn", "WriterLock", "turns"]
 
 log = logging.getLogger("logx_mock")
+
+
+class Turn(Protocol):
+    """The right to write the journal file, taken and let go around each transaction."""
+
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class WriterLock:
@@ -74,3 +86,37 @@ class WriterLock:
             )
             return False
         return True
+
+
+class ThreadTurn:
+    """The turn between the threads of one process that has its file to itself (its writer
+    and its checkpoint thread): each holds a `ThreadTurn` over the same `lock`."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self._lock = lock
+        self.held = False
+
+    def acquire(self) -> None:
+        """Wait for the turn and take it (nothing if held already)."""
+        if not self.held:
+            self._lock.acquire()
+            self.held = True
+
+    def release(self) -> None:
+        """Let the turn go (nothing if not held)."""
+        if self.held:
+            self.held = False
+            self._lock.release()
+
+    def close(self) -> None:
+        """Let the turn go."""
+        self.release()
+
+
+def turns(database: Path, shared: bool) -> tuple[Turn, Turn]:
+    """A journal's writer's and checkpoint thread's handles on the writers' turn: the lock
+    file when other processes write `database` too, else a lock between the two threads."""
+    if shared:
+        return WriterLock(database), WriterLock(database)
+    lock = threading.Lock()
+    return ThreadTurn(lock), ThreadTurn(lock)
