@@ -226,9 +226,10 @@ class GroupCommitJournal(Journal):
         future.result()
 
     def _take_turn(self) -> None:
-        """Wait until this writer may write the store (other processes write it too), before
-        the jobs waiting are taken: those that come meanwhile join this transaction. Then
-        `_begin` starts it, and `_end` or `_abort` lets the turn go. Nothing to wait for here."""
+        """Wait until this writer may write the store (another process's writer, or a thread
+        checkpointing it, may have the turn), before the jobs waiting are taken: those that
+        come meanwhile join this transaction. Then `_begin` starts it, and `_end` or `_abort`
+        lets the turn go. Nothing to wait for here."""
 
     def _leave_turn(self) -> None:
         """Let the turn go if `_end` or `_abort` did not (a batch that failed before its
