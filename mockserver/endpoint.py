@@ -31,12 +31,12 @@ from .journal.base import Journal
 from .journal.group import GroupCommitJournal
 from .model import CoreRequest, Outcome, RequestRecord, Verdict, truthy
 from .problem import problem
+from .request_lines import RequestLines
 from .violations import Report, Violation
 
 __all__ = [
     "BROWSER_NOISE",
     "EVENTS_PATH",
-    "REQUEST_LOGGER",
     "Endpoint",
     "EndpointConfig",
     "is_browser_noise",
@@ -45,10 +45,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("logx_mock")
-REQUEST_LOGGER = "logx_mock.requests"
-"""The logger of one line per request answered (INFO), with the request's `verdict` as a
-record attribute; `serve` shows them on stderr (see `serve.logsink`)."""
-request_log = logging.getLogger(REQUEST_LOGGER)
 
 EVENTS_PATH = "/v1/events"
 BROWSER_NOISE = frozenset({"/favicon.ico", "/robots.txt", "/apple-touch-icon.png"})
@@ -106,6 +102,8 @@ class Endpoint:
                 self._follow(journal.stored_datafiles())
         self.cdn = DatafileCdn()
         """Serves the loaded datafiles to SDKs (`GET /datafiles/{sdk_key}.json`)."""
+        self.request_lines = RequestLines()
+        """One log line per journaled request, at most `LINES_PER_SECOND` a second."""
 
     @property
     def faults(self) -> FaultPlan:
@@ -283,8 +281,7 @@ class Endpoint:
 
     def _finish(self, step: _Pending) -> Outcome:
         record, fault = step.record, step.record.action
-        # Formatted only if a handler writes it.
-        request_log.info("%s", _LogLine(record), extra={"verdict": record.verdict})
+        self.request_lines.note(record.verdict, _LogLine(record))  # formatted only if written
         if fault is not None and fault.faulted:
             return _fault_outcome(record, fault, step.cors)
         outcome = _verdict_outcome(record, step.cors)

@@ -19,10 +19,10 @@ from sdk_traffic import SDK_BATCHES, sdk_batch
 from contract_tests.corpus import near_limit_body
 from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, flatten
 from mockserver.batch import walk
-from mockserver.endpoint import REQUEST_LOGGER
 from mockserver.journal.base import as_text
 from mockserver.journal.filters import COLUMN_FILTERS, column_values, event_matches
 from mockserver.journal.rows import META_FIELDS, meta_text
+from mockserver.request_lines import REQUEST_LOGGER
 from mockserver.violations import Violation
 
 HEADERS = [("content-type", "application/json"), ("x-optimizely-strict", "true")]

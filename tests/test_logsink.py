@@ -9,14 +9,13 @@ import logging
 import logging.config
 import re
 import signal
-import time
 from typing import Any
 
 import requests
 from helpers import impression
 
-from mockserver.endpoint import REQUEST_LOGGER
-from mockserver.serve.logsink import LINES_PER_SECOND, BackgroundHandler
+from mockserver.request_lines import LINES_PER_SECOND
+from mockserver.serve.logsink import BackgroundHandler
 
 
 def _logger(name: str, stream: io.StringIO) -> tuple[logging.Logger, BackgroundHandler]:
@@ -78,70 +77,6 @@ def test_a_record_that_cannot_be_formatted_is_reported_not_fatal() -> None:
     handler.flush()
     assert stream.getvalue() == "INFO still here\n"
     logger.removeHandler(handler)
-
-
-def _request_line(n: int, verdict: str, created: float) -> logging.LogRecord:
-    record = logging.makeLogRecord(
-        {"name": REQUEST_LOGGER, "msg": f"#{n} {verdict}", "levelno": logging.INFO}
-    )
-    record.created, record.verdict = created, verdict  # type: ignore[attr-defined]
-    return record
-
-
-def _early_in_a_second() -> float:
-    """Now, at least half a second before the next second begins."""
-    if time.time() % 1 > 0.5:
-        time.sleep(1 - time.time() % 1)
-    return time.time()
-
-
-def test_request_lines_past_the_budget_are_summed_up_by_verdict() -> None:
-    stream = io.StringIO()
-    handler = BackgroundHandler(stream, logging.Formatter("%(message)s"), lines_per_second=3)
-    now = _early_in_a_second()
-    verdicts = ["accepted"] * 7 + ["rejected"] * 2 + ["faulted"]
-    for n, verdict in enumerate(verdicts, 1):
-        handler.handle(_request_line(n, verdict, now))
-    handler.handle(logging.makeLogRecord({"msg": "journal write failed", "levelno": 40}))
-    handler.flush()
-    stamp = time.strftime("%H:%M:%S", time.localtime(int(now)))
-    assert stream.getvalue().splitlines() == [
-        "#1 accepted",
-        "#2 accepted",
-        "#3 accepted",
-        "journal write failed",  # never held back
-        f"{stamp} ... and 7 more request(s) in that second (4 accepted, 2 rejected, 1 faulted): "
-        "one line each is shown for the first 3 a second; `logx-mock events` lists every one",
-    ]
-
-
-def test_a_new_second_shows_lines_again_after_the_last_ones_summary() -> None:
-    stream = io.StringIO()
-    handler = BackgroundHandler(stream, logging.Formatter("%(message)s"), lines_per_second=1)
-    for n, created in enumerate([100.1, 100.2, 100.3, 101.5, 101.6], 1):
-        handler.handle(_request_line(n, "accepted", created))
-    handler.flush()
-    lines = stream.getvalue().splitlines()
-    assert [line.split(" ", 1)[1] if "..." in line else line for line in lines] == [
-        "#1 accepted",
-        "... and 2 more request(s) in that second (2 accepted): one line each is shown for "
-        "the first 1 a second; `logx-mock events` lists every one",
-        "#4 accepted",
-        "... and 1 more request(s) in that second (1 accepted): one line each is shown for "
-        "the first 1 a second; `logx-mock events` lists every one",
-    ]
-
-
-def test_the_summary_comes_when_its_second_ends_with_nothing_else_logged() -> None:
-    stream = io.StringIO()
-    handler = BackgroundHandler(stream, logging.Formatter("%(message)s"), lines_per_second=1)
-    now = _early_in_a_second()
-    handler.handle(_request_line(1, "accepted", now))
-    handler.handle(_request_line(2, "accepted", now))
-    deadline = time.monotonic() + 10
-    while "1 more request(s)" not in stream.getvalue() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert "... and 1 more request(s) in that second (1 accepted)" in stream.getvalue()
 
 
 def test_serve_sums_up_request_lines_under_load(serve: Any) -> None:

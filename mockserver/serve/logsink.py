@@ -4,15 +4,8 @@
 the event loop would cost every request a format and a syscall; here the loop only
 queues the `LogRecord`, and one thread formats whatever has queued up and writes it
 in one write. `flush()` (called by `logging.shutdown` at exit) waits until every line
-queued before it is written.
-
-Under load, request lines are shown one by one up to `lines_per_second` in each
-second; the rest of that second's are counted, by verdict, into one summary line
-written when the second is over ("... and 6,912 more requests in that second: 6,912
-accepted"). A terminal cannot be read at thousands of lines a second, and formatting
-them was a sixth of the server's time per request (benchmarks/NOTES.md); the journal
-keeps every request (`logx-mock events`). Other lines (warnings, errors) are always
-written.
+queued before it is written. (How many request lines a second there are at most is the
+endpoint's business: `mockserver.request_lines`.)
 """
 
 from __future__ import annotations
@@ -21,39 +14,19 @@ import logging
 import queue
 import sys
 import threading
-import time
-from collections import Counter
 from typing import Any, TextIO
 
-from ..endpoint import REQUEST_LOGGER
-
-__all__ = ["LINES_PER_SECOND", "BackgroundHandler", "log_to_stderr"]
-
-LINES_PER_SECOND = 50
-"""Request lines shown one by one in any second; the rest are summed up."""
+__all__ = ["BackgroundHandler", "log_to_stderr"]
 
 
 class BackgroundHandler(logging.Handler):
     """Queue records; a daemon thread formats them and writes them to `stream`."""
 
-    def __init__(
-        self,
-        stream: TextIO,
-        formatter: logging.Formatter,
-        *,
-        lines_per_second: int = LINES_PER_SECOND,
-    ) -> None:
+    def __init__(self, stream: TextIO, formatter: logging.Formatter) -> None:
         super().__init__()
         self.setFormatter(formatter)
         self.stream = stream
-        self.lines_per_second = lines_per_second
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._second = 0
-        """The second (of `LogRecord.created`) the last request line was in."""
-        self._shown = 0
-        """Request lines shown in that second."""
-        self._held: Counter[str] = Counter()
-        """Request lines of that second not shown, by verdict."""
         self._thread = threading.Thread(target=self._drain, name="logx-log", daemon=True)
         self._thread.start()
 
@@ -71,8 +44,7 @@ class BackgroundHandler(logging.Handler):
         self._queue.put(record)
 
     def flush(self) -> None:
-        """Return once every record queued before this call is written (a summary of
-        request lines held back included)."""
+        """Return once every record queued before this call is written."""
         if not self._thread.is_alive():
             return
         written = threading.Event()
@@ -87,21 +59,13 @@ class BackgroundHandler(logging.Handler):
 
     def _drain(self) -> None:
         while True:
-            items = [self._next()]
+            items = [self._queue.get()]
             while True:
                 try:
                     items.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            lines = []
-            flushing = False
-            for item in items:
-                if isinstance(item, logging.LogRecord):
-                    lines.extend(self._lines(item))
-                elif isinstance(item, threading.Event):
-                    flushing = True
-            if self._held and (flushing or time.time() >= self._second + 1):
-                lines.append(self._summary())
+            lines = [self._line(item) for item in items if isinstance(item, logging.LogRecord)]
             if lines:
                 try:
                     self.stream.write("".join(lines))
@@ -111,44 +75,6 @@ class BackgroundHandler(logging.Handler):
             for item in items:
                 if isinstance(item, threading.Event):
                     item.set()
-
-    def _next(self) -> Any:
-        """The next item; while request lines are held back, no later than the end of
-        their second (so their summary comes out even if nothing else is logged)."""
-        if not self._held:
-            return self._queue.get()
-        try:
-            return self._queue.get(timeout=max(0.0, self._second + 1 - time.time()))
-        except queue.Empty:
-            return None
-
-    def _lines(self, record: logging.LogRecord) -> list[str]:
-        if record.name != REQUEST_LOGGER:
-            return [self._line(record)]
-        lines = []
-        second = int(record.created)
-        if second != self._second:
-            if self._held:
-                lines.append(self._summary())
-            self._second, self._shown = second, 0
-        if self._shown < self.lines_per_second:
-            self._shown += 1
-            lines.append(self._line(record))
-        else:
-            self._held[getattr(record, "verdict", "other")] += 1
-        return lines
-
-    def _summary(self) -> str:
-        """One line for the request lines of `_second` not shown, and forget them."""
-        held, self._held = self._held, Counter()
-        count = sum(held.values())
-        verdicts = ", ".join(f"{n:,} {verdict}" for verdict, n in held.most_common())
-        stamp = time.strftime("%H:%M:%S", time.localtime(self._second))
-        return (
-            f"{stamp} ... and {count:,} more request(s) in that second ({verdicts}): "
-            f"one line each is shown for the first {self.lines_per_second} a second; "
-            "`logx-mock events` lists every one\n"
-        )
 
     def _line(self, record: logging.LogRecord) -> str:
         try:

@@ -159,6 +159,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(_: Any) -> AsyncIterator[None]:
         yield
+        endpoint.request_lines.flush(now=True)  # every request is answered: sum them all up
         if close_journal:
             endpoint.journal.close()
 
