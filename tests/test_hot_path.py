@@ -185,3 +185,32 @@ def test_a_clean_batch_is_stored_without_building_its_records(store: str, tmp_pa
         assert [e.index for e in journal.events()] == [0, 1, 2]
     finally:
         journal.close()
+
+
+REPORTED_VALUES = [None, "a68cf1ad", "Zürich", "lone \ud800", 7, 2**70, True, 2.5, 1e16, -0.0]
+REPORTED_VALUES += [["a", 1], float("inf"), float("nan")]
+
+
+@pytest.mark.parametrize("actual", REPORTED_VALUES)
+def test_reported_metadata_reads_back_as_json_dumps_wrote_it(actual: object) -> None:
+    """A reported request's meta (a duplicate's warning, a rejection's errors) is encoded
+    in C when that reads back the same as json.dumps's text; an infinity or NaN (which
+    msgspec writes as null) and containers keep json.dumps's spelling."""
+    endpoint = Endpoint(MemoryJournal())
+    body = json.dumps(impression()).encode()
+    post(endpoint, body)
+    post(endpoint, body)  # a duplicate: warned
+    record = endpoint.journal.requests()[-1]
+    assert [w.rule for w in record.warnings] == ["duplicate_event"]
+    record.errors = [Violation("x", "type", "m", "integer", actual)]
+    text = meta_text(record)
+    assert text.isascii()
+    meta = json.loads(text)
+    assert {k: meta[k] for k in ("received_at", "strict", "fault")} == {
+        "received_at": record.received_at,
+        "strict": record.strict,
+        "fault": record.fault,
+    }
+    assert [Violation.from_dict(v) for v in meta["warnings"]] == record.warnings
+    written = json.dumps([record.errors[0].to_dict()])
+    assert json.dumps(meta["errors"]) == json.dumps(json.loads(written))

@@ -9,6 +9,7 @@ stored payload again.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import msgspec
@@ -97,11 +98,11 @@ def meta_text(record: RequestRecord) -> str:
         "warnings": [v.to_dict() for v in warnings],
         "unknown_fields": [v.to_dict() for v in notes],
     }
-    if not (errors or warnings or notes):
-        # The hot path's meta (a clean request: strings, numbers, the fault and keys)
-        # encodes in C, 5x faster; kept only when it is ASCII, as json.dumps writes it.
-        # A violation may carry any value the payload held (an infinity from `1e400`,
-        # which msgspec would write as null): json.dumps writes those as they were.
+    # Strings, numbers, the fault and keys encode in C, 5x faster; kept only when ASCII, as
+    # json.dumps writes it. A violation may carry any value the payload held (an infinity
+    # from `1e400`, which msgspec would write as null): then json.dumps writes it as it was.
+    reported = errors or warnings or notes
+    if not reported or all(_encodes_alike(v.actual) for v in (*errors, *warnings, *notes)):
         try:
             data = _ENCODE(meta)
         except (TypeError, ValueError, OverflowError, msgspec.EncodeError):
@@ -110,6 +111,13 @@ def meta_text(record: RequestRecord) -> str:
             if data.isascii():
                 return data.decode()
     return json.dumps(meta)
+
+
+def _encodes_alike(value: Any) -> bool:
+    """Whether msgspec writes `value` as json.dumps does, for json.loads: a string, an
+    integer, a bool, None or a finite float (not a container: it may hold anything)."""
+    kind = value.__class__
+    return value is None or kind in (str, int, bool) or (kind is float and math.isfinite(value))
 
 
 def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
