@@ -117,7 +117,10 @@ class MemoryJournal(Journal):
         for brought in self._brought[first : first + excess]:  # as the SQLite journal's rows go
             self._history.count(brought, -1)
         newest_evicted = _request_id(self._rows[first + excess - 1])
-        self._first_event = self._events_after(newest_evicted)
+        rows, at = self._event_rows, self._first_event  # the evicted events are the first
+        while at < len(rows) and rows[at][0] <= newest_evicted:
+            at += 1
+        self._first_event = at
         self._first = first + excess
         if self._first >= max(1, self.max_requests // _COMPACT_FRACTION):
             self._compact()
