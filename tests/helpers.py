@@ -125,6 +125,16 @@ def run_user_tests(
 # Raw HTTP on a socket, for requests no client library would send --------------
 
 
+def raw_exchange(port: int, data: bytes) -> bytes:
+    """Send `data` to 127.0.0.1:`port`, read until the server closes the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer
+
+
 def raw_post(
     body: bytes,
     *,

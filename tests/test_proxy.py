@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from helpers import impression
+from helpers import impression, raw_exchange
 
 from mockserver import Endpoint, MemoryJournal
 from mockserver.serve.ca import CA_CERT, ServerCertificate
@@ -57,16 +57,6 @@ def post_through(
         verify=proxied.cafile if trust else True,
         timeout=10,
     )
-
-
-def raw_exchange(port: int, data: bytes) -> bytes:
-    """Send `data` to the proxy port, read until it closes."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def test_connect_to_both_logx_hosts_is_served_with_the_real_client_address(proxied: Any) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import impression
+from helpers import impression, raw_exchange
 
 from mockserver import FaultRule, Outcome, ThreadedServer
 from mockserver.web import protocol
@@ -36,15 +36,6 @@ def _request(body: bytes, *, path: str = "/v1/events", extra: bytes = b"") -> by
         + b"\r\n"
         + body
     )
-
-
-def _until_closed(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return answer
 
 
 def _without_date(answer: bytes) -> bytes:
@@ -106,10 +97,10 @@ def test_the_short_way_answers_byte_for_byte_as_asgi_does(
 ) -> None:
     body = BODIES[kind] or json.dumps(impression()).encode()
     written = _count_short_writes(monkeypatch)
-    short = _until_closed(server.port, _request(body, path=path, extra=CLOSE))
+    short = raw_exchange(server.port, _request(body, path=path, extra=CLOSE))
     assert len(written) == 1  # it took the short way
     # `Expect: 100-continue` makes the door take the ASGI way (the client waits for the 100).
-    asgi = _until_closed(
+    asgi = raw_exchange(
         server.port, _request(body, path=path, extra=CLOSE + b"Expect: 100-continue\r\n")
     )
     assert len(written) == 1  # and that one did not
@@ -147,7 +138,7 @@ def test_http_1_0_gets_connection_close_and_the_connection_closes(
     server: ThreadedServer,
 ) -> None:
     request = _request(json.dumps(impression()).encode()).replace(b"HTTP/1.1", b"HTTP/1.0", 1)
-    answer = _until_closed(server.port, request)  # returns only once the server closed it
+    answer = raw_exchange(server.port, request)  # returns only once the server closed it
     assert answer.startswith(b"HTTP/1.1 204 ")
     assert b"connection: close\r\n" in answer
 
@@ -179,12 +170,12 @@ def test_faults_take_the_asgi_way(server: ThreadedServer, monkeypatch: pytest.Mo
     faults.add(FaultRule(close=True, times=1))
     try:
         body = json.dumps(impression()).encode()
-        first = _until_closed(server.port, _request(body, extra=CLOSE))
+        first = raw_exchange(server.port, _request(body, extra=CLOSE))
         assert first.startswith(b"HTTP/1.1 503 ")
         assert b'"kind": "fault"' in first or b"urn:logx-mock:problem:fault" in first
-        second = _until_closed(server.port, _request(body))
+        second = raw_exchange(server.port, _request(body))
         assert second == b""  # closed with no answer, as the rule says
-        third = _until_closed(server.port, _request(body, extra=CLOSE))
+        third = raw_exchange(server.port, _request(body, extra=CLOSE))
         assert third.startswith(b"HTTP/1.1 204 ")
         assert written == [204]  # only the request no fault took
     finally:
