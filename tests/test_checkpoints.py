@@ -46,10 +46,11 @@ def _eventually(check: Callable[[], bool]) -> bool:
     return True
 
 
-def test_a_shared_journal_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "of-its-own"])
+def test_a_journal_checkpoints_in_its_own_thread(tmp_path: Path, shared: bool) -> None:
     path = tmp_path / "j.db"
     SqliteJournal(path).close()  # the schema, in the database file
-    journal = SqliteJournal(path, shared=True)
+    journal = SqliteJournal(path, shared=shared)
     try:
         assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         _fill(journal, 5)
@@ -57,19 +58,8 @@ def test_a_shared_journal_checkpoints_in_its_own_thread(tmp_path: Path) -> None:
         assert _eventually(lambda: _in_database_file(path) == 5)
     finally:
         journal.close()
-
-
-def test_a_journal_of_its_own_checkpoints_in_its_thread_too(tmp_path: Path) -> None:
-    path = tmp_path / "j.db"
-    SqliteJournal(path).close()
-    journal = SqliteJournal(path)
-    try:
-        assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
-        _fill(journal, 5)
-        assert _eventually(lambda: _in_database_file(path) == 5)
-    finally:
-        journal.close()
-    assert not Path(f"{path}-lock").exists()  # its turn is a lock between its own threads
+    if not shared:
+        assert not Path(f"{path}-lock").exists()  # its turn is a lock between its own threads
 
 
 def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(

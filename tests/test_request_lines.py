@@ -20,6 +20,19 @@ def _early_in_a_second() -> None:
         time.sleep(1.02 - time.time() % 1)
 
 
+def _noted(
+    caplog: pytest.LogCaptureFixture, budget: int, lines: list[tuple[str, str]]
+) -> RequestLines:
+    """A RequestLines of `budget` lines a second that noted `lines` (verdict, line) early in
+    a second, its log captured."""
+    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
+    noted = RequestLines(budget)
+    _early_in_a_second()
+    for verdict, line in lines:
+        noted.note(verdict, line)
+    return noted
+
+
 def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == REQUEST_LOGGER]
 
@@ -37,13 +50,9 @@ def _summaries(caplog: pytest.LogCaptureFixture, timeout: float = 5) -> list[str
 def test_lines_past_the_budget_are_summed_up_by_verdict_when_the_second_ends(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
-    lines = RequestLines(3)
-    _early_in_a_second()
-    second = int(time.time())
     verdicts = ["accepted"] * 7 + ["rejected"] * 2 + ["faulted"]
-    for n, verdict in enumerate(verdicts, 1):
-        lines.note(verdict, f"#{n} {verdict}")
+    _noted(caplog, 3, [(v, f"#{n} {v}") for n, v in enumerate(verdicts, 1)])
+    second = int(time.time())
     assert _messages(caplog) == ["#1 accepted", "#2 accepted", "#3 accepted"]
     (summary,) = _summaries(caplog)  # the timer's, nothing else was noted
     stamp = time.strftime("%H:%M:%S", time.localtime(second))
@@ -63,11 +72,7 @@ def test_lines_past_the_budget_are_summed_up_by_verdict_when_the_second_ends(
 def test_a_later_second_logs_the_summary_before_its_own_lines(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
-    lines = RequestLines(1)
-    _early_in_a_second()
-    for n in (1, 2, 3):
-        lines.note("accepted", f"#{n}")
+    lines = _noted(caplog, 1, [("accepted", f"#{n}") for n in (1, 2, 3)])
     time.sleep(1.02 - time.time() % 1)  # the next second, before the timer fires
     lines.note("rejected", "#4")
     messages = _messages(caplog)
@@ -123,11 +128,7 @@ def test_nothing_is_made_when_nobody_listens(caplog: pytest.LogCaptureFixture) -
 
 def test_flush_now_sums_up_the_current_second(caplog: pytest.LogCaptureFixture) -> None:
     """What a stopping server calls: nothing held back goes unsaid."""
-    caplog.set_level(logging.INFO, logger=REQUEST_LOGGER)
-    lines = RequestLines(1)
-    _early_in_a_second()
-    for n in (1, 2, 3):
-        lines.note("accepted", f"#{n}")
+    lines = _noted(caplog, 1, [("accepted", f"#{n}") for n in (1, 2, 3)])
     lines.flush()
     assert _messages(caplog) == ["#1"]  # the second is not over
     lines.flush(now=True)
