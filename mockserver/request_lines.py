@@ -6,7 +6,7 @@ Every request the endpoint answers and journals gets an INFO line on the
 second, and making a log record for each was a twentieth of the server's time per
 request (benchmarks/NOTES.md): past `LINES_PER_SECOND` in one second, requests are
 only counted, by verdict, and one summary line per second says how many were not shown
-("... and 6,912 more request(s) in that second (6,912 accepted): ..."). The counting is
+("... and 6,912 more request(s) in 10:14:05 (6,912 accepted): ..."). The counting is
 exact; the journal keeps every request (`logx-mock events`).
 """
 

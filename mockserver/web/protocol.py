@@ -40,7 +40,7 @@ from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
 from .app import LogxApp, text_headers
-from .wire import send_outcome
+from .wire import has_content_length, send_outcome
 
 __all__ = [
     "MAX_HEAD_BYTES",
@@ -338,7 +338,7 @@ def _write(cycle: RequestResponseCycle, outcome: Outcome) -> None:
             keep_alive = False
         text.append(f"{name}: {value}\r\n")
     body = outcome.body
-    if outcome.status != 204 or body:
+    if has_content_length(outcome):
         text.append(f"content-length: {len(body)}\r\n")
     if not keep_alive and not any(line.startswith("connection: ") for line in text):
         text.append("connection: close\r\n")

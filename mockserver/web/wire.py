@@ -23,7 +23,13 @@ from ..faults import NO_ANSWER
 from ..model import Outcome
 from ..timing import Waiter
 
-__all__ = ["abort_connection", "close_connection", "render_fault", "send_outcome"]
+__all__ = [
+    "abort_connection",
+    "close_connection",
+    "has_content_length",
+    "render_fault",
+    "send_outcome",
+]
 
 
 def _transport(send: Any) -> asyncio.Transport:
@@ -53,10 +59,15 @@ def close_connection(send: Any) -> None:
         transport.close()
 
 
+def has_content_length(outcome: Outcome) -> bool:
+    """Whether the answer says its `content-length`: all but a bodyless 204."""
+    return outcome.status != 204 or bool(outcome.body)
+
+
 async def send_outcome(send: Send, outcome: Outcome) -> None:
     """Render an `Outcome` as an ASGI response."""
     headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
-    if outcome.status != 204 or outcome.body:
+    if has_content_length(outcome):
         headers.append((b"content-length", str(len(outcome.body)).encode()))
     await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
     await send({"type": "http.response.body", "body": outcome.body})
