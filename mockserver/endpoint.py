@@ -156,6 +156,20 @@ class Endpoint:
             return self._unavailable(step, exc)
         return self._finish(step)
 
+    def handle_soon(self, request: CoreRequest, answer: Callable[[Outcome], None]) -> None:
+        """Answer one request from an event loop's thread without a coroutine: `answer` is
+        called on that loop with the outcome once the request is committed (at once when
+        nothing is to be committed, or the journal commits in this thread)."""
+        step = self._start(request)
+        if isinstance(step, Outcome):
+            answer(step)
+            return
+
+        def committed(error: Exception | None) -> None:
+            answer(self._finish(step) if error is None else self._unavailable(step, error))
+
+        self.journal.commit_soon(step.record, committed)
+
     def _start(self, request: CoreRequest) -> Outcome | _Pending:
         if request.path.startswith(DATAFILES_PREFIX):
             return self.cdn.answer(request, self.config.datafiles)

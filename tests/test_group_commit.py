@@ -18,7 +18,15 @@ import psycopg
 import pytest
 from helpers import impression
 
-from mockserver import CoreRequest, Endpoint, JournalError, RequestRecord, SqliteJournal
+from mockserver import (
+    CoreRequest,
+    Endpoint,
+    Journal,
+    JournalError,
+    Outcome,
+    RequestRecord,
+    SqliteJournal,
+)
 from mockserver.journal.group import GroupCommitJournal
 from mockserver.journal.postgres import PostgresJournal
 
@@ -236,3 +244,125 @@ def test_endpoint_answers_503_when_the_tick_cannot_be_committed(
         return [o.status for o in outcomes]
 
     assert asyncio.run(main()) == [503, 503, 503]
+
+
+def test_commit_soon_calls_back_on_the_loop_once_the_tick_is_committed(
+    journal: GroupCommitJournal,
+) -> None:
+    endpoint = Endpoint(journal)
+    records = [_judged(endpoint, f"soon-{i}") for i in range(3)]
+
+    async def main() -> list[tuple[int, int, Exception | None, int]]:
+        loop_thread = threading.get_ident()
+        called: list[tuple[int, int, Exception | None, int]] = []
+        finished = asyncio.Event()
+
+        def done(record: RequestRecord, error: Exception | None) -> None:
+            # Where it is called, what it got, and whether another reader sees the row.
+            on_loop = int(threading.get_ident() == loop_thread)
+            called.append((record.id, on_loop, error, _stored_rows(journal, record.id)))
+            if len(called) == len(records):
+                finished.set()
+
+        for record in records:
+            journal.commit_soon(record, lambda error, record=record: done(record, error))
+        assert called == []  # nothing before the commit
+        await asyncio.wait_for(finished.wait(), 10)
+        return called
+
+    assert asyncio.run(main()) == [(1, 1, None, 1), (2, 1, None, 1), (3, 1, None, 1)]
+
+
+def test_commit_soon_passes_on_a_failed_commit(journal: GroupCommitJournal) -> None:
+    endpoint = Endpoint(journal)
+    records = [_judged(endpoint, f"refused-{i}") for i in range(2)]
+    _refuse_inserts(journal)
+
+    async def main() -> list[Exception | None]:
+        errors: list[Exception | None] = []
+        finished = asyncio.Event()
+
+        def done(error: Exception | None) -> None:
+            errors.append(error)
+            if len(errors) == len(records):
+                finished.set()
+
+        for record in records:
+            journal.commit_soon(record, done)
+        await asyncio.wait_for(finished.wait(), 10)
+        return errors
+
+    errors = asyncio.run(main())
+    assert all(isinstance(e, JournalError) and "disk says no" in str(e) for e in errors), errors
+
+
+def test_a_commit_callback_that_raises_does_not_stop_the_others(
+    journal: GroupCommitJournal, caplog: pytest.LogCaptureFixture
+) -> None:
+    endpoint = Endpoint(journal)
+    records = [_judged(endpoint, f"raising-{i}") for i in range(3)]
+
+    async def main() -> list[int]:
+        woken: list[int] = []
+        finished = asyncio.Event()
+
+        def done(index: int) -> None:
+            woken.append(index)
+            if index == 0:
+                raise RuntimeError("a broken callback")
+            if len(woken) == len(records):
+                finished.set()
+
+        for index, record in enumerate(records):
+            journal.commit_soon(record, lambda _, index=index: done(index))
+        await asyncio.wait_for(finished.wait(), 10)
+        return woken
+
+    assert asyncio.run(main()) == [0, 1, 2]
+    assert "a commit callback failed" in caplog.text
+    assert "a broken callback" in caplog.text
+
+
+def test_the_base_commit_soon_waits_for_the_writer_thread(journal: GroupCommitJournal) -> None:
+    """`Journal.commit_soon` as any journal gets it (through `append`'s future)."""
+    record = _judged(Endpoint(journal), "base")
+
+    async def main() -> tuple[bool, Exception | None, int]:
+        loop_thread = threading.get_ident()
+        called: list[tuple[bool, Exception | None]] = []
+        finished = asyncio.Event()
+
+        def done(error: Exception | None) -> None:
+            called.append((threading.get_ident() == loop_thread, error))
+            finished.set()
+
+        Journal.commit_soon(journal, record, done)
+        await asyncio.wait_for(finished.wait(), 10)
+        return (*called[0], _stored_rows(journal, record.id))
+
+    assert asyncio.run(main()) == (True, None, 1)
+
+
+def test_endpoint_handle_soon_answers_once_committed_and_503_when_it_cannot_be(
+    journal: GroupCommitJournal,
+) -> None:
+    endpoint = Endpoint(journal)
+
+    async def statuses() -> list[int]:
+        outcomes: list[int] = []
+        finished = asyncio.Event()
+
+        def answer(outcome: Outcome) -> None:
+            outcomes.append(outcome.status)
+            if len(outcomes) == 2:
+                finished.set()
+
+        endpoint.handle_soon(_request(impression()), answer)
+        endpoint.handle_soon(_request({"not": "a batch"}), answer)
+        await asyncio.wait_for(finished.wait(), 10)
+        return outcomes
+
+    assert sorted(asyncio.run(statuses())) == [204, 204]  # not strict: a bad batch gets 204
+    assert [r.verdict for r in journal.requests()] == ["accepted", "rejected"]
+    _refuse_inserts(journal)
+    assert asyncio.run(statuses()) == [503, 503]

@@ -362,8 +362,8 @@ def test_a_capped_memory_journal_reads_exactly_the_newest_and_frees_in_slices(
 
 def test_a_memory_journal_refuses_what_it_cannot_store_on_every_path() -> None:
     """A payload the journal cannot serialize is refused alone, as JournalError (the
-    door answers 503), whether committed from a thread, a future or a coroutine; the
-    next request gets the next id."""
+    door answers 503), whether committed from a thread, a future, a coroutine or with a
+    callback; the next request gets the next id."""
     import asyncio
 
     journal = MemoryJournal()
@@ -382,5 +382,11 @@ def test_a_memory_journal_refuses_what_it_cannot_store_on_every_path() -> None:
         journal.append(broken()).result()
     with pytest.raises(JournalError, match="could not record it"):
         asyncio.run(journal.commit(broken()))
+    called_back: list[Exception | None] = []
+    journal.commit_soon(broken(), called_back.append)  # at once: it commits in this thread
+    assert len(called_back) == 1 and isinstance(called_back[0], JournalError)
     assert journal.requests() == []
     assert _post(endpoint, impression()).id == 1
+    good = endpoint._judge(CoreRequest("POST", "/v1/events", json.dumps(impression()).encode()))
+    journal.commit_soon(good, called_back.append)
+    assert called_back[1:] == [None] and good.id == 2

@@ -1,31 +1,49 @@
-"""The events door's short way (`web.protocol._WholeBody`), on a real uvicorn server and a
-real socket: a POST whose body has arrived by the time its task runs is answered without
-the ASGI messages, byte for byte as the ASGI way answers it, and the connection is kept
-or closed as HTTP says; a body still coming, `Expect: 100-continue` and faults take the
-ASGI way and keep working."""
+"""The events door's short way (`web.protocol`'s `_answer_whole`), on a real uvicorn server
+and a real socket, over a memory journal and a SQLite file: a POST whose body has arrived
+by the time it is looked at is answered with no task and no ASGI messages, byte for byte as
+the ASGI way answers it, and the connection is kept or closed as HTTP says; a body still
+coming, `Expect: 100-continue` and faults take the ASGI way and keep working; a journal
+that cannot commit gets its 503, and an error in the core its 500, as an app's would."""
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from helpers import impression, raw_exchange
 
-from mockserver import FaultRule, Outcome, ThreadedServer
+from mockserver import (
+    Endpoint,
+    FaultRule,
+    Journal,
+    MemoryJournal,
+    Outcome,
+    SqliteJournal,
+    ThreadedServer,
+)
 from mockserver.web import protocol
 
 CLOSE = b"Connection: close\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ThreadedServer]:
-    with ThreadedServer() as running:
+@pytest.fixture(scope="module", params=["memory", "sqlite"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadedServer]:
+    if request.param == "memory":
+        journal: Journal = MemoryJournal()
+    else:
+        journal = SqliteJournal(tmp_path_factory.mktemp("short") / "journal.db")
+    with ThreadedServer(Endpoint(journal)) as running:
         yield running
+    journal.close()
 
 
 def _request(body: bytes, *, path: str = "/v1/events", extra: bytes = b"") -> bytes:
@@ -180,3 +198,47 @@ def test_faults_take_the_asgi_way(server: ThreadedServer, monkeypatch: pytest.Mo
         assert written == [204]  # only the request no fault took
     finally:
         faults.clear()
+
+
+def test_a_journal_that_cannot_commit_gets_a_503_the_short_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written = _count_short_writes(monkeypatch)
+    journal = SqliteJournal(tmp_path / "journal.db")
+    with ThreadedServer(Endpoint(journal)) as running:
+        journal._writer.execute(  # as a full disk would: every insert refused
+            "CREATE TRIGGER nope BEFORE INSERT ON requests BEGIN "
+            "SELECT RAISE(ABORT, 'disk says no'); END"
+        )
+        answer = raw_exchange(
+            running.port, _request(json.dumps(impression()).encode(), extra=CLOSE)
+        )
+    journal.close()
+    assert answer.startswith(b"HTTP/1.1 503 ")
+    problem = json.loads(answer.partition(b"\r\n\r\n")[2])
+    assert "disk says no" in problem["detail"] and "resend" in problem["detail"]
+    assert written == [503]
+
+
+def test_an_error_in_the_core_gets_a_500_and_is_logged(
+    server: ThreadedServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> None:
+        raise RuntimeError("a bug in the core")
+
+    uvicorn_log = logging.getLogger("uvicorn.error")  # uvicorn's loggers do not propagate
+    with monkeypatch.context() as patch:
+        patch.setattr(server.endpoint, "_judge", broken)
+        uvicorn_log.addHandler(caplog.handler)
+        try:
+            answer = raw_exchange(server.port, _request(json.dumps(impression()).encode()))
+        finally:
+            uvicorn_log.removeHandler(caplog.handler)
+    assert answer.startswith(b"HTTP/1.1 500 ")
+    assert answer.endswith(b"Internal Server Error")
+    logged = [r for r in caplog.records if r.name == "uvicorn.error" and r.exc_info]
+    assert [r.getMessage().strip() for r in logged] == ["Exception in ASGI application"]
+    assert str(logged[0].exc_info[1]) == "a bug in the core"  # type: ignore[index]
+    # The server carries on.
+    again = raw_exchange(server.port, _request(json.dumps(impression()).encode(), extra=CLOSE))
+    assert again.startswith(b"HTTP/1.1 204 ")

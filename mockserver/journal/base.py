@@ -92,6 +92,17 @@ class Journal(ABC):
             await asyncio.wrap_future(future)
         return future.result()
 
+    def commit_soon(self, record: RequestRecord, done: Callable[[Exception | None], None]) -> None:
+        """`commit` for a callback, from an event loop's thread: `done(None)` once the record
+        is committed, or `done(error)`, called on that loop (at once when this journal
+        commits in the caller's thread). `done` must not raise."""
+        future = self.append(record)
+        if future.done():
+            done(_failure(future))
+            return
+        loop = asyncio.get_running_loop()
+        future.add_done_callback(lambda f: loop.call_soon_threadsafe(done, _failure(f)))
+
     @abstractmethod
     def requests(
         self, *, after: int = 0, limit: int = DEFAULT_LIMIT, verdict: str | None = None
@@ -227,3 +238,9 @@ def _limit(limit: int) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise ConfigError(f"must be between 1 and {MAX_LIMIT:,}, got {limit}", setting="limit")
     return limit
+
+
+def _failure(future: Future[RequestRecord]) -> Exception | None:
+    """What a commit's future failed with, if it did."""
+    error = future.exception()
+    return error if error is None or isinstance(error, Exception) else JournalError(repr(error))

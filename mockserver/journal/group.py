@@ -79,6 +79,31 @@ def _wake(waiters: list[Any], records: list[RequestRecord], errors: list[Excepti
             waiter.set_result(record)
 
 
+class _Callback:
+    """A waiter that calls back (`commit_soon`'s) instead of resolving a future."""
+
+    __slots__ = ("call",)
+
+    def __init__(self, call: Callable[[Exception | None], None]) -> None:
+        self.call = call
+
+    @staticmethod
+    def done() -> bool:
+        return False
+
+    def set_result(self, _: object) -> None:
+        self._call(None)
+
+    def set_exception(self, error: Exception) -> None:
+        self._call(error)
+
+    def _call(self, error: Exception | None) -> None:
+        try:
+            self.call(error)
+        except Exception:  # the tick's other waiters must still be woken
+            log.exception("a commit callback failed")
+
+
 class GroupCommitJournal(Journal):
     """A journal written by one thread in groups, with its fault plan in the same store.
 
@@ -164,13 +189,23 @@ class GroupCommitJournal(Journal):
         """Join this loop tick's group: handed to the writer as one job once the tick ends."""
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[RequestRecord] = loop.create_future()
+        self._join_tick(loop, record, waiter)
+        return await waiter
+
+    def commit_soon(self, record: RequestRecord, done: Callable[[Exception | None], None]) -> None:
+        """`commit` without a coroutine: `done` is called on this loop with the tick's
+        other waiters once the group is committed."""
+        self._join_tick(asyncio.get_running_loop(), record, _Callback(done))
+
+    def _join_tick(
+        self, loop: asyncio.AbstractEventLoop, record: RequestRecord, waiter: Any
+    ) -> None:
         tick = self._ticks.get(loop)
         if tick is None:
             tick = self._ticks[loop] = _Job([], [], loop)
             loop.call_soon(self._hand_over, loop)
         tick.records.append(record)
         tick.waiters.append(waiter)
-        return await waiter
 
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         self._queue.put(self._ticks.pop(loop))

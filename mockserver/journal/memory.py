@@ -84,6 +84,14 @@ class MemoryJournal(Journal):
     def commit_sync(self, record: RequestRecord) -> RequestRecord:
         return self._store(record)
 
+    def commit_soon(self, record: RequestRecord, done: Callable[[Exception | None], None]) -> None:
+        try:
+            self._store(record)
+        except JournalError as exc:
+            done(exc)
+            return
+        done(None)
+
     def _store(self, record: RequestRecord) -> RequestRecord:
         """Commit `record` (its id, fault decision and history flags), or raise
         JournalError when its payload cannot be stored."""

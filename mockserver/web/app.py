@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -114,17 +114,13 @@ class LogxApp:
         too_large: bool = False,
     ) -> Outcome:
         """The core's answer to a request to the events door whose body has been read."""
-        client = scope.get("client")
-        request = CoreRequest(
-            method=scope["method"],
-            path=scope["path"],
-            body=body,
-            headers=headers,
-            host=next((v for k, v in headers if k == "host"), None),
-            peer=client[0] if client else None,
-            too_large=too_large,
-        )
-        return await self.endpoint.handle_async(request)
+        return await self.endpoint.handle_async(_core_request(scope, headers, body, too_large))
+
+    def answer_soon(self, scope: Scope, body: bytes, answer: Callable[[Outcome], None]) -> None:
+        """`answer` without a coroutine, for a body read whole: `answer` is called on this
+        loop with the outcome once the request is committed (see `Endpoint.handle_soon`)."""
+        request = _core_request(scope, text_headers(scope), body, too_large=False)
+        self.endpoint.handle_soon(request, answer)
 
     async def send(self, outcome: Outcome, receive: Receive, send: Send) -> None:
         """Send `outcome` as an ASGI response (an injected fault as the wire shows it)."""
@@ -137,6 +133,21 @@ class LogxApp:
 def text_headers(scope: Scope) -> list[tuple[str, str]]:
     """The request's headers as text, names in lowercase (as the core reads them)."""
     return [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope["headers"]]
+
+
+def _core_request(
+    scope: Scope, headers: list[tuple[str, str]], body: bytes, too_large: bool
+) -> CoreRequest:
+    client = scope.get("client")
+    return CoreRequest(
+        method=scope["method"],
+        path=scope["path"],
+        body=body,
+        headers=headers,
+        host=next((v for k, v in headers if k == "host"), None),
+        peer=client[0] if client else None,
+        too_large=too_large,
+    )
 
 
 def _stopped() -> Outcome:

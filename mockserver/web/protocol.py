@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import resource
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import httptools
 import uvicorn
@@ -39,7 +39,7 @@ from uvicorn.protocols.http.httptools_impl import (
 from ..errors import ConfigError
 from ..model import Outcome
 from ..problem import problem
-from .app import LogxApp, text_headers
+from .app import LogxApp
 from .wire import has_content_length, send_outcome
 
 __all__ = [
@@ -200,8 +200,51 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             and cycle.scope["method"] == "POST"
             and app.is_events(cycle.scope["path"])
         ):
-            app = _WholeBody(app, cycle)
+            # The body most likely came in this very read: look once the parser is done.
+            self.loop.call_soon(self._answer_whole, cycle, app)
+            return
         super()._start_asgi_task(cycle, app)
+
+    def _answer_whole(self, cycle: RequestResponseCycle, app: LogxApp) -> None:
+        """The events door's short way, for a POST whose body had all arrived by now (an SDK
+        batch that came in a read or two: nearly every one): no task, no coroutine, no ASGI
+        messages. The body is taken from the cycle as it is, the core judges it here, and
+        the journal's commit calls `_answered` back on this loop.
+
+        Anything else goes through `LogxApp` as ASGI, in a task as uvicorn runs any app: a
+        body still coming (read with its size limit and timeout), `Expect: 100-continue`, a
+        body over the size limit; and, once committed, an injected fault or a connection
+        whose writes are paused or gone. An error here is raised in such a task too, so
+        uvicorn logs it and answers 500 as for any app."""
+        body = cycle.body
+        if (
+            cycle.more_body
+            or cycle.waiting_for_100_continue
+            or len(body) > app.endpoint.config.max_body_bytes
+        ):
+            self._run_asgi(cycle, app)
+            return
+        cycle.body = bytearray()  # taken, as `receive` takes it: a later `receive` (a
+        cycle.message_event.clear()  # hang's) waits for the client to go away
+        try:
+            app.answer_soon(
+                cast(Scope, cycle.scope), bytes(body), lambda out: self._answered(cycle, app, out)
+            )
+        except Exception as exc:
+            self._run_asgi(cycle, _Raising(exc))
+
+    def _answered(self, cycle: RequestResponseCycle, app: LogxApp, outcome: Outcome) -> None:
+        try:
+            if outcome.fault is not None or cycle.flow.write_paused or cycle.disconnected:
+                self._run_asgi(cycle, _Sending(app, outcome))
+            else:
+                _write(cycle, outcome)
+        except Exception as exc:
+            self._run_asgi(cycle, _Raising(exc))
+
+    def _run_asgi(self, cycle: RequestResponseCycle, app: Any) -> None:
+        """Run `app` for this request in a task, as uvicorn runs any app."""
+        HttpToolsProtocol._start_asgi_task(self, cycle, app)
 
     def on_message_begin(self) -> None:
         self._head_bytes, self._in_head, self._began = 0, True, True
@@ -287,38 +330,28 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 _DEFAULT_LIMITS = ServerLimits()
 
 
-class _WholeBody:
-    """The events door for a POST whose body had all arrived when its task began (an SDK
-    batch that came in a read or two: nearly every one), without the ASGI messages: the
-    body is taken from the cycle as it is, and a plain answer goes out in one write.
+class _Sending:
+    """The ASGI app that sends an outcome already decided (a fault, or to a connection
+    whose writes are paused): `LogxApp.send`, in a task uvicorn runs."""
 
-    Anything else goes through `LogxApp` as ASGI: a body still coming (it is read with
-    its size limit and timeout), `Expect: 100-continue`, a body over the size limit, an
-    injected fault, a connection whose writes are paused or gone. uvicorn's `run_asgi`
-    still wraps it, so an exception gets its 500 as before."""
+    __slots__ = ("app", "outcome")
 
-    __slots__ = ("app", "cycle")
-
-    def __init__(self, app: LogxApp, cycle: RequestResponseCycle) -> None:
-        self.app, self.cycle = app, cycle
+    def __init__(self, app: LogxApp, outcome: Outcome) -> None:
+        self.app, self.outcome = app, outcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        cycle, app = self.cycle, self.app
-        body = cycle.body
-        if (
-            cycle.more_body
-            or cycle.waiting_for_100_continue
-            or len(body) > app.endpoint.config.max_body_bytes
-        ):
-            await app(scope, receive, send)
-            return
-        cycle.body = bytearray()  # taken, as `receive` takes it: a later `receive` (a
-        cycle.message_event.clear()  # hang's) waits for the client to go away
-        outcome = await app.answer(scope, text_headers(scope), bytes(body))
-        if outcome.fault is not None or cycle.flow.write_paused or cycle.disconnected:
-            await app.send(outcome, receive, send)
-        else:
-            _write(cycle, outcome)
+        await self.app.send(self.outcome, receive, send)
+
+
+class _Raising:
+    """The ASGI app that raises what the short way met, so uvicorn answers 500 and logs
+    it, as for an error in any app."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raise self.error
 
 
 def _write(cycle: RequestResponseCycle, outcome: Outcome) -> None:
