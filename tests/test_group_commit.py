@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import impression
+from helpers import conversion, impression
 
 from mockserver import (
     CoreRequest,
@@ -169,6 +169,26 @@ def test_duplicates_within_one_tick_are_flagged(journal: GroupCommitJournal) -> 
     assert stored is not None
     assert [w.rule for w in stored.warnings] == ["duplicate_event"]
     assert [e.duplicate for e in stored.events] == [True]
+
+
+def test_a_conversion_sees_the_impressions_of_its_own_tick(journal: GroupCommitJournal) -> None:
+    """A conversion's history holds the impressions committed before it in the same
+    transaction (not in the table yet); one whose visitor has none is still warned."""
+    endpoint = Endpoint(journal)
+    seen = endpoint._judge(_request(impression("seen-first")))
+    followed = endpoint._judge(_request(conversion("purchase", "seen-first")))
+    stranger = endpoint._judge(_request(conversion("purchase", "no-impression")))
+
+    async def main() -> None:
+        await asyncio.gather(*(journal.commit(r) for r in (seen, followed, stranger)))
+
+    asyncio.run(main())
+    assert [[w.rule for w in r.warnings] for r in (seen, followed, stranger)] == [
+        [],
+        [],
+        ["conversion_before_decision"],
+    ]
+    assert seen.id + 2 == followed.id + 1 == stranger.id  # one tick, in order
 
 
 def test_ids_keep_growing_after_clear(journal: GroupCommitJournal) -> None:

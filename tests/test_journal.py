@@ -310,6 +310,67 @@ def test_the_shared_journal_counts_by_two_index_lookups(tmp_path: Path) -> None:
     assert plan.count("SEARCH requests") == 2, plan
 
 
+@pytest.mark.parametrize(
+    ("start", "tail"), [((0, None), False), ((2, None), True), ((1, 0), False), ((1, 0), True)]
+)
+def test_a_key_filter_reads_the_key_index_unless_it_is_the_impressions_key(
+    tmp_path: Path, start: tuple[int, int | None], tail: bool
+) -> None:
+    """Impressions (`campaign_activated`) have no entry in `events_key` (schema 4): a filter
+    on any other key must still be answered from the index, not by reading every event."""
+    from mockserver.journal.sqlite import event_query
+
+    SqliteJournal(tmp_path / "j.db").close()
+    with sqlite3.connect(tmp_path / "j.db") as conn:
+
+        def plan(filters: dict[str, str]) -> str:
+            sql, params = event_query(start, 10, tail, filters)
+            return " ".join(
+                str(row[-1]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)
+            )
+
+        assert "USING INDEX events_key (key=?" in plan({"key": "purchase"})
+        assert "USING INDEX events_key (key=?" in plan({"kind": "conversion", "key": "signup"})
+        assert "events_key" not in plan({"key": "campaign_activated"})
+        assert "events_key" not in plan({"visitor_id": "alice"})
+
+
+def test_a_version_3_sqlite_file_is_migrated_keeping_its_events_and_filters(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    endpoint = Endpoint(SqliteJournal(path))
+    first = _post(endpoint, impression("alice"))
+    _post(endpoint, conversion("purchase", "alice"))
+    endpoint.journal.close()
+    with sqlite3.connect(path) as conn:  # as logx-mock wrote it before: every key indexed
+        conn.execute("DROP INDEX events_key")
+        conn.execute("CREATE INDEX events_key ON events (key)")
+        conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    reopened = SqliteJournal(path)
+    try:
+        again = Endpoint(reopened)
+        _post(again, impression("bob"))
+        _post(again, conversion("purchase", "bob"))
+        assert [e.visitor_id for e in reopened.events(key="purchase")] == ["alice", "bob"]
+        assert [e.visitor_id for e in reopened.events(key="campaign_activated")] == [
+            "alice",
+            "bob",
+        ]
+        assert [e.visitor_id for e in reopened.events(key="purchase", tail=True, limit=1)] == [
+            "bob"
+        ]
+        assert reopened.request(first.id) is not None
+    finally:
+        reopened.close()
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        (index,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_key'")
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    assert version == ("4",)
+    assert index[0].endswith("WHERE key IS NOT 'campaign_activated'")
+
+
 def test_scan_reads_a_range_with_events_and_flags(make_journal: Callable[..., Journal]) -> None:
     endpoint = Endpoint(make_journal())
     batch = impression("scanned")

@@ -40,7 +40,7 @@ from .rows import (
     record_from_row,
     timestamp_cell,
 )
-from .sqlite_schema import SCHEMA_VERSION, prepare
+from .sqlite_schema import KEY_INDEXED, SCHEMA_VERSION, UNINDEXED_KEY, prepare
 from .writer_lock import turns
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
@@ -346,6 +346,7 @@ class SqliteJournal(GroupCommitJournal):
         records = [record for record, _ in stored]
         keys = accepted_keys(records)
         history = RecentHistory(self, known=self.seen(keys) if keys else set())
+        linked = _linked(records, keys)
         row = self._writer.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'requests'"
         ).fetchone()
@@ -355,7 +356,7 @@ class SqliteJournal(GroupCommitJournal):
         last = stored[-1][0]
         for record, (body, is_json) in stored:
             apply_history(record, history)  # before this batch's later records are known
-            if record is not last:  # the last one's events no later record asks about
+            if linked and record is not last:  # the last one's no later record asks about
                 history.remember(record)
             record.set_id(next_id)
             next_id += 1
@@ -455,16 +456,7 @@ class SqliteJournal(GroupCommitJournal):
     def _select_events(
         self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        after, after_index = start
-        clause = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
-        first = (after,) if after_index is None else (after, after_index)
-        where = [clause, *(f"{name} = ?" for name in filters)]
-        order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
-        rows = self._read(
-            f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
-            f"ORDER BY request_id {order}, idx {order} LIMIT ?",
-            (*first, *(as_text(v) for v in filters.values()), limit),
-        )
+        rows = self._read(*event_query(start, limit, tail, filters))
         if tail:
             rows.reverse()
         wanted: dict[int, dict[int, bool]] = {}
@@ -481,3 +473,38 @@ class SqliteJournal(GroupCommitJournal):
             record = self._record(record_rows[0], duplicates)
             found.extend(e for e in record.events if e.index in chosen)
         return found
+
+
+def _linked(records: list[RequestRecord], keys: list[DedupeKey]) -> bool:
+    """Whether a record's history may need the records before it in its group commit (not in
+    the table yet): when a key (`keys`: the accepted ones) comes twice, or an accepted
+    event is a conversion (it asks for its visitor's impressions). Mostly neither: then
+    the table's answers (`seen` of all the keys, asked once) are all its history."""
+    if len(set(keys)) < len(keys):
+        return True
+    for record in records:
+        if record.verdict == "accepted":
+            for cells in record.event_cells():
+                if cells[0] == "conversion":
+                    return True
+    return False
+
+
+def event_query(
+    start: EventStart, limit: int, tail: bool, filters: dict[str, str]
+) -> tuple[str, tuple[Any, ...]]:
+    """The query (and its parameters) for the (request_id, idx, duplicate) of the events
+    matching `filters` from `start`: the first `limit`, or with `tail` the newest."""
+    after, after_index = start
+    clause = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
+    first = (after,) if after_index is None else (after, after_index)
+    where = [clause, *(f"{name} = ?" for name in filters)]
+    values = tuple(as_text(v) for v in filters.values())
+    if "key" in filters and as_text(filters["key"]) != UNINDEXED_KEY:
+        where.append(KEY_INDEXED)  # so SQLite may use the (partial) `events_key` index
+    order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
+    sql = (
+        f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
+        f"ORDER BY request_id {order}, idx {order} LIMIT ?"
+    )
+    return sql, (*first, *values, limit)
