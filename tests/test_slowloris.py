@@ -88,6 +88,33 @@ def test_an_idle_kept_alive_connection_is_closed(short: ServeProcess) -> None:
         assert session.post(short.events_url, json=impression(), timeout=10).status_code == 204
 
 
+@pytest.mark.parametrize("begun", [False, True], ids=["idle", "head-begun"])
+def test_after_an_answer_idle_closes_first_and_a_begun_head_gets_its_whole_time(
+    serve: Any, begun: bool
+) -> None:
+    """One timer after each answer does both: with an idle timeout of 1 s and a head
+    timeout of 3 s, a silent connection closes after about 1 s, and a head begun within
+    that second still gets 3 s from the answer before its 408."""
+    server: ServeProcess = serve("--memory", "--head-timeout", "3", "--idle-timeout", "1")
+    body = json.dumps(impression()).encode()
+    request = (
+        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
+        sock.sendall(request)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 204 ")
+        if begun:
+            sock.sendall(HALF_HEAD)
+        took, data = closed_within(sock, 8)
+    if begun:
+        assert data.startswith(b"HTTP/1.1 408 ")
+        assert took >= 2.0  # not cut at the idle timeout
+    else:
+        assert data == b""
+        assert 0.5 <= took < 2.5  # the idle timeout, not the head's
+
+
 def test_a_long_request_is_not_cut_by_the_head_timeout(short: ServeProcess) -> None:
     """The head timeout is for heads: a long-poll runs past it and still answers."""
     waited = requests.get(short.url + "/_mock/events", params={"wait": 2.5}, timeout=10)

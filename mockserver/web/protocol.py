@@ -110,22 +110,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
     _began = False
     _ended = False
     _head_timer: asyncio.TimerHandle | None = None
+    _head_later = 0.0
+    """Seconds the head still gets when the timer finds one begun (see `_after_answer`)."""
     _over_capacity = False
 
-    @property
-    def limits(self) -> ServerLimits:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         found = getattr(self.config, "limits", None)
-        return found if isinstance(found, ServerLimits) else _DEFAULT_LIMITS
-
-    @property
-    def _waiting(self) -> dict[BoundedHttpToolsProtocol, None]:
-        """This server's connections waiting for a head, oldest first (kept on its state)."""
+        self.limits = found if isinstance(found, ServerLimits) else _DEFAULT_LIMITS
         state = self.server_state
         waiting = getattr(state, "logx_waiting", None)
         if waiting is None:
-            waiting = {}
-            state.logx_waiting = waiting  # type: ignore[attr-defined]
-        return waiting
+            waiting = state.logx_waiting = {}  # type: ignore[attr-defined]
+        self._waiting: dict[BoundedHttpToolsProtocol, None] = waiting
+        """This server's connections waiting for a head, oldest first (kept on its state)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -162,13 +160,30 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
-        if not self.transport.is_closing():  # kept alive: the next head gets the same time
-            self._await_head(self.limits.head_timeout)
+        """uvicorn's, with one timer where it arms a keep-alive timer and we a head timer."""
+        self.server_state.total_requests += 1
+        if self.transport.is_closing():
+            return
+        self.flow.resume_reading()
+        if self.pipeline:
+            cycle, app = self.pipeline.pop()
+            self._start_asgi_task(cycle, app)
+        self._after_answer()
+
+    def _after_answer(self) -> None:
+        """A kept-alive connection is closed if it sends nothing within the idle timeout,
+        and its next head must arrive within the head timeout: one timer, at the earlier;
+        if a head has begun by then, the timer waits the rest of the head's time."""
+        limits = self.limits
+        first = min(limits.idle_timeout, limits.head_timeout)
+        self._await_head(first)
+        self._head_later = limits.head_timeout - first
 
     def _await_head(self, seconds: float) -> None:
-        self._stop_head_timer()
+        if self._head_timer is not None:
+            self._stop_head_timer()
         self._head_timer = self.loop.call_later(seconds, self._head_timed_out)
+        self._head_later = 0.0
         self._waiting[self] = None
 
     def _stop_head_timer(self) -> None:
@@ -178,6 +193,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._head_timer = None
 
     def _head_timed_out(self) -> None:
+        if self._in_head and self._head_later > 0:
+            self._await_head(self._head_later)
+            return
         self._stop_head_timer()
         busy = self.cycle is not None and not self.cycle.response_complete
         if busy or self.transport.is_closing():
@@ -252,11 +270,14 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_url(self, url: bytes) -> None:
         self._count(len(url))
-        super().on_url(url)
+        self.url += url  # uvicorn's on_url
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._count(len(name) + len(value) + 4)  # ": " and CRLF
-        super().on_header(name, value)
+        name = name.lower()  # uvicorn's on_header, from here
+        if name == b"expect" and value.lower() == b"100-continue":
+            self.expect_100_continue = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -357,35 +378,64 @@ class _Raising:
 def _write(cycle: RequestResponseCycle, outcome: Outcome) -> None:
     """What `send_outcome` sends through uvicorn's `send`, in one write: the status line,
     uvicorn's default headers (`date`, `server`), ours, a `content-length` unless it is a
-    bodyless 204, and `connection: close` when the connection will not be kept.
-
-    Our header values are our own text, or an `Origin` echoed from a request head that
-    httptools parsed (which holds no CR or LF), so none can split the response."""
+    bodyless 204, and `connection: close` when the connection will not be kept."""
     keep_alive = cycle.keep_alive
-    parts = [STATUS_LINE[outcome.status]]
-    for raw_name, raw_value in cycle.default_headers:
-        parts += (raw_name, b": ", raw_value, b"\r\n")
-    text = []
-    for name, value in outcome.headers:
-        if name == "connection" and "close" in value.lower():
-            keep_alive = False
-        text.append(f"{name}: {value}\r\n")
     body = outcome.body
-    if has_content_length(outcome):
-        text.append(f"content-length: {len(body)}\r\n")
-    if not keep_alive and not any(line.startswith("connection: ") for line in text):
-        text.append("connection: close\r\n")
-    text.append("\r\n")
-    parts.append("".join(text).encode("latin-1"))
-    parts.append(body)
+    key = None if body else (outcome.status, tuple(outcome.headers), keep_alive)
+    found = _TAILS.get(key) if key is not None else None
+    if found is None:
+        found = _tail(outcome, keep_alive)
+        if key is not None and len(_TAILS) < _MAX_TAILS:
+            _TAILS[key] = found
+    tail, keep_alive = found
     cycle.response_started = True
-    cycle.transport.write(b"".join(parts))
+    default = cycle.default_headers
+    cached = _defaults
+    written = cached[1] if cached[0] is default else _default_head(default)
+    cycle.transport.write(b"".join((STATUS_LINE[outcome.status], written, tail, body)))
     cycle.response_complete = True
     cycle.keep_alive = keep_alive
     cycle.message_event.set()
     if not keep_alive:
         cycle.transport.close()
     cycle.on_response()
+
+
+_defaults: tuple[object, bytes] = (None, b"")
+"""uvicorn's default headers last written (a new list each second: the date), as bytes."""
+
+
+def _default_head(headers: list[tuple[bytes, bytes]]) -> bytes:
+    global _defaults
+    written = b"".join(b"%s: %s\r\n" % pair for pair in headers)
+    _defaults = (headers, written)
+    return written
+
+
+_TAILS: dict[tuple[object, ...], tuple[bytes, bool]] = {}
+"""The head after uvicorn's headers, for answers with no body (nearly all: a 204), built once
+for each status, headers and keep-alive; at most `_MAX_TAILS` (an echoed `Origin` makes a
+new one each)."""
+_MAX_TAILS = 64
+
+
+def _tail(outcome: Outcome, keep_alive: bool) -> tuple[bytes, bool]:
+    """Our headers, `content-length`, `connection: close` when the connection will not be
+    kept, and the blank line; and whether the connection is kept.
+
+    Our header values are our own text, or an `Origin` echoed from a request head that
+    httptools parsed (which holds no CR or LF), so none can split the response."""
+    text = []
+    for name, value in outcome.headers:
+        if name == "connection" and "close" in value.lower():
+            keep_alive = False
+        text.append(f"{name}: {value}\r\n")
+    if has_content_length(outcome):
+        text.append(f"content-length: {len(outcome.body)}\r\n")
+    if not keep_alive and not any(line.startswith("connection: ") for line in text):
+        text.append("connection: close\r\n")
+    text.append("\r\n")
+    return "".join(text).encode("latin-1"), keep_alive
 
 
 class _OverCapacity:
