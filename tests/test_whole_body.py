@@ -12,6 +12,7 @@ import logging
 import socket
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,3 +243,19 @@ def test_an_error_in_the_core_gets_a_500_and_is_logged(
     # The server carries on.
     again = raw_exchange(server.port, _request(json.dumps(impression()).encode(), extra=CLOSE))
     assert again.startswith(b"HTTP/1.1 204 ")
+
+
+def test_the_short_way_writes_the_current_date(server: ThreadedServer) -> None:
+    """uvicorn renews its `date` header each second; the short way's cached head follows."""
+
+    def dated() -> float:
+        answer = raw_exchange(server.port, _request(json.dumps(impression()).encode(), extra=CLOSE))
+        assert answer.startswith(b"HTTP/1.1 204 ")
+        line = next(x for x in answer.split(b"\r\n") if x.lower().startswith(b"date: "))
+        return parsedate_to_datetime(line[6:].decode()).timestamp()
+
+    first = dated()
+    time.sleep(2.1)
+    second = dated()
+    assert abs(second - time.time()) <= 2
+    assert second - first >= 1
