@@ -114,3 +114,43 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
         journal.close()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> None:
+    """`serve --workers`: one checkpointer for the file, and another takes over when it goes."""
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    first, second = SqliteJournal(path, shared=True), SqliteJournal(path, shared=True)
+    try:
+        _fill(first, 2)
+        both = (first._checkpoints, second._checkpoints)
+        assert _eventually(lambda: sum(c.checkpoints for c in both) > 0)
+        assert _in_database_file(path) == 2
+        (holder,) = [j for j, c in zip((first, second), both, strict=True) if c.checkpoints > 0]
+        other = second if holder is first else first
+        time.sleep(0.6)  # three rounds: the other one still only looks
+        assert other._checkpoints.checkpoints == 0
+        holder.close()  # as a worker that stops (or dies: the kernel drops its flock)
+        _fill(other, 3)
+        assert _eventually(lambda: _in_database_file(path) == 5)
+        assert other._checkpoints.checkpoints > 0
+    finally:
+        first.close()
+        second.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def test_a_journal_that_leaves_checkpoints_copies_nothing_until_it_closes(tmp_path: Path) -> None:
+    """`serve --workers`' parent holds the file while its workers checkpoint it."""
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journal = SqliteJournal(path)
+    try:
+        journal.leave_checkpoints()
+        _fill(journal, 3)
+        time.sleep(0.6)  # three rounds of a checkpointer
+        assert _in_database_file(path) == 0  # all of it still in the WAL
+    finally:
+        journal.close()
+    assert _in_database_file(path) == 3  # SQLite checkpoints as the last connection closes

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -196,3 +197,64 @@ def test_a_port_already_listened_on_is_refused_even_to_reuse_port() -> None:
         twin.close()
     finally:
         sharing.close()
+
+
+def _flock_holders(path: Path) -> list[int]:
+    """The pids holding a `flock` on `path` (the kernel's table: /proc/locks)."""
+    inode = path.stat().st_ino
+    holders = []
+    for line in Path("/proc/locks").read_text().splitlines():
+        fields = line.split()
+        if fields[1] == "FLOCK" and int(fields[5].rsplit(":", 1)[1]) == inode:
+            holders.append(int(fields[4]))
+    return holders
+
+
+def _in_database_file(path: Path) -> int:
+    """Requests in the database file itself, without the WAL (what checkpoints copied)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def _sent(server: Any, count: int, prefix: str) -> None:
+    for i in range(count):  # fresh connections, over both workers
+        answer = requests.post(
+            server.events_url,
+            json=impression(f"{prefix}{i}"),
+            timeout=30,
+            headers={"Connection": "close"},
+        )
+        assert answer.status_code == 204
+
+
+def _within(seconds: float, check: Any) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_one_worker_checkpoints_and_another_takes_over_when_it_dies(
+    serve: Any, tmp_path: Path
+) -> None:
+    db = tmp_path / "j.db"
+    server = serve("--db", str(db), "--workers", "2")
+    _sent(server, 10, "a")
+    duty = Path(f"{db}-checkpointer")
+    assert _within(60, lambda: duty.exists() and len(_flock_holders(duty)) == 1)
+    (holder,) = _flock_holders(duty)
+    assert holder in _children(server.proc.pid)  # a worker, not the parent
+    assert _within(60, lambda: _in_database_file(db) == 10)
+    os.kill(holder, signal.SIGKILL)
+    assert _within(
+        60, lambda: len(_flock_holders(duty)) == 1 and holder not in _flock_holders(duty)
+    )
+    _sent(server, 10, "b")  # acknowledged by the workers left (or started again)
+    assert _within(60, lambda: _in_database_file(db) == 20)
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -14,16 +14,27 @@ write begins; under a load that never pauses, a writer appends while the checkpo
 and the WAL would grow without end. So once it is past `CATCH_UP_PAGES`, this thread takes
 the writers' turn for one more checkpoint (what came during the last one: a few hundred
 pages), and the next write starts the WAL over.
+
+The processes sharing a file (`serve --workers`) need one checkpointer between them, not one
+each: a checkpoint copies every page written since the last one, so three checkpointers on
+one file (the workers' and the parent's) copied the pages every commit rewrites (the tables'
+and indexes' right edges) three times as often, each copy with its fsyncs. A shared journal's
+thread checkpoints only while it holds `FILE-checkpointer` (an exclusive `flock`, asked for
+without waiting at each round and then kept); the kernel lets it go when its process dies or
+closes the journal, and another process's thread takes it at its next round.
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
+from pathlib import Path
 
 from .writer_lock import Turn
 
-__all__ = ["CATCH_UP_PAGES", "INTERVAL", "Checkpointer"]
+__all__ = ["CATCH_UP_PAGES", "INTERVAL", "Checkpointer", "Duty"]
 
 INTERVAL = 0.2
 """Seconds between checkpoints."""
@@ -32,14 +43,53 @@ CATCH_UP_PAGES = 1_000
 the writers' turn held, so the next write starts it over: the WAL file stays near that size."""
 
 
+class Duty:
+    """Whether this process's thread is the one that checkpoints a shared file: an exclusive
+    `flock` on `DATABASE-checkpointer`, asked for without waiting, kept once had. Where the
+    file cannot be opened, every process checkpoints (as each did before)."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = Path(f"{database}-checkpointer")
+        self._fd: int | None = None
+        self.held = False
+
+    def mine(self) -> bool:
+        """True if this process checkpoints (now, or from now on)."""
+        if self.held:
+            return True
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            except OSError:
+                return True
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # another process's thread checkpoints
+            return False
+        self.held = True
+        return True
+
+    def close(self) -> None:
+        """Let the duty go (closing the descriptor drops the lock)."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        self.held = False
+
+
 class Checkpointer:
     """A thread checkpointing the WAL of the SQLite file that `conn` has open (its own
     connection, used by this thread only) until `close()`; `turn` is its handle on the
-    writers' turn (its own: taken, it keeps this process's writer out too)."""
+    writers' turn (its own: taken, it keeps this process's writer out too); `duty`, for a
+    file other processes write too, says whether this process's thread is the one that
+    checkpoints it."""
 
-    def __init__(self, conn: sqlite3.Connection, turn: Turn) -> None:
+    def __init__(self, conn: sqlite3.Connection, turn: Turn, duty: Duty | None = None) -> None:
         self._conn = conn
         self._turn = turn
+        self._duty = duty
+        self.checkpoints = 0
+        """How many rounds checkpointed (a shared file's thread without the duty skips them)."""
         self._closing = threading.Event()
         self.caught_up = 0
         """How many times the WAL was caught up with the turn held."""
@@ -48,8 +98,11 @@ class Checkpointer:
 
     def _run(self) -> None:
         while not self._closing.wait(INTERVAL):
+            if self._duty is not None and not self._duty.mine():
+                continue
             try:
                 self.checkpoint()
+                self.checkpoints += 1
             except sqlite3.Error:
                 continue  # another checkpoint runs, or closing: next time
 
@@ -77,3 +130,5 @@ class Checkpointer:
         self._thread.join()
         self._conn.close()
         self._turn.close()
+        if self._duty is not None:
+            self._duty.close()

@@ -29,7 +29,7 @@ from ..contract.history import DedupeKey, RecentHistory, accepted_keys, apply_hi
 from ..fault_plan import PlanState
 from ..model import EventRecord, RequestRecord
 from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit, as_text
-from .checkpoints import Checkpointer
+from .checkpoints import Checkpointer, Duty
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
 from .rows import (
@@ -109,9 +109,11 @@ class SqliteJournal(GroupCommitJournal):
             if isinstance(exc, JournalError):
                 raise
             raise self._unreadable(exc) from exc
-        # Checkpoints in their own thread, never inside a commit (checkpoints.py).
+        # Checkpoints in their own thread, never inside a commit, and in one of the processes
+        # sharing the file (checkpoints.py).
         self._writer.execute("PRAGMA wal_autocheckpoint=0")
-        self._checkpoints = Checkpointer(self._connect(), checkpoint_turn)
+        duty = Duty(self.path) if shared else None
+        self._checkpoints = Checkpointer(self._connect(), checkpoint_turn, duty)
         self._start_writer()
         self._closing = threading.Event()
         if shared:
@@ -257,6 +259,11 @@ class SqliteJournal(GroupCommitJournal):
         self._clear_stored()
         self.generation = self._stored_generation()
         self._notify(self._last_id)
+
+    def leave_checkpoints(self) -> None:
+        """Stop checkpointing the file: the processes sharing it do (`serve --workers`' parent
+        holds the file while its workers write it; one of them checkpoints)."""
+        self._checkpoints.close()
 
     def close(self) -> None:
         self._closing.set()

@@ -339,10 +339,14 @@ def _run(
     log_to_stderr()
     _banner(settings, endpoint, socks, secure)
     if settings.workers > 1:
+        from ..journal.sqlite import SqliteJournal
         from .workers import run_workers
 
         # The parent's journal made the file and its schema, and holds the file's lock while
-        # the workers (each opening its own, shared) run: no other server can take it.
+        # the workers (each opening its own, shared) run: no other server can take it. One
+        # of the workers checkpoints it.
+        if isinstance(endpoint.journal, SqliteJournal):
+            endpoint.journal.leave_checkpoints()
         with stopped_by_signals():
             run_workers(socks[0], settings)
         endpoint.journal.close()
