@@ -451,3 +451,22 @@ def test_a_memory_journal_refuses_what_it_cannot_store_on_every_path() -> None:
     good = endpoint._judge(CoreRequest("POST", "/v1/events", json.dumps(impression()).encode()))
     journal.commit_soon(good, called_back.append)
     assert called_back[1:] == [None] and good.id == 2
+
+
+def test_shared_journals_keep_the_cap_between_them(tmp_path: Path) -> None:
+    """`serve --workers`: each commit counts what every process inserted (and cleared)."""
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journals = [SqliteJournal(path, max_requests=5, shared=True) for _ in range(2)]
+    endpoints = [Endpoint(journal) for journal in journals]
+    try:
+        for i in range(12):
+            _post(endpoints[i % 2], impression(f"v{i}"))
+        assert [r.id for r in journals[0].requests()] == list(range(8, 13))
+        journals[1].clear()  # ids go on from 13: the oldest id seen is far behind
+        for i in range(7):
+            _post(endpoints[i % 2], impression(f"w{i}"))
+        assert [r.id for r in journals[1].requests()] == list(range(15, 20))
+    finally:
+        for journal in journals:
+            journal.close()
