@@ -4,6 +4,7 @@ disturb, for deciding between two trees when CPU time per request moves by 20 % 
     python benchmarks/instructions.py respx [TREE ...]      # the respx door, and a bare route
     python benchmarks/instructions.py serve [TREE ...] -- --memory --max-requests 500
     python benchmarks/instructions.py serve [TREE ...] -- --db /tmp/journal.db
+    python benchmarks/instructions.py serve [TREE ...] -- --db /tmp/journal.db --workers 2
 
 Each figure is (count(N2) - count(N1)) / (N2 - N1), so start-up and imports cancel out.
 `respx` runs inprocess.py's comparison (the same SDK impression body each time; `fresh`:
@@ -47,11 +48,31 @@ with router, httpx.Client() as client:
 """
 
 
+_PATIENT_SUPERVISOR = """
+import runpy, sys, uvicorn
+init = uvicorn.Config.__init__
+def patient(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.timeout_worker_healthcheck = 3600  # a worker under valgrind answers pings slowly
+uvicorn.Config.__init__ = patient
+sys.argv[0] = "mockserver"
+runpy.run_module("mockserver", run_name="__main__")
+"""
+"""`serve --workers` under valgrind: uvicorn's supervisor pings each worker and starts it
+again when it does not answer within 5 s, which a worker under valgrind does not."""
+
+
 def _count(command: list[str], env: dict[str, str], cwd: Path, drive: int = 0) -> int:
     """Instructions valgrind counted for `command` (a server, when `drive` requests are
-    to be sent to it: its first output line names the port)."""
+    to be sent to it: its first output line names the port); with `--workers`, summed over
+    every process."""
+    children: list[str] = []
+    if "--workers" in command:
+        children = ["--trace-children=yes"]
+        at = command.index("-m")
+        command = [*command[:at], "-c", _PATIENT_SUPERVISOR, *command[at + 2 :]]
     proc = subprocess.Popen(
-        [*VALGRIND, *command],
+        [*VALGRIND, *children, *command],
         env={**os.environ, "PYTHONHASHSEED": "0", **env},
         cwd=cwd,
         stdout=subprocess.PIPE,
@@ -64,10 +85,10 @@ def _count(command: list[str], env: dict[str, str], cwd: Path, drive: int = 0) -
         asyncio.run(_drive(port, drive))
         proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=900)
-    found = re.search(r"I\s+refs:\s+([\d,]+)", err)
+    found = re.findall(r"I\s+refs:\s+([\d,]+)", err)  # one per process
     if not found:
         raise SystemExit(err[-3000:])
-    return int(found.group(1).replace(",", ""))
+    return sum(int(count.replace(",", "")) for count in found)
 
 
 async def _drive(port: int, n: int) -> None:
