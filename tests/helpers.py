@@ -6,8 +6,10 @@ import copy
 import json
 import re
 import socket
+import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -205,3 +207,23 @@ def every_page(url: str, path: str, name: str, **params: Any) -> list[dict[str, 
             params = {**params, **body["next"]}
         else:
             params = {**params, "after": body[name][-1]["id"]}
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Whether `check()` comes true within `timeout` seconds (looking every 20 ms)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def in_database_file(path: Path) -> int:
+    """Requests in a SQLite journal's database file itself, without its WAL (what checkpoints
+    copied there)."""
+    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    finally:
+        conn.close()

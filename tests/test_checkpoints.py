@@ -8,11 +8,10 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import impression
+from helpers import eventually, impression, in_database_file
 
 from mockserver import CoreRequest, Endpoint, SqliteJournal
 from mockserver.journal import checkpoints
@@ -28,24 +27,6 @@ def _fill(journal: SqliteJournal, count: int) -> None:
         assert endpoint.handle(request).status == 204
 
 
-def _in_database_file(path: Path) -> int:
-    """Requests in the database file itself, without the WAL (what checkpoints copied)."""
-    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-    finally:
-        conn.close()
-
-
-def _eventually(check: Callable[[], bool]) -> bool:
-    deadline = time.monotonic() + 30
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "of-its-own"])
 def test_a_journal_checkpoints_in_its_own_thread(tmp_path: Path, shared: bool) -> None:
     path = tmp_path / "j.db"
@@ -55,7 +36,7 @@ def test_a_journal_checkpoints_in_its_own_thread(tmp_path: Path, shared: bool) -
         assert journal._writer.execute("PRAGMA wal_autocheckpoint").fetchone() == (0,)
         _fill(journal, 5)
         # Five requests are far from SQLite's own 1,000 pages: only the thread copies them.
-        assert _eventually(lambda: _in_database_file(path) == 5)
+        assert eventually(lambda: in_database_file(path) == 5)
     finally:
         journal.close()
     if not shared:
@@ -72,7 +53,7 @@ def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(
     checkpointer = journal._checkpoints
     try:
         _fill(journal, 1)
-        assert _eventually(lambda: checkpointer.caught_up > 0)
+        assert eventually(lambda: checkpointer.caught_up > 0)
         journal._turn.acquire()  # as the writer does for a transaction
         try:
             before = checkpointer.caught_up
@@ -81,9 +62,9 @@ def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(
         finally:
             journal._turn.release()
         waiting = checkpointer.caught_up
-        assert _eventually(lambda: checkpointer.caught_up > waiting)
+        assert eventually(lambda: checkpointer.caught_up > waiting)
         _fill(journal, 3)  # and the writer goes on
-        assert _eventually(lambda: _in_database_file(path) == 4)
+        assert eventually(lambda: in_database_file(path) == 4)
     finally:
         journal.close()
 
@@ -98,7 +79,7 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
     checkpointer = journal._checkpoints
     try:
         _fill(journal, 1)  # the WAL holds pages: every round catches up
-        assert _eventually(lambda: checkpointer.caught_up > 0)
+        assert eventually(lambda: checkpointer.caught_up > 0)
         fd = os.open(f"{path}-lock", os.O_RDWR | os.O_CREAT)
         fcntl.flock(fd, fcntl.LOCK_EX)  # the turn, held by "another writer"
         try:
@@ -108,8 +89,8 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
         finally:
             os.close(fd)
         waiting = checkpointer.caught_up
-        assert _eventually(lambda: checkpointer.caught_up > waiting)
-        assert _in_database_file(path) == 1
+        assert eventually(lambda: checkpointer.caught_up > waiting)
+        assert in_database_file(path) == 1
     finally:
         journal.close()
     with sqlite3.connect(path) as conn:
@@ -124,15 +105,15 @@ def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> No
     try:
         _fill(first, 2)
         both = (first._checkpoints, second._checkpoints)
-        assert _eventually(lambda: sum(c.checkpoints for c in both) > 0)
-        assert _in_database_file(path) == 2
+        assert eventually(lambda: sum(c.checkpoints for c in both) > 0)
+        assert in_database_file(path) == 2
         (holder,) = [j for j, c in zip((first, second), both, strict=True) if c.checkpoints > 0]
         other = second if holder is first else first
         time.sleep(0.6)  # three rounds: the other one still only looks
         assert other._checkpoints.checkpoints == 0
         holder.close()  # as a worker that stops (or dies: the kernel drops its flock)
         _fill(other, 3)
-        assert _eventually(lambda: _in_database_file(path) == 5)
+        assert eventually(lambda: in_database_file(path) == 5)
         assert other._checkpoints.checkpoints > 0
     finally:
         first.close()
@@ -150,7 +131,7 @@ def test_a_journal_that_leaves_checkpoints_copies_nothing_until_it_closes(tmp_pa
         journal.leave_checkpoints()
         _fill(journal, 3)
         time.sleep(0.6)  # three rounds of a checkpointer
-        assert _in_database_file(path) == 0  # all of it still in the WAL
+        assert in_database_file(path) == 0  # all of it still in the WAL
     finally:
         journal.close()
-    assert _in_database_file(path) == 3  # SQLite checkpoints as the last connection closes
+    assert in_database_file(path) == 3  # SQLite checkpoints as the last connection closes

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
-from helpers import DATAFILE, impression
+from helpers import DATAFILE, eventually, impression
 from test_journal import _post
 
 from mockserver import Datafile, Datafiles, Endpoint, SqliteJournal
@@ -20,15 +19,6 @@ from mockserver.journal.sqlite_schema import SCHEMA_VERSION
 
 CLOSE = {"Connection": "close"}  # a fresh connection each time: the kernel spreads them
 JSON_CLOSE = {**CLOSE, "Content-Type": "application/json"}
-
-
-def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def _other_project() -> bytes:
@@ -53,9 +43,9 @@ def test_an_upload_to_one_worker_is_checked_by_every_worker(serve: Any, tmp_path
             for _ in range(6)
         )
 
-    assert _eventually(everyone_has_both)
+    assert eventually(everyone_has_both)
     assert requests.delete(base, timeout=30, headers=CLOSE).status_code == 204
-    assert _eventually(
+    assert eventually(
         lambda: all(
             requests.get(base, timeout=30, headers=CLOSE).json() == {"datafiles": []}
             for _ in range(6)
@@ -70,7 +60,7 @@ def test_an_upload_on_one_instance_is_followed_by_the_other_within_a_second(
     started = time.monotonic()
     one.change_datafiles(lambda current: current.added(Datafile.load(DATAFILE)))
     assert [f.project_id for f in one.config.datafiles.files] == ["111001"]  # at once, here
-    assert _eventually(lambda: len(two.config.datafiles) == 1, timeout=1.0)
+    assert eventually(lambda: len(two.config.datafiles) == 1, timeout=1.0)
     assert time.monotonic() - started < 1.0
     unknown = impression()
     unknown["visitors"][0]["snapshots"][0]["decisions"][0]["experiment_id"] = "404404"
@@ -91,7 +81,7 @@ def test_uploads_on_two_instances_at_once_are_both_kept(pg_instances: list[Endpo
     for upload in uploads:
         upload.join()
     for endpoint in pg_instances:
-        assert _eventually(lambda e=endpoint: len(e.config.datafiles) == 2)
+        assert eventually(lambda e=endpoint: len(e.config.datafiles) == 2)
         assert sorted(f.project_id for f in endpoint.config.datafiles.files) == ["111001", "999"]
 
 

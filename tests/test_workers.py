@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import impression
+from helpers import eventually, impression, in_database_file
 
 from mockserver.serve.server import bind_socket, listening_twin
 
@@ -210,15 +210,6 @@ def _flock_holders(path: Path) -> list[int]:
     return holders
 
 
-def _in_database_file(path: Path) -> int:
-    """Requests in the database file itself, without the WAL (what checkpoints copied)."""
-    conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
-    try:
-        return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
-    finally:
-        conn.close()
-
-
 def _sent(server: Any, count: int, prefix: str) -> None:
     for i in range(count):  # fresh connections, over both workers
         answer = requests.post(
@@ -230,15 +221,6 @@ def _sent(server: Any, count: int, prefix: str) -> None:
         assert answer.status_code == 204
 
 
-def _within(seconds: float, check: Any) -> bool:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_one_worker_checkpoints_and_another_takes_over_when_it_dies(
     serve: Any, tmp_path: Path
 ) -> None:
@@ -246,15 +228,13 @@ def test_one_worker_checkpoints_and_another_takes_over_when_it_dies(
     server = serve("--db", str(db), "--workers", "2")
     _sent(server, 10, "a")
     duty = Path(f"{db}-checkpointer")
-    assert _within(60, lambda: duty.exists() and len(_flock_holders(duty)) == 1)
+    assert eventually(lambda: duty.exists() and len(_flock_holders(duty)) == 1)
     (holder,) = _flock_holders(duty)
     assert holder in _children(server.proc.pid)  # a worker, not the parent
-    assert _within(60, lambda: _in_database_file(db) == 10)
+    assert eventually(lambda: in_database_file(db) == 10)
     os.kill(holder, signal.SIGKILL)
-    assert _within(
-        60, lambda: len(_flock_holders(duty)) == 1 and holder not in _flock_holders(duty)
-    )
+    assert eventually(lambda: len(_flock_holders(duty)) == 1 and holder not in _flock_holders(duty))
     _sent(server, 10, "b")  # acknowledged by the workers left (or started again)
-    assert _within(60, lambda: _in_database_file(db) == 20)
+    assert eventually(lambda: in_database_file(db) == 20)
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
