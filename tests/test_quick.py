@@ -74,7 +74,8 @@ json_values = st.recursive(
     ),
     max_leaves=12,
 )
-values = _EDGES | json_values
+values = (_EDGES | json_values).map(copy.deepcopy)
+"""A fresh copy each draw: a mutation must never change the shared edge values."""
 
 
 def clean(payload: Any) -> bool:

@@ -163,6 +163,8 @@ def test_a_body_that_is_not_an_object_is_one_error_at_the_root(body: Any) -> Non
 
 WARNINGS = [
     (IMP, f"{E}.timestamp", 1767225600, f"{E}.timestamp", "timestamp_seconds"),
+    # The smallest int64 fits in 64 bits: it is before 1973, not out of range.
+    (IMP, f"{E}.timestamp", -(2**63), f"{E}.timestamp", "timestamp_seconds"),
     (IMP, f"{E}.timestamp", 4_102_444_800_000, f"{E}.timestamp", "timestamp_future"),
     (IMP, f"{E}.entity_id", "999", f"{E}.entity_id", "impression_mismatch"),
     (IMP, "visitors.0.snapshots.0.decisions", [], E, "impression_without_decision"),

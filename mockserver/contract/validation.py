@@ -343,8 +343,8 @@ def _visit_event(event: EventAt, report: Report, now: int, campaigns: list[Any])
 
 
 def _check_timestamp(ts: Any, event: EventAt, report: Report, now: int) -> None:
-    if not isinstance(ts, int) or isinstance(ts, bool) or abs(ts) > INT64_MAX:
-        return
+    if not isinstance(ts, int) or isinstance(ts, bool) or not -INT64_MAX - 1 <= ts <= INT64_MAX:
+        return  # not an int64: the type or range error says so
     if ts < _SECONDS_CEILING:
         report.warn(
             event.where_of("timestamp"),
