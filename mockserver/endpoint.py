@@ -20,9 +20,9 @@ from .batch import render_keys, walk
 from .cdn import DATAFILES_PREFIX, DatafileCdn
 from .contract.crosscheck import resolve
 from .contract.datafile import Datafiles
-from .contract.decoding import MAX_BODY_BYTES, DecodeError, decode_body
-from .contract.flatten import CleanEvents, flatten_batch
-from .contract.quick import clean_cells
+from .contract.decoding import MAX_BODY_BYTES, DecodeError, parse_json, plain_body
+from .contract.flatten import flatten_batch
+from .contract.quick import clean_body
 from .contract.validation import check
 from .errors import ConfigError
 from .fault_plan import FaultPlan
@@ -226,9 +226,20 @@ class Endpoint:
                     "split the batch",
                     too_large=True,
                 )
-            decoded = decode_body(
+            body = plain_body(
                 request.body, request.header("content-encoding"), self.config.max_body_bytes
             )
+            now_ms = int(request.received_at * 1000)
+            # Most batches are clean: say so in C, decoding straight into typed structs,
+            # and decode the dicts and report in full only when not.
+            clean = clean_body(body, now_ms)
+            if clean is not None and not self.config.datafiles:
+                # The hot path: nothing to report, no datafile keys to find, so no walk,
+                # and the payload decoded only if someone reads it.
+                record.defer_payload(body)
+                record.compact, anonymize = clean  # records built if read
+                return self._judged(request, record, report, anonymize=anonymize)
+            payload = parse_json(body)
         except DecodeError as exc:
             record.verdict, record.status = (
                 ("too_large", 413) if exc.too_large else ("malformed", 400)
@@ -237,22 +248,14 @@ class Endpoint:
             report.errors.append(Violation("$", rule, exc.message))
             record.raw = None if exc.too_large else request.body
         else:
-            now_ms = int(request.received_at * 1000)
-            # Most batches are clean: say so in C, and report in full only when not.
-            cells = clean_cells(decoded.payload, now_ms)
-            if cells is not None and not self.config.datafiles:
-                # The hot path: nothing to report, no datafile keys to find, so no walk.
-                record.payload, record.source = decoded.payload, decoded.text
-                record.compact = CleanEvents(cells)  # records built if read
-                return self._judged(request, record, report)
-            batch = walk(decoded.payload)
-            if cells is None:
+            batch = walk(payload)
+            if clean is None:
                 report = check(batch, now_ms=now_ms)
             if not batch.is_object or _too_deep(report):
                 # Kept as text: no later step should parse or walk it again.
-                record.verdict, record.status, record.raw = "malformed", 400, decoded.text
+                record.verdict, record.status, record.raw = "malformed", 400, body
             else:
-                record.payload, record.source = decoded.payload, decoded.text
+                record.payload, record.source = payload, body
                 keys = resolve(batch, self.config.datafiles, report)
                 if keys:
                     record.keys = render_keys(keys)
@@ -263,7 +266,14 @@ class Endpoint:
                 )
         return self._judged(request, record, report)
 
-    def _judged(self, request: CoreRequest, record: RequestRecord, report: Report) -> RequestRecord:
+    def _judged(
+        self,
+        request: CoreRequest,
+        record: RequestRecord,
+        report: Report,
+        *,
+        anonymize: bool | None = None,
+    ) -> RequestRecord:
         """The judged record with its report, anonymized."""
         _check_content_type(request, report)
         record.errors, record.warnings, record.unknown_fields = (
@@ -271,12 +281,17 @@ class Endpoint:
             report.warnings,
             report.notes,
         )
-        self._anonymize(request, record)
+        self._anonymize(request, record, anonymize)
         return record
 
-    def _anonymize(self, request: CoreRequest, record: RequestRecord) -> None:
-        payload = record.payload
-        anonymize = not (isinstance(payload, dict) and payload.get("anonymize_ip") is False)
+    def _anonymize(
+        self, request: CoreRequest, record: RequestRecord, anonymize: bool | None = None
+    ) -> None:
+        """Store the client's address as the batch asks (`anonymize_ip`: read from the
+        payload unless the caller read it already) and scrub address headers."""
+        if anonymize is None:
+            payload = record.payload
+            anonymize = not (isinstance(payload, dict) and payload.get("anonymize_ip") is False)
         # Every X-Forwarded-For line, in order: the last one is the nearest proxy's.
         forwarded = (
             [value for name, value in request.headers if name.lower() == "x-forwarded-for"]
@@ -501,9 +516,13 @@ class _LogLine:
         return _log_line(self.record)
 
 
-def _visitor_count(payload: Any) -> int:
+def _visitor_count(record: RequestRecord) -> int:
     """How many visitors `walk` would find (the items of an array `visitors`), counted
-    without walking the batch again."""
+    without walking the batch again (nor decoding a clean batch's payload)."""
+    compact = record.compact
+    if compact is not None:
+        return compact.visitors
+    payload = record.payload
     visitors = payload.get("visitors") if payload.__class__ is dict else None
     return len(visitors) if visitors.__class__ is list else 0
 
@@ -515,7 +534,7 @@ def _log_line(record: RequestRecord) -> str:
             f"#{record.id} {record.status} not_found from {record.client_ip or '-'}: "
             f"{record.method} {record.path}: {hint}"
         )
-    count = _visitor_count(record.payload)
+    count = _visitor_count(record)
     fault = record.fault
     note = f" [fault: {fault['kind']}, rule #{fault['rule']}]" if fault else ""
     return (

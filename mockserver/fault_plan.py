@@ -119,6 +119,11 @@ class PlanState:
             {"id": s.id, **s.rule.to_dict(), "seed": s.seed, "fired": s.fired} for s in self.slots
         ]
 
+    def decide_for(self, record: RequestRecord) -> FaultAction | None:
+        """`decide(record.payload)`, reading the payload only when a rule is in force (a
+        clean batch's payload is decoded on first read: `RequestRecord.defer_payload`)."""
+        return self.decide(record.payload) if self.slots else None
+
     def decide(self, payload: Any) -> FaultAction | None:
         """Count one request and return the action of the first rule that applies."""
         if not self.slots:
@@ -183,14 +188,14 @@ def _action(slot: _Slot, step: int | str | None, rng: random.Random | None) -> F
 class Decides(Protocol):
     """What decides a request: a `FaultPlan`, or a `PlanState` inside a journal's step."""
 
-    def decide(self, payload: Any) -> FaultAction | None: ...
+    def decide_for(self, record: RequestRecord) -> FaultAction | None: ...
 
 
 def decide_record(plan: Decides, record: RequestRecord) -> None:
     """Decide `record` with `plan` and journal the decision. A `not_found` request (a path or
     method the endpoint does not serve) is neither counted nor faulted: faults are the Log
     Endpoint's, and a stray `GET /` must not use up a `times=1` rule."""
-    apply_decision(record, None if record.verdict == "not_found" else plan.decide(record.payload))
+    apply_decision(record, None if record.verdict == "not_found" else plan.decide_for(record))
 
 
 def apply_decision(record: RequestRecord, action: FaultAction | None) -> None:
@@ -290,6 +295,10 @@ class FaultPlan:
     def decide(self, payload: Any) -> FaultAction | None:
         """Count one request and return the action of the first rule that applies."""
         return self._store.change_plan(lambda state: state.decide(payload))
+
+    def decide_for(self, record: RequestRecord) -> FaultAction | None:
+        """`decide(record.payload)`, reading the payload only when a rule is in force."""
+        return self._store.change_plan(lambda state: state.decide_for(record))
 
     def waiter(self) -> Waiter:
         """A cancellable delay, registered so `clear()` can cut it short."""

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args
 
+import msgspec
+
 from .violations import Violation
 
 if TYPE_CHECKING:
@@ -203,9 +205,34 @@ class CompactEvents(Protocol):
     cells the writer needs, and how to build the records when someone reads them."""
 
     cells: list[EventCells]
+    top: tuple[Any, Any, Any]
+    """The batch's account_id, project_id and client_name, as sent (None when absent)."""
+    visitors: int
+    """How many visitors the batch has."""
 
     def build(self, record: RequestRecord) -> list[EventRecord]:
         """The `EventRecord`s of `record`, with its verdict and id as they are now."""
+
+
+_UNREAD: Any = object()
+"""`RequestRecord.payload` not decoded yet: `defer_payload` kept only its bytes."""
+
+
+class _Payload:
+    """The descriptor behind `RequestRecord.payload`: a value as set, or, after
+    `defer_payload`, the record's `source` decoded on first read (and kept)."""
+
+    def __get__(self, record: RequestRecord | None, owner: type | None = None) -> Any:
+        if record is None:
+            return None  # the field's default
+        value = record.__dict__["_payload"]
+        if value is _UNREAD:
+            # Two threads reading at once both decode, and keep equal values.
+            value = record.__dict__["_payload"] = msgspec.json.decode(record.source or b"")
+        return value
+
+    def __set__(self, record: RequestRecord, value: Any) -> None:
+        record.__dict__["_payload"] = value
 
 
 @dataclass
@@ -226,7 +253,8 @@ class RequestRecord:
     errors: list[Violation] = field(default_factory=list)
     warnings: list[Violation] = field(default_factory=list)
     unknown_fields: list[Violation] = field(default_factory=list)
-    payload: Any = None
+    payload: Any = _Payload()
+    """The decoded body (None when it was not JSON, or not kept)."""
     raw: bytes | None = None
     fault: dict[str, Any] | None = None
     keys: dict[str, str] = field(default_factory=dict)
@@ -245,6 +273,18 @@ class RequestRecord:
     the writer stores them from these cells, and most records are never asked for their
     `EventRecord`s)."""
     _events: list[EventRecord] = field(default_factory=list, repr=False, compare=False)
+
+    def defer_payload(self, source: bytes) -> None:
+        """Keep `source`, JSON that msgspec decodes (the hot path's typed decoder read it),
+        as the body: `payload` is decoded from it when first read. Most records of a clean
+        batch are stored and answered without anyone reading their payload."""
+        self.source = source
+        self.__dict__["_payload"] = _UNREAD
+
+    @property
+    def payload_is_read(self) -> bool:
+        """False while `payload` is still only `source` (see `defer_payload`)."""
+        return self.__dict__["_payload"] is not _UNREAD
 
     @property
     def events(self) -> list[EventRecord]:

@@ -25,6 +25,8 @@ __all__ = [
     "decode_body",
     "inflate",
     "loads",
+    "parse_json",
+    "plain_body",
 ]
 
 MAX_BODY_BYTES = 3_500_000
@@ -88,19 +90,31 @@ def inflate(body: bytes, limit: int) -> bytes:
 
 def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY_BYTES) -> Decoded:
     """Decompress (when asked) and parse `body`; raises DecodeError with a fix-it message."""
+    text = plain_body(body, content_encoding, limit)
+    return Decoded(payload=parse_json(text), text=text)
+
+
+def plain_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY_BYTES) -> bytes:
+    """`body` within the limit, decompressed when its `Content-Encoding` says gzip: the
+    bytes `parse_json` (or the fast path's typed decoder) reads."""
     if len(body) > limit:
         raise DecodeError(
             f"the body is over the {limit:,}-byte limit; split the batch", too_large=True
         )
     encoding = (content_encoding or "identity").strip().lower()
     if encoding in ("gzip", "x-gzip"):
-        body = inflate(body, limit)
-    elif encoding != "identity":
+        return inflate(body, limit)
+    if encoding != "identity":
         raise DecodeError(
             f"Content-Encoding {content_encoding!r} is not supported; send identity or gzip"
         )
+    return body
+
+
+def parse_json(body: bytes) -> Any:
+    """The JSON value of `body` (plain bytes); raises DecodeError with a fix-it message."""
     try:
-        return Decoded(payload=_FAST.decode(body), text=body)
+        return _FAST.decode(body)
     except Exception:  # refused: json.loads below decides, and says what is wrong
         pass
     if body.startswith(b"\xef\xbb\xbf"):
@@ -114,9 +128,8 @@ def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_BODY
     if not text.strip():
         raise DecodeError("the body is empty; send one JSON object")
     try:
-        payload = loads(text)
+        return loads(text)
     except RecursionError as exc:
         raise DecodeError("the body nests too deeply to parse; flatten it") from exc
     except ValueError as exc:
         raise DecodeError(f"the body is not valid JSON: {exc}") from exc
-    return Decoded(payload=payload, text=body)

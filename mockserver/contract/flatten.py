@@ -179,18 +179,22 @@ def flatten_clean(
 
 class CleanEvents:
     """The events of a clean batch (as `flatten_clean` takes it) before they are records:
-    per event `(kind, visitor_id, key, entity_id, uuid, timestamp)`, in payload order.
+    per event `(kind, visitor_id, key, entity_id, uuid, timestamp)`, in payload order,
+    with the batch's `top` cells (account_id, project_id, client_name) and how many
+    `visitors` it has.
 
     `RequestRecord.events` builds the records from the payload on first read, with the
     record's verdict and id as they are then; a journal's writer stores the rows from
     the cells (`rows.event_rows`), and flags history from them (`history.apply_history`,
     which builds the records only when it has a warning to give)."""
 
-    __slots__ = ("cells",)
+    __slots__ = ("cells", "top", "visitors")
 
-    def __init__(self, cells: list[EventCells]) -> None:
-        """`cells` as `quick.clean_cells` reads them off the batch it found clean."""
+    def __init__(self, cells: list[EventCells], top: tuple[Any, Any, Any], visitors: int) -> None:
+        """What `quick.clean_body` reads off the batch it found clean."""
         self.cells = cells
+        self.top = top
+        self.visitors = visitors
 
     def build(self, record: RequestRecord) -> list[EventRecord]:
         """`flatten_clean` of the record's payload, with its verdict and id."""

@@ -139,9 +139,8 @@ def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
     compact = record.compact
     if compact is None:
         return [event_row(event) for event in record.events]
-    top = record.payload.get
-    account_id, project_id = as_text(top("account_id")), as_text(top("project_id"))
-    client_name, verdict, request_id = as_text(top("client_name")), record.verdict, record.id
+    account_id, project_id, client_name = map(as_text, compact.top)  # the payload unread
+    verdict, request_id = record.verdict, record.id
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for index, (kind, visitor_id, key, entity_id, uuid, stamp) in enumerate(compact.cells):
