@@ -178,11 +178,34 @@ def test_a_clean_batch_is_stored_without_building_its_records(store: str, tmp_pa
         record = endpoint.handle(request).record
         assert record is not None and record.verdict == "accepted"
         assert record.compact is not None and record.event_count == 3  # never built
+        assert not record.payload_is_read  # stored, answered, logged: never decoded
         stored = journal.request(record.id)
         assert stored is not None and len(stored.events) == 3
         assert record.events == stored.events  # built now: the journal's own
         assert record.compact is None and {e.request_id for e in record.events} == {record.id}
+        assert record.payload_is_read and record.payload == payload == stored.payload
+        assert record.to_dict() == stored.to_dict()
         assert [e.index for e in journal.events()] == [0, 1, 2]
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_a_fault_rule_reads_a_clean_batchs_payload(store: str, tmp_path: Path) -> None:
+    # A clean batch's payload is decoded only when read: a rule on its content reads it.
+    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
+    try:
+        endpoint = Endpoint(journal)
+        endpoint.faults.add(status=503, visitor_id="vip")
+        answers = []
+        for visitor in ("someone", "vip"):
+            body = json.dumps(impression(visitor)).encode()
+            request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
+            outcome = endpoint.handle(request)
+            assert outcome.record is not None and outcome.record.payload_is_read
+            answers.append((outcome.status, outcome.record.verdict))
+        assert answers == [(204, "accepted"), (503, "faulted")]
+        assert [r.verdict for r in journal.requests()] == ["accepted", "faulted"]
     finally:
         journal.close()
 
