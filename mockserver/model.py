@@ -209,6 +209,11 @@ class CompactEvents(Protocol):
     """The batch's account_id, project_id and client_name, as sent (None when absent)."""
     visitors: int
     """How many visitors the batch has."""
+    duplicates: set[int]
+    """The indexes of the events history flagged as duplicates."""
+
+    def path(self, index: int) -> str:
+        """The JSON path of event `index`."""
 
     def build(self, record: RequestRecord) -> list[EventRecord]:
         """The `EventRecord`s of `record`, with its verdict and id as they are now."""
@@ -317,6 +322,19 @@ class RequestRecord:
         return [
             (e.kind, e.visitor_id, e.key, e.entity_id, e.uuid, e.timestamp) for e in self._events
         ]
+
+    def event_path(self, index: int) -> str:
+        """The JSON path of event `index` (without building the records)."""
+        compact = self.compact
+        return compact.path(index) if compact is not None else self._events[index].path
+
+    def flag_duplicate(self, index: int) -> None:
+        """Flag event `index` as a duplicate (history's; without building the records)."""
+        compact = self.compact
+        if compact is not None:
+            compact.duplicates.add(index)
+        else:
+            self._events[index].duplicate = True
 
     def set_id(self, request_id: int) -> None:
         """Give the request its journal id; its events take it too (when built; events

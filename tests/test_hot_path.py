@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from helpers import impression
+from helpers import conversion, impression
 from sdk_traffic import SDK_BATCHES, sdk_batch
 
 from contract_tests.corpus import near_limit_body
@@ -186,6 +186,35 @@ def test_a_clean_batch_is_stored_without_building_its_records(store: str, tmp_pa
         assert record.payload_is_read and record.payload == payload == stored.payload
         assert record.to_dict() == stored.to_dict()
         assert [e.index for e in journal.events()] == [0, 1, 2]
+    finally:
+        journal.close()
+
+
+@pytest.mark.parametrize("store", ["memory", "sqlite"])
+def test_history_warns_a_clean_batch_without_building_it(store: str, tmp_path: Path) -> None:
+    # A duplicate and an early conversion are warned by path and flagged by index; the
+    # records, built later, carry the flags, as the journal reads them back.
+    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
+    try:
+        endpoint = Endpoint(journal)
+        first = impression("ann")
+        batch = conversion(visitor_id="bob")
+        batch["visitors"].insert(0, copy.deepcopy(first["visitors"][0]))
+        bodies = [json.dumps(first).encode(), json.dumps(batch).encode()]
+        for body in bodies:
+            request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
+            record = endpoint.handle(request).record
+        assert record is not None and record.compact is not None
+        assert not record.payload_is_read
+        assert [(w.rule, w.path) for w in record.warnings] == [
+            ("duplicate_event", "visitors[0].snapshots[0].events[0].uuid"),
+            ("conversion_before_decision", "visitors[1].snapshots[0].events[0]"),
+        ]
+        stored = journal.request(record.id)
+        assert stored is not None
+        assert [e.duplicate for e in stored.events] == [True, False]
+        assert record.events == stored.events and record.warnings == stored.warnings
+        assert [e.duplicate for e in journal.events(visitor_id="ann")] == [False, True]
     finally:
         journal.close()
 

@@ -163,8 +163,9 @@ def clean_as_sent(body: bytes) -> bool:
 def same_events(payload: Any) -> bool:
     """Where the fast path accepts, its events (`flatten_clean`, no walk) are the walk's,
     and so are a compact record's (`CleanEvents`, from `clean_body` of the body as sent,
-    its payload not decoded yet): its stored rows, read from the cells before any record
-    is built, and its records once they are built."""
+    its payload not decoded yet): its events' paths and its stored rows, read from the
+    cells with two events flagged as duplicates before any record is built, and its
+    records once they are built."""
     cells = clean_cells(payload, NOW)
     if cells is not None:
         fast = flatten_clean(payload, verdict="accepted", received_at=1.5)
@@ -195,6 +196,10 @@ def same_events(payload: Any) -> bool:
     walked = flatten(decoded, verdict="accepted", received_at=1.5)
     for event in walked:
         event.request_id = 7
+    assert [record.event_path(i) for i in range(len(walked))] == [e.path for e in walked]
+    for index in {0, len(walked) - 1}:  # history's flags, kept by index until built
+        record.flag_duplicate(index)
+        walked[index].duplicate = True
     rows = event_rows(record)
     assert record.event_cells() is compact.cells and not record.payload_is_read
     assert record.compact is not None and record.event_count == len(walked)  # not built yet

@@ -180,28 +180,50 @@ def flatten_clean(
 class CleanEvents:
     """The events of a clean batch (as `flatten_clean` takes it) before they are records:
     per event `(kind, visitor_id, key, entity_id, uuid, timestamp)`, in payload order,
-    with the batch's `top` cells (account_id, project_id, client_name) and how many
-    `visitors` it has.
+    with the batch's `top` cells (account_id, project_id, client_name), how many
+    `visitors` it has, its `shape` (per snapshot: the visitor's index, the snapshot's
+    and how many events it has, so an event's path is known) and the indexes of the
+    events history flagged as `duplicates`.
 
     `RequestRecord.events` builds the records from the payload on first read, with the
-    record's verdict and id as they are then; a journal's writer stores the rows from
-    the cells (`rows.event_rows`), and flags history from them (`history.apply_history`,
-    which builds the records only when it has a warning to give)."""
+    record's verdict, id and duplicate flags as they are then; a journal's writer stores
+    the rows from the cells (`rows.event_rows`), and flags history from them
+    (`history.apply_history`): a duplicate or an early conversion is told by its path,
+    without building the records or decoding the payload."""
 
-    __slots__ = ("cells", "top", "visitors")
+    __slots__ = ("cells", "duplicates", "shape", "top", "visitors")
 
-    def __init__(self, cells: list[EventCells], top: tuple[Any, Any, Any], visitors: int) -> None:
+    def __init__(
+        self,
+        cells: list[EventCells],
+        top: tuple[Any, Any, Any],
+        shape: list[tuple[int, int, int]],
+        visitors: int,
+    ) -> None:
         """What `quick.clean_body` reads off the batch it found clean."""
         self.cells = cells
         self.top = top
+        self.shape = shape
         self.visitors = visitors
+        self.duplicates: set[int] = set()
+
+    def path(self, index: int) -> str:
+        """The JSON path of event `index` (as `flatten_clean` gives it)."""
+        at = index
+        for v, s, count in self.shape:
+            if at < count:
+                return f"visitors[{v}].snapshots[{s}].events[{at}]"
+            at -= count
+        raise IndexError(f"event {index} is past the batch's {len(self.cells)} events")
 
     def build(self, record: RequestRecord) -> list[EventRecord]:
-        """`flatten_clean` of the record's payload, with its verdict and id."""
+        """`flatten_clean` of the record's payload, with its verdict, id and flags."""
         events = flatten_clean(
             record.payload, verdict=record.verdict, received_at=record.received_at
         )
         if record.id:
             for event in events:
                 event.request_id = record.id
+        for index in self.duplicates:
+            events[index].duplicate = True
         return events

@@ -147,8 +147,8 @@ def apply_history(record: RequestRecord, history: History) -> None:
     those warnings and flags with it: it is left as it is (it still makes history)."""
     if record.verdict != "accepted" or record.source_id is not None:
         return
-    # Read from the cells (`RequestRecord.event_cells`): a clean record's events are
-    # built only when there is a warning to give (it names the event's path).
+    # Read from the cells (`RequestRecord.event_cells`): a clean record's events are not
+    # built, and its payload not decoded, even to flag one (`flag_duplicate`, `event_path`).
     cells = record.event_cells()
     keys = [(entity_id, uuid, timestamp) for _, _, _, entity_id, uuid, timestamp in cells]
     seen_before = history.seen(keys)
@@ -163,11 +163,10 @@ def apply_history(record: RequestRecord, history: History) -> None:
     for index, key in enumerate(keys):
         kind, visitor_id, sent_key, _, uuid, timestamp = cells[index]
         if key in batch_keys or key in seen_before:
-            event = record.events[index]
-            event.duplicate = True
+            record.flag_duplicate(index)
             record.warnings.append(
                 Violation(
-                    f"{event.path}.uuid",
+                    f"{record.event_path(index)}.uuid",
                     "duplicate_event",
                     "an event with this entity_id, uuid and timestamp arrived before: "
                     "Optimizely stores it once",
@@ -179,7 +178,7 @@ def apply_history(record: RequestRecord, history: History) -> None:
         if kind == "conversion" and not _decided(visitor_id, timestamp, batch_impressions, history):
             record.warnings.append(
                 Violation(
-                    record.events[index].path,
+                    record.event_path(index),
                     "conversion_before_decision",
                     f"visitor {visitor_id!r} converted before any impression was recorded: "
                     "results count conversions only for visitors who saw a decision",

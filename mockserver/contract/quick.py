@@ -142,11 +142,15 @@ def _clean_events(batch: Any, now_ms: int) -> CleanEvents | None:
     future = now_ms + _FUTURE_SLACK_MS
     cells: list[EventCells] = []
     append = cells.append
-    for visitor in batch.visitors:
+    shape: list[tuple[int, int, int]] = []
+    visitors = batch.visitors
+    for v, visitor in enumerate(visitors):
         visitor_id = visitor.visitor_id
-        for snapshot in visitor.snapshots:
+        for s, snapshot in enumerate(visitor.snapshots):
             decisions = snapshot.decisions
-            for event in snapshot.events:
+            events = snapshot.events
+            shape.append((v, s, len(events)))
+            for event in events:
                 stamp = event.timestamp
                 if stamp < _SECONDS_CEILING or stamp > future:
                     return None
@@ -184,4 +188,4 @@ def _clean_events(batch: Any, now_ms: int) -> CleanEvents | None:
         None if batch.project_id is _UNSET else batch.project_id,
         None if batch.client_name is _UNSET else batch.client_name,
     )
-    return CleanEvents(cells, top, len(batch.visitors))
+    return CleanEvents(cells, top, shape, len(visitors))

@@ -134,13 +134,13 @@ def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
 
 def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
     """`event_row` of each of the record's events; from its compact cells when it has them
-    (a clean batch: no datafile keys, no duplicate flagged, since flagging one builds the
-    records), without building the records."""
+    (a clean batch: no datafile keys; its duplicate flags by index), without building the
+    records."""
     compact = record.compact
     if compact is None:
         return [event_row(event) for event in record.events]
     account_id, project_id, client_name = map(as_text, compact.top)  # the payload unread
-    verdict, request_id = record.verdict, record.id
+    verdict, request_id, duplicates = record.verdict, record.id, compact.duplicates
     rows: list[tuple[Any, ...]] = []
     append = rows.append
     for index, (kind, visitor_id, key, entity_id, uuid, stamp) in enumerate(compact.cells):
@@ -165,7 +165,7 @@ def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
                 client_name,
                 verdict,
                 stamp,
-                False,
+                index in duplicates,
             )
         )
     return rows
