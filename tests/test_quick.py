@@ -326,7 +326,26 @@ def test_a_key_sent_twice_counts_once_the_last_way() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [b"", b"  ", b"[]", b"null", b"\xef\xbb\xbf{}", b'{"account_id": "1"', b"\xff", b"NaN"],
+    [
+        b"",
+        b"  ",
+        b"[]",
+        b"null",
+        b"\xef\xbb\xbf{}",
+        b'{"account_id": "1"',
+        b"\xff",
+        b"NaN",
+        b'{"account_id": "\xff"}',  # invalid UTF-8 inside a string
+        b'{"account_id": "\xc3"}',
+    ],
 )
 def test_a_body_that_is_no_batch_is_not_clean(body: bytes) -> None:
     assert clean_body(body, NOW) is None
+
+
+def test_invalid_utf8_in_a_clean_batch_is_malformed() -> None:
+    # The typed decoder refuses it with a UnicodeDecodeError: the full path says why.
+    body = sent(at_now(impression())).replace(b'"user-1"', b'"user-\xff"')
+    assert clean_body(body, NOW) is None
+    with pytest.raises(DecodeError, match="not valid UTF-8"):
+        decode_body(body, None)

@@ -96,7 +96,9 @@ _STRUCTS = _structs()
 _BATCH = _STRUCTS["batch"]
 _TYPED = msgspec.json.Decoder(_BATCH)
 _UNSET = msgspec.UNSET
-_REFUSED = (msgspec.DecodeError, UnicodeEncodeError)  # (a lone surrogate in its message)
+_REFUSED = (msgspec.DecodeError, UnicodeError)
+"""What msgspec raises for what it will not take: a type or JSON error, invalid UTF-8 in a
+string (UnicodeDecodeError), a lone surrogate it cannot put in its own message."""
 
 
 def is_clean(payload: Any, now_ms: int) -> bool:
