@@ -2,6 +2,8 @@
 disturb, for deciding between two trees when CPU time per request moves by 20 % a minute.
 
     python benchmarks/instructions.py respx [TREE ...]      # the respx door, and a bare route
+    python benchmarks/instructions.py core [TREE ...]       # Endpoint.handle alone
+    python benchmarks/instructions.py ingest [TREE ...]     # the 3.5 MB batch, and json.loads
     python benchmarks/instructions.py serve [TREE ...] -- --memory --max-requests 500
     python benchmarks/instructions.py serve [TREE ...] -- --db /tmp/journal.db
     python benchmarks/instructions.py serve [TREE ...] -- --db /tmp/journal.db --workers 2
@@ -10,7 +12,11 @@ Each figure is (count(N2) - count(N1)) / (N2 - N1), so start-up and imports canc
 `respx` runs inprocess.py's comparison (the same SDK impression body each time; `fresh`:
 a new uuid each time) in process; `serve` starts `python -m mockserver serve ARGS` under
 valgrind and sends strict one-impression requests, each with a fresh uuid, over 32
-keep-alive connections. Trees default to this checkout. Needs valgrind (apt).
+keep-alive connections. `core` is `Endpoint.handle` on a memory journal for one strict SDK
+impression (the same body each time, and fresh uuids), without a door; `ingest` is
+inprocess.py's 3.5 MB batch through `Endpoint.handle` on a SQLite journal, against
+`json.loads` of it (N1, N2 default to 1 and 3 batches). Trees default to this checkout.
+Needs valgrind (apt).
 """
 
 from __future__ import annotations
@@ -46,6 +52,35 @@ with router, httpx.Client() as client:
     for body in bodies:
         client.post(inprocess.URL, content=body, headers=headers)
 """
+
+_CORE = """
+import os, inprocess
+from mockserver import CoreRequest, Endpoint, MemoryJournal
+n, which = int(os.environ["N"]), os.environ["WHICH"]
+bodies = inprocess.impression_bodies(n) if which == "fresh" else inprocess.impression_bodies(1) * n
+headers = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
+endpoint = Endpoint(MemoryJournal())
+for body in bodies:
+    endpoint.handle(CoreRequest("POST", "/v1/events", body, headers=headers, peer="127.0.0.1"))
+"""
+_INGEST = """
+import json, os, tempfile, inprocess
+from pathlib import Path
+from mockserver import CoreRequest, Endpoint, SqliteJournal
+n, which = int(os.environ["N"]), os.environ["WHICH"]
+body = inprocess.near_limit_body().replace(b"__UUID__", b"u-")
+bodies = [body.replace(b'"u-', f'"r{i}-'.encode()) for i in range(n)]
+headers = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
+endpoint = Endpoint(SqliteJournal(Path(tempfile.mkdtemp()) / "j.db"))
+for body in bodies:
+    if which == "loads":
+        json.loads(body)
+    else:
+        request = CoreRequest("POST", "/v1/events", body, headers=headers, peer="127.0.0.1")
+        assert endpoint.handle(request).status == 204
+"""
+_SCRIPTS = {"same": _IN_PROCESS, "fresh": _IN_PROCESS, "bare": _IN_PROCESS}
+_SCRIPTS |= {"core-same": _CORE, "core-fresh": _CORE, "ingest": _INGEST, "loads": _INGEST}
 
 
 _PATIENT_SUPERVISOR = """
@@ -129,16 +164,18 @@ def per_request(tree: Path, kind: str, n1: int, n2: int, serve_args: list[str]) 
             port = ["--port", str(_free_port())]
             return _count([python, "-m", "mockserver", "serve", *port, *serve_args], env, tree, n)
     else:
+        which = kind.removeprefix("core-")
 
         def count(n: int) -> int:
-            return _count([python, "-c", _IN_PROCESS], {**env, "N": str(n), "WHICH": kind}, tree)
+            script = _SCRIPTS[kind]
+            return _count([python, "-c", script], {**env, "N": str(n), "WHICH": which}, tree)
 
     return (count(n2) - count(n1)) / (n2 - n1)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["respx", "serve"])
+    parser.add_argument("what", choices=["respx", "serve", "core", "ingest"])
     parser.add_argument("trees", type=Path, nargs="*", default=[HERE.parent])
     parser.add_argument("--requests", type=int, nargs=2, default=None, metavar=("N1", "N2"))
     argv = sys.argv[1:]
@@ -154,6 +191,22 @@ def main() -> None:
                 f"{tree}: respx door {ours / 1e3:,.0f}k (fresh uuids {fresh / 1e3:,.0f}k), "
                 f"bare route {bare / 1e3:,.0f}k instructions per request: "
                 f"{ours / bare:.2f}x ({fresh / bare:.2f}x)",
+                flush=True,
+            )
+        elif args.what == "core":
+            n1, n2 = args.requests or (200, 600)
+            same, fresh = (per_request(tree, k, n1, n2, []) for k in ("core-same", "core-fresh"))
+            print(
+                f"{tree}: Endpoint.handle {same / 1e3:,.1f}k instructions per request "
+                f"(fresh uuids {fresh / 1e3:,.1f}k)",
+                flush=True,
+            )
+        elif args.what == "ingest":
+            n1, n2 = args.requests or (1, 3)
+            ingest, loads = (per_request(tree, k, n1, n2, []) for k in ("ingest", "loads"))
+            print(
+                f"{tree}: 3.5 MB ingest {ingest / 1e6:,.0f}M instructions, json.loads "
+                f"{loads / 1e6:,.0f}M: {ingest / loads:.2f}x",
                 flush=True,
             )
         else:

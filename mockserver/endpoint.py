@@ -471,6 +471,8 @@ def _detail(record: RequestRecord) -> str:
 
 def _check_content_type(request: CoreRequest, report: Report) -> None:
     content_type = request.header("content-type")
+    if content_type == "application/json":  # what every SDK sends
+        return
     media = (content_type or "").split(";", 1)[0].strip().lower()
     if media != "application/json":
         report.warn(

@@ -181,8 +181,9 @@ class CleanEvents:
     """The events of a clean batch (as `flatten_clean` takes it) before they are records:
     per event `(kind, visitor_id, key, entity_id, uuid, timestamp)`, in payload order,
     with the batch's `top` cells (account_id, project_id, client_name), how many
-    `visitors` it has, its `shape` (per snapshot: the visitor's index, the snapshot's
-    and how many events it has, so an event's path is known) and the indexes of the
+    `visitors` it has, its `shape` (per snapshot, flat: the visitor's index, the
+    snapshot's and how many events it has, so an event's path is known; plain ints in
+    one list, which the cycle collector reads as one object) and the indexes of the
     events history flagged as `duplicates`.
 
     `RequestRecord.events` builds the records from the payload on first read, with the
@@ -197,7 +198,7 @@ class CleanEvents:
         self,
         cells: list[EventCells],
         top: tuple[Any, Any, Any],
-        shape: list[tuple[int, int, int]],
+        shape: list[int],
         visitors: int,
     ) -> None:
         """What `quick.clean_body` reads off the batch it found clean."""
@@ -209,10 +210,11 @@ class CleanEvents:
 
     def path(self, index: int) -> str:
         """The JSON path of event `index` (as `flatten_clean` gives it)."""
-        at = index
-        for v, s, count in self.shape:
+        at, shape = index, self.shape
+        for i in range(0, len(shape), 3):
+            count = shape[i + 2]
             if at < count:
-                return f"visitors[{v}].snapshots[{s}].events[{at}]"
+                return f"visitors[{shape[i]}].snapshots[{shape[i + 1]}].events[{at}]"
             at -= count
         raise IndexError(f"event {index} is past the batch's {len(self.cells)} events")
 

@@ -152,7 +152,11 @@ def apply_history(record: RequestRecord, history: History) -> None:
     cells = record.event_cells()
     keys = [(entity_id, uuid, timestamp) for _, _, _, entity_id, uuid, timestamp in cells]
     seen_before = history.seen(keys)
-    conversions = any(cell[0] == "conversion" for cell in cells)
+    conversions = False
+    for cell in cells:  # a loop, not any(): no generator per request
+        if cell[0] == "conversion":
+            conversions = True
+            break
     if not seen_before and not conversions and len(set(keys)) == len(keys):
         return  # nothing arrived before, nothing twice, no conversion: no warning to give
     batch_keys: set[DedupeKey] = set()

@@ -144,14 +144,14 @@ def _clean_events(batch: Any, now_ms: int) -> CleanEvents | None:
     future = now_ms + _FUTURE_SLACK_MS
     cells: list[EventCells] = []
     append = cells.append
-    shape: list[tuple[int, int, int]] = []
+    shape: list[int] = []
     visitors = batch.visitors
     for v, visitor in enumerate(visitors):
         visitor_id = visitor.visitor_id
         for s, snapshot in enumerate(visitor.snapshots):
             decisions = snapshot.decisions
             events = snapshot.events
-            shape.append((v, s, len(events)))
+            shape += (v, s, len(events))
             for event in events:
                 stamp = event.timestamp
                 if stamp < _SECONDS_CEILING or stamp > future:
