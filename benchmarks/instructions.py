@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -173,6 +174,27 @@ def per_request(tree: Path, kind: str, n1: int, n2: int, serve_args: list[str]) 
     return (count(n2) - count(n1)) / (n2 - n1)
 
 
+_PAIRS: dict[str, tuple[tuple[str, str], tuple[int, int], Callable[[float, float], str]]] = {
+    "core": (
+        ("core-same", "core-fresh"),
+        (200, 600),
+        lambda same, fresh: (
+            f"Endpoint.handle {same / 1e3:,.1f}k instructions per request "
+            f"(fresh uuids {fresh / 1e3:,.1f}k)"
+        ),
+    ),
+    "ingest": (
+        ("ingest", "loads"),
+        (1, 3),
+        lambda ingest, loads: (
+            f"3.5 MB ingest {ingest / 1e6:,.0f}M instructions, json.loads "
+            f"{loads / 1e6:,.0f}M: {ingest / loads:.2f}x"
+        ),
+    ),
+}
+"""The modes that compare two in-process scripts: their kinds, default N1 and N2, and the line."""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=["respx", "serve", "core", "ingest"])
@@ -193,22 +215,10 @@ def main() -> None:
                 f"{ours / bare:.2f}x ({fresh / bare:.2f}x)",
                 flush=True,
             )
-        elif args.what == "core":
-            n1, n2 = args.requests or (200, 600)
-            same, fresh = (per_request(tree, k, n1, n2, []) for k in ("core-same", "core-fresh"))
-            print(
-                f"{tree}: Endpoint.handle {same / 1e3:,.1f}k instructions per request "
-                f"(fresh uuids {fresh / 1e3:,.1f}k)",
-                flush=True,
-            )
-        elif args.what == "ingest":
-            n1, n2 = args.requests or (1, 3)
-            ingest, loads = (per_request(tree, k, n1, n2, []) for k in ("ingest", "loads"))
-            print(
-                f"{tree}: 3.5 MB ingest {ingest / 1e6:,.0f}M instructions, json.loads "
-                f"{loads / 1e6:,.0f}M: {ingest / loads:.2f}x",
-                flush=True,
-            )
+        elif args.what in _PAIRS:
+            kinds, default, say = _PAIRS[args.what]
+            n1, n2 = args.requests or default
+            print(f"{tree}: {say(*(per_request(tree, k, n1, n2, []) for k in kinds))}", flush=True)
         else:
             n1, n2 = args.requests or (1000, 3000)
             figure = per_request(tree, "serve", n1, n2, serve_args)

@@ -17,7 +17,7 @@ from helpers import conversion, impression
 from sdk_traffic import SDK_BATCHES, sdk_batch
 
 from contract_tests.corpus import near_limit_body
-from mockserver import CoreRequest, Endpoint, MemoryJournal, SqliteJournal, flatten
+from mockserver import CoreRequest, Endpoint, Journal, MemoryJournal, SqliteJournal, flatten
 from mockserver.batch import walk
 from mockserver.journal.base import as_text
 from mockserver.journal.filters import COLUMN_FILTERS, column_values, event_matches
@@ -26,6 +26,14 @@ from mockserver.request_lines import REQUEST_LOGGER
 from mockserver.violations import Violation
 
 HEADERS = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Journal]:
+    """Each journal kind, closed after the test."""
+    opened = MemoryJournal() if request.param == "memory" else SqliteJournal(tmp_path / "j.db")
+    yield opened
+    opened.close()
 
 
 def post(endpoint: Endpoint, body: bytes) -> int:
@@ -161,82 +169,67 @@ def test_the_stored_columns_are_the_filters_values() -> None:
     assert column_values(events[1])[COLUMN_FILTERS.index("key")] == "purchase"
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_a_clean_batch_is_stored_without_building_its_records(store: str, tmp_path: Path) -> None:
+def test_a_clean_batch_is_stored_without_building_its_records(journal: Journal) -> None:
     # The writer stores a clean batch's events from their cells; the records are built
     # only when read, and are then the ones the journal reads back.
-    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
-    try:
-        endpoint = Endpoint(journal)
-        payload = impression()
-        payload["visitors"] = [copy.deepcopy(payload["visitors"][0]) for _ in range(3)]
-        for number, visitor in enumerate(payload["visitors"]):
-            visitor["snapshots"][0]["events"][0]["uuid"] = f"uuid-{number}"
-        request = CoreRequest(
-            "POST", "/v1/events", json.dumps(payload).encode(), headers=HEADERS, peer="127.0.0.1"
-        )
-        record = endpoint.handle(request).record
-        assert record is not None and record.verdict == "accepted"
-        assert record.compact is not None and record.event_count == 3  # never built
-        assert not record.payload_is_read  # stored, answered, logged: never decoded
-        stored = journal.request(record.id)
-        assert stored is not None and len(stored.events) == 3
-        assert record.events == stored.events  # built now: the journal's own
-        assert record.compact is None and {e.request_id for e in record.events} == {record.id}
-        assert record.payload_is_read and record.payload == payload == stored.payload
-        assert record.to_dict() == stored.to_dict()
-        assert [e.index for e in journal.events()] == [0, 1, 2]
-    finally:
-        journal.close()
+    endpoint = Endpoint(journal)
+    payload = impression()
+    payload["visitors"] = [copy.deepcopy(payload["visitors"][0]) for _ in range(3)]
+    for number, visitor in enumerate(payload["visitors"]):
+        visitor["snapshots"][0]["events"][0]["uuid"] = f"uuid-{number}"
+    request = CoreRequest(
+        "POST", "/v1/events", json.dumps(payload).encode(), headers=HEADERS, peer="127.0.0.1"
+    )
+    record = endpoint.handle(request).record
+    assert record is not None and record.verdict == "accepted"
+    assert record.compact is not None and record.event_count == 3  # never built
+    assert not record.payload_is_read  # stored, answered, logged: never decoded
+    stored = journal.request(record.id)
+    assert stored is not None and len(stored.events) == 3
+    assert record.events == stored.events  # built now: the journal's own
+    assert record.compact is None and {e.request_id for e in record.events} == {record.id}
+    assert record.payload_is_read and record.payload == payload == stored.payload
+    assert record.to_dict() == stored.to_dict()
+    assert [e.index for e in journal.events()] == [0, 1, 2]
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_history_warns_a_clean_batch_without_building_it(store: str, tmp_path: Path) -> None:
+def test_history_warns_a_clean_batch_without_building_it(journal: Journal) -> None:
     # A duplicate and an early conversion are warned by path and flagged by index; the
     # records, built later, carry the flags, as the journal reads them back.
-    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
-    try:
-        endpoint = Endpoint(journal)
-        first = impression("ann")
-        batch = conversion(visitor_id="bob")
-        batch["visitors"].insert(0, copy.deepcopy(first["visitors"][0]))
-        bodies = [json.dumps(first).encode(), json.dumps(batch).encode()]
-        for body in bodies:
-            request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
-            record = endpoint.handle(request).record
-        assert record is not None and record.compact is not None
-        assert not record.payload_is_read
-        assert [(w.rule, w.path) for w in record.warnings] == [
-            ("duplicate_event", "visitors[0].snapshots[0].events[0].uuid"),
-            ("conversion_before_decision", "visitors[1].snapshots[0].events[0]"),
-        ]
-        stored = journal.request(record.id)
-        assert stored is not None
-        assert [e.duplicate for e in stored.events] == [True, False]
-        assert record.events == stored.events and record.warnings == stored.warnings
-        assert [e.duplicate for e in journal.events(visitor_id="ann")] == [False, True]
-    finally:
-        journal.close()
+    endpoint = Endpoint(journal)
+    first = impression("ann")
+    batch = conversion(visitor_id="bob")
+    batch["visitors"].insert(0, copy.deepcopy(first["visitors"][0]))
+    bodies = [json.dumps(first).encode(), json.dumps(batch).encode()]
+    for body in bodies:
+        request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
+        record = endpoint.handle(request).record
+    assert record is not None and record.compact is not None
+    assert not record.payload_is_read
+    assert [(w.rule, w.path) for w in record.warnings] == [
+        ("duplicate_event", "visitors[0].snapshots[0].events[0].uuid"),
+        ("conversion_before_decision", "visitors[1].snapshots[0].events[0]"),
+    ]
+    stored = journal.request(record.id)
+    assert stored is not None
+    assert [e.duplicate for e in stored.events] == [True, False]
+    assert record.events == stored.events and record.warnings == stored.warnings
+    assert [e.duplicate for e in journal.events(visitor_id="ann")] == [False, True]
 
 
-@pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_a_fault_rule_reads_a_clean_batchs_payload(store: str, tmp_path: Path) -> None:
+def test_a_fault_rule_reads_a_clean_batchs_payload(journal: Journal) -> None:
     # A clean batch's payload is decoded only when read: a rule on its content reads it.
-    journal = MemoryJournal() if store == "memory" else SqliteJournal(tmp_path / "j.db")
-    try:
-        endpoint = Endpoint(journal)
-        endpoint.faults.add(status=503, visitor_id="vip")
-        answers = []
-        for visitor in ("someone", "vip"):
-            body = json.dumps(impression(visitor)).encode()
-            request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
-            outcome = endpoint.handle(request)
-            assert outcome.record is not None and outcome.record.payload_is_read
-            answers.append((outcome.status, outcome.record.verdict))
-        assert answers == [(204, "accepted"), (503, "faulted")]
-        assert [r.verdict for r in journal.requests()] == ["accepted", "faulted"]
-    finally:
-        journal.close()
+    endpoint = Endpoint(journal)
+    endpoint.faults.add(status=503, visitor_id="vip")
+    answers = []
+    for visitor in ("someone", "vip"):
+        body = json.dumps(impression(visitor)).encode()
+        request = CoreRequest("POST", "/v1/events", body, headers=HEADERS, peer="127.0.0.1")
+        outcome = endpoint.handle(request)
+        assert outcome.record is not None and outcome.record.payload_is_read
+        answers.append((outcome.status, outcome.record.verdict))
+    assert answers == [(204, "accepted"), (503, "faulted")]
+    assert [r.verdict for r in journal.requests()] == ["accepted", "faulted"]
 
 
 REPORTED_VALUES = [None, "a68cf1ad", "Zürich", "lone \ud800", 7, 2**70, True, 2.5, 1e16, -0.0]
