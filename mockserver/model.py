@@ -211,6 +211,8 @@ class CompactEvents(Protocol):
     """How many visitors the batch has."""
     duplicates: set[int]
     """The indexes of the events history flagged as duplicates."""
+    keys: list[tuple[Any, Any, Any]] | None
+    """Each event's (entity_id, uuid, timestamp), once history has asked (`event_keys`)."""
 
     def path(self, index: int) -> str:
         """The JSON path of event `index`."""
@@ -322,6 +324,17 @@ class RequestRecord:
         return [
             (e.kind, e.visitor_id, e.key, e.entity_id, e.uuid, e.timestamp) for e in self._events
         ]
+
+    def event_keys(self) -> list[tuple[Any, Any, Any]]:
+        """Each event's dedupe key (entity_id, uuid, timestamp), in order: made once for
+        compact cells (the writer asks twice: for the journal's query, then for the flags)."""
+        compact = self.compact
+        if compact is None:
+            return [(e.entity_id, e.uuid, e.timestamp) for e in self._events]
+        keys = compact.keys
+        if keys is None:
+            keys = compact.keys = [(cell[3], cell[4], cell[5]) for cell in compact.cells]
+        return keys
 
     def event_path(self, index: int) -> str:
         """The JSON path of event `index` (without building the records)."""

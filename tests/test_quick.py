@@ -197,6 +197,8 @@ def same_events(payload: Any) -> bool:
     for event in walked:
         event.request_id = 7
     assert [record.event_path(i) for i in range(len(walked))] == [e.path for e in walked]
+    keys = [(e.entity_id, e.uuid, e.timestamp) for e in walked]
+    assert record.event_keys() == keys and record.event_keys() is record.event_keys()
     for index in {0, len(walked) - 1}:  # history's flags, kept by index until built
         record.flag_duplicate(index)
         walked[index].duplicate = True
@@ -211,6 +213,7 @@ def same_events(payload: Any) -> bool:
         and record.compact is None
         and record.payload_is_read
         and record.payload == decoded
+        and record.event_keys() == keys
         and compact.cells == record.event_cells()
         and (cells is None or cells == compact.cells)
     )

@@ -192,7 +192,7 @@ class CleanEvents:
     (`history.apply_history`): a duplicate or an early conversion is told by its path,
     without building the records or decoding the payload."""
 
-    __slots__ = ("cells", "duplicates", "shape", "top", "visitors")
+    __slots__ = ("cells", "duplicates", "keys", "shape", "top", "visitors")
 
     def __init__(
         self,
@@ -207,6 +207,7 @@ class CleanEvents:
         self.shape = shape
         self.visitors = visitors
         self.duplicates: set[int] = set()
+        self.keys: list[tuple[Any, Any, Any]] | None = None  # RequestRecord.event_keys
 
     def path(self, index: int) -> str:
         """The JSON path of event `index` (as `flatten_clean` gives it)."""

@@ -132,12 +132,11 @@ def _add(counts: dict[Any, int], key: Any, count: int) -> None:
 
 def accepted_keys(records: list[RequestRecord]) -> list[DedupeKey]:
     """The dedupe keys of every event of the accepted records, to ask a journal at once."""
-    return [
-        (entity_id, uuid, timestamp)  # dedupe_key, inlined
-        for record in records
-        if record.verdict == "accepted"
-        for _, _, _, entity_id, uuid, timestamp in record.event_cells()
-    ]
+    keys: list[DedupeKey] = []
+    for record in records:
+        if record.verdict == "accepted":
+            keys += record.event_keys()
+    return keys
 
 
 def apply_history(record: RequestRecord, history: History) -> None:
@@ -150,7 +149,7 @@ def apply_history(record: RequestRecord, history: History) -> None:
     # Read from the cells (`RequestRecord.event_cells`): a clean record's events are not
     # built, and its payload not decoded, even to flag one (`flag_duplicate`, `event_path`).
     cells = record.event_cells()
-    keys = [(entity_id, uuid, timestamp) for _, _, _, entity_id, uuid, timestamp in cells]
+    keys = record.event_keys()
     seen_before = history.seen(keys)
     conversions = False
     for cell in cells:  # a loop, not any(): no generator per request
