@@ -354,8 +354,11 @@ class SqliteJournal(GroupCommitJournal):
             return
         records = [record for record, _ in stored]
         keys = accepted_keys(records)
-        history = RecentHistory(self, known=self.seen(keys) if keys else set())
+        known = self.seen(keys) if keys else set()
         linked = _linked(records, keys)
+        # None: the table holds none of the keys, and no record's history needs an earlier
+        # one's: `apply_history` would warn of nothing, for any of them.
+        history = RecentHistory(self, known=known) if known or linked else None
         row = self._writer.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'requests'"
         ).fetchone()
@@ -364,9 +367,10 @@ class SqliteJournal(GroupCommitJournal):
         new_events: list[tuple[Any, ...]] = []
         last = stored[-1][0]
         for record, (body, is_json) in stored:
-            apply_history(record, history)  # before this batch's later records are known
-            if linked and record is not last:  # the last one's no later record asks about
-                history.remember(record)
+            if history is not None:
+                apply_history(record, history)  # before this batch's later records are known
+                if linked and record is not last:  # the last one's no later record asks about
+                    history.remember(record)
             record.set_id(next_id)
             next_id += 1
             request_rows.append((record.id, record.verdict, meta_text(record), body, is_json))
