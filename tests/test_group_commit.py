@@ -191,6 +191,38 @@ def test_a_conversion_sees_the_impressions_of_its_own_tick(journal: GroupCommitJ
     assert seen.id + 2 == followed.id + 1 == stranger.id  # one tick, in order
 
 
+def test_every_row_of_a_large_group_is_stored_once_in_order(journal: GroupCommitJournal) -> None:
+    """150 events and 3 requests in one transaction (SQLite inserts them by statements of
+    64, 64, 16, 4 and 2 rows): each is stored once, where it belongs."""
+    endpoint = Endpoint(journal)
+
+    def batch(visitors: int, tag: str) -> RequestRecord:
+        payload = impression(tag)
+        one = payload["visitors"][0]
+        payload["visitors"] = [json.loads(json.dumps(one)) for _ in range(visitors)]
+        for i, visitor in enumerate(payload["visitors"]):
+            visitor["visitor_id"] = f"{tag}-{i}"
+            visitor["snapshots"][0]["events"][0]["uuid"] = f"{tag}-uuid-{i}"
+        return endpoint._judge(_request(payload))
+
+    records = [batch(60, "a"), batch(50, "b"), batch(40, "c")]
+
+    async def main() -> None:
+        await asyncio.gather(*(journal.commit(r) for r in records))
+
+    asyncio.run(main())
+    stored = journal.events(limit=1000)
+    assert [(e.request_id, e.index, e.visitor_id) for e in stored] == [
+        (record.id, i, f"{tag}-{i}")
+        for record, tag, count in zip(records, "abc", (60, 50, 40), strict=True)
+        for i in range(count)
+    ]
+    assert [r.id for r in journal.requests()] == [r.id for r in records]
+    assert [e.uuid for e in journal.events(key="campaign_activated", visitor_id="b-49")] == [
+        "b-uuid-49"
+    ]
+
+
 def test_ids_keep_growing_after_clear(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
 
