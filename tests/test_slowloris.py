@@ -5,6 +5,7 @@ every file descriptor of a server limited to 256 and starve everyone else."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import socket
@@ -67,15 +68,22 @@ def test_half_a_head_gets_408_and_is_closed(short: ServeProcess) -> None:
     assert json.loads(body)["detail"] == "the request head did not arrive within 1s"
 
 
-def test_the_next_head_on_a_kept_alive_connection_is_timed_too(short: ServeProcess) -> None:
+@contextlib.contextmanager
+def answered_once(server: ServeProcess) -> Iterator[socket.socket]:
+    """A connection that has had one SDK impression answered 204, kept alive."""
     body = json.dumps(impression()).encode()
     request = (
         b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
     )
-    with socket.create_connection(("127.0.0.1", port_of(short))) as sock:
+    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
         sock.sendall(request)
         assert sock.recv(4096).startswith(b"HTTP/1.1 204 ")
+        yield sock
+
+
+def test_the_next_head_on_a_kept_alive_connection_is_timed_too(short: ServeProcess) -> None:
+    with answered_once(short) as sock:
         sock.sendall(HALF_HEAD)  # within the idle timeout, then nothing more
         _took, data = closed_within(sock, 8)
     assert data.startswith(b"HTTP/1.1 408 ")
@@ -96,14 +104,7 @@ def test_after_an_answer_idle_closes_first_and_a_begun_head_gets_its_whole_time(
     timeout of 3 s, a silent connection closes after about 1 s, and a head begun within
     that second still gets 3 s from the answer before its 408."""
     server: ServeProcess = serve("--memory", "--head-timeout", "3", "--idle-timeout", "1")
-    body = json.dumps(impression()).encode()
-    request = (
-        b"POST /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
-    )
-    with socket.create_connection(("127.0.0.1", port_of(server))) as sock:
-        sock.sendall(request)
-        assert sock.recv(4096).startswith(b"HTTP/1.1 204 ")
+    with answered_once(server) as sock:
         if begun:
             sock.sendall(HALF_HEAD)
         took, data = closed_within(sock, 8)
