@@ -221,9 +221,12 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 def in_database_file(path: Path) -> int:
     """Requests in a SQLite journal's database file itself, without its WAL (what checkpoints
-    copied there)."""
+    copied there); -1 when the file is caught mid-checkpoint (read without locks, a page
+    being copied in can make it look malformed for that moment: look again)."""
     conn = sqlite3.connect(f"file:{path}?immutable=1", uri=True)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+    except sqlite3.DatabaseError:
+        return -1
     finally:
         conn.close()
