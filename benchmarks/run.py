@@ -58,6 +58,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def serve_command(port: int, db: Path, workers: int = 1) -> list[str]:
+    """`logx-mock serve` on `port` over the SQLite file `db` (with `--workers` past one)."""
+    command = [sys.executable, "-m", "mockserver", "serve", "--port", str(port), "--db", str(db)]
+    return [*command, "--workers", str(workers)] if workers > 1 else command
+
+
 def wait_until_up(port: int, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

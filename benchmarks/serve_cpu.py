@@ -20,7 +20,6 @@ import argparse
 import itertools
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -61,10 +60,7 @@ def measure(
     `workers` > 1, each figure is summed over the workers: the n-th busiest other thread of
     each, and the supervisor's process as one more)."""
     port = run.free_port()
-    command = [sys.executable, "-m", "mockserver", "serve", "--port", str(port)]
-    command += ["--db", str(folder / f"{port}.db")]
-    if workers > 1:
-        command += ["--workers", str(workers)]
+    command = run.serve_command(port, folder / f"{port}.db", workers)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryFile() as log:
         server = subprocess.Popen(command, env=env, cwd=folder, stdout=log, stderr=log)

@@ -15,21 +15,28 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from run import CONNECTIONS, HERE, ONE, bodies, cpu_seconds, free_port, wait_until_up, wrk
+from run import (
+    CONNECTIONS,
+    HERE,
+    ONE,
+    bodies,
+    cpu_seconds,
+    free_port,
+    serve_command,
+    wait_until_up,
+    wrk,
+)
 
 ROOT = HERE.parent
 
 
 def measure(tree: Path, workers: int, body: Path, db: Path, duration: int) -> str:
     port = free_port()
-    command = [sys.executable, "-m", "mockserver", "serve", "--port", str(port), "--db", str(db)]
-    if workers > 1:
-        command += ["--workers", str(workers)]
+    command = serve_command(port, db, workers)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(command, stdout=log, stderr=log, cwd=tree, env=env)
