@@ -219,6 +219,15 @@ def eventually(check: Callable[[], bool], timeout: float = 30.0) -> bool:
     return True
 
 
+def integrity_ok(path: Path) -> bool:
+    """Whether SQLite's integrity check finds the database file `path` sound."""
+    conn = sqlite3.connect(path)
+    try:
+        return bool(conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)])
+    finally:
+        conn.close()
+
+
 def in_database_file(path: Path) -> int:
     """Requests in a SQLite journal's database file itself, without its WAL (what checkpoints
     copied there); -1 when the file is caught mid-checkpoint (read without locks, a page

@@ -6,12 +6,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
-from helpers import eventually, impression, in_database_file
+from helpers import eventually, impression, in_database_file, integrity_ok
 
 from mockserver import CoreRequest, Endpoint, SqliteJournal
 from mockserver.journal import checkpoints
@@ -93,8 +92,7 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
         assert in_database_file(path) == 1
     finally:
         journal.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_ok(path)
 
 
 def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> None:
@@ -118,8 +116,7 @@ def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> No
     finally:
         first.close()
         second.close()
-    with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_ok(path)
 
 
 def test_a_journal_that_leaves_checkpoints_copies_nothing_until_it_closes(tmp_path: Path) -> None:

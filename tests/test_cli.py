@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import PAYLOADS, conversion, impression
+from helpers import PAYLOADS, conversion, impression, integrity_ok
 
 from mockserver import ThreadedServer
 from mockserver.serve.cli import main
@@ -166,8 +165,7 @@ def test_acknowledged_requests_survive_kill_9_and_restart(serve: Any, tmp_path: 
         uuids.append(batch["visitors"][0]["snapshots"][0]["events"][0]["uuid"])
         assert requests.post(server.events_url, json=batch, timeout=10).status_code == 204
     server.stop(signal.SIGKILL)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_ok(db)
     again = serve("--db", db)
     stored = requests.get(again.url + "/_mock/events", params={"limit": 1000}, timeout=10).json()
     assert [e["uuid"] for e in stored["events"]] == uuids

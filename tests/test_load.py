@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import threading
 import time
@@ -15,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 from conftest import ServeProcess
-from helpers import every_page, impression
+from helpers import every_page, impression, integrity_ok
 
 CLIENTS = 32
 PER_CLIENT = 500
@@ -105,8 +104,7 @@ def test_sigkill_under_load_loses_no_acknowledged_request(serve: Any, tmp_path: 
     loader.join()
     statuses, acknowledged, _ = results[0]
     assert len(acknowledged) > 200, statuses
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_ok(db)
     again = serve("--db", str(db))
     stored = journal_uuids(again.url)
     missing = set(acknowledged) - set(stored)

@@ -6,7 +6,6 @@ import contextlib
 import os
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 import requests
-from helpers import eventually, impression, in_database_file
+from helpers import eventually, impression, in_database_file, integrity_ok
 
 from mockserver.serve.server import bind_socket, listening_twin
 
@@ -236,5 +235,4 @@ def test_one_worker_checkpoints_and_another_takes_over_when_it_dies(
     assert eventually(lambda: len(_flock_holders(duty)) == 1 and holder not in _flock_holders(duty))
     _sent(server, 10, "b")  # acknowledged by the workers left (or started again)
     assert eventually(lambda: in_database_file(db) == 20)
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_ok(db)
