@@ -95,6 +95,55 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
     assert integrity_ok(path)
 
 
+def test_the_turn_is_taken_once_a_checkpoint_without_it_finds_few_new_pages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    journal = SqliteJournal(path)
+    checkpointer = journal._checkpoints
+    try:
+        _fill(journal, 3)
+        assert eventually(lambda: checkpointer.caught_up > 0)
+        # Nothing was written after the first checkpoint: the one after it, still without
+        # the turn, found no new page, and then the turn was taken.
+        assert checkpointer.last_taken == (1, 0)
+    finally:
+        journal.close()
+    assert integrity_ok(path)
+
+
+def test_a_checkpoint_under_a_sustained_load_starts_the_wal_over(tmp_path: Path) -> None:
+    """A writer that never pauses: the WAL is still caught up, the turn taken after at most
+    `ROUNDS_BEFORE_TAKING` checkpoints without it, and the next write starts it over."""
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    checkpointer = journal._checkpoints
+    endpoint = Endpoint(journal)
+    body = json.dumps(impression("v")).encode()
+    request = CoreRequest(
+        "POST", "/v1/events", body, headers=[("content-type", "application/json")]
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while checkpointer.caught_up < 2 and time.monotonic() < deadline:
+            assert endpoint.handle(request).status == 204
+        assert checkpointer.caught_up >= 2
+        assert checkpointer.last_taken is not None
+        rounds, grown = checkpointer.last_taken
+        assert 1 <= rounds <= checkpoints.ROUNDS_BEFORE_TAKING
+        assert grown <= checkpoints.GROWN_WHEN_TAKING or rounds == checkpoints.ROUNDS_BEFORE_TAKING
+        pages = journal._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert endpoint.handle(request).status == 204
+        # The WAL started over: the next write's pages are at its start.
+        after = journal._writer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        assert after < pages or after < checkpoints.CATCH_UP_PAGES
+    finally:
+        journal.close()
+    assert integrity_ok(path)
+
+
 def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> None:
     """`serve --workers`: one checkpointer for the file, and another takes over when it goes."""
     path = tmp_path / "j.db"
