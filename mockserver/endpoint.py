@@ -7,6 +7,7 @@ none of them looks at a payload.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gc
@@ -156,10 +157,16 @@ class Endpoint:
             return self._unavailable(step, exc)
         return self._finish(step)
 
-    def handle_soon(self, request: CoreRequest, answer: Callable[[Outcome], None]) -> None:
+    def handle_soon(
+        self,
+        request: CoreRequest,
+        answer: Callable[[Outcome], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """Answer one request from an event loop's thread without a coroutine: `answer` is
-        called on that loop with the outcome once the request is committed (at once when
-        nothing is to be committed, or the journal commits in this thread)."""
+        called on that loop (`loop`, the running one, when the caller knows it) with the
+        outcome once the request is committed (at once when nothing is to be committed, or
+        the journal commits in this thread)."""
         step = self._start(request)
         if isinstance(step, Outcome):
             answer(step)
@@ -168,7 +175,7 @@ class Endpoint:
         def committed(error: Exception | None) -> None:
             answer(self._finish(step) if error is None else self._unavailable(step, error))
 
-        self.journal.commit_soon(step.record, committed)
+        self.journal.commit_soon(step.record, committed, loop)
 
     def _start(self, request: CoreRequest) -> Outcome | _Pending:
         if request.path.startswith(DATAFILES_PREFIX):

@@ -298,13 +298,23 @@ def test_endpoint_answers_503_when_the_tick_cannot_be_committed(
     assert asyncio.run(main()) == [503, 503, 503]
 
 
+@pytest.mark.parametrize("given", [False, True], ids=["running-loop", "loop-given"])
 def test_commit_soon_calls_back_on_the_loop_once_the_tick_is_committed(
-    journal: GroupCommitJournal,
+    journal: GroupCommitJournal, given: bool
 ) -> None:
+    """The loop is the running one, or the one the caller gives (`serve`'s protocol does:
+    asyncio's look-up makes a system call each time), and then asyncio is not asked."""
     endpoint = Endpoint(journal)
     records = [_judged(endpoint, f"soon-{i}") for i in range(3)]
+    asked: list[int] = []
+    running = asyncio.get_running_loop
+
+    def counted() -> asyncio.AbstractEventLoop:
+        asked.append(1)
+        return running()
 
     async def main() -> list[tuple[int, int, Exception | None, int]]:
+        loop = asyncio.get_running_loop() if given else None
         loop_thread = threading.get_ident()
         called: list[tuple[int, int, Exception | None, int]] = []
         finished = asyncio.Event()
@@ -316,13 +326,18 @@ def test_commit_soon_calls_back_on_the_loop_once_the_tick_is_committed(
             if len(called) == len(records):
                 finished.set()
 
-        for record in records:
-            journal.commit_soon(record, lambda error, record=record: done(record, error))
+        asyncio.get_running_loop = counted  # type: ignore[assignment]
+        try:
+            for record in records:
+                journal.commit_soon(record, lambda error, r=record: done(r, error), loop)
+        finally:
+            asyncio.get_running_loop = running
         assert called == []  # nothing before the commit
         await asyncio.wait_for(finished.wait(), 10)
         return called
 
     assert asyncio.run(main()) == [(1, 1, None, 1), (2, 1, None, 1), (3, 1, None, 1)]
+    assert len(asked) == (0 if given else 3)
 
 
 def test_commit_soon_passes_on_a_failed_commit(journal: GroupCommitJournal) -> None:

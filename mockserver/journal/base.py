@@ -92,16 +92,23 @@ class Journal(ABC):
             await asyncio.wrap_future(future)
         return future.result()
 
-    def commit_soon(self, record: RequestRecord, done: Callable[[Exception | None], None]) -> None:
+    def commit_soon(
+        self,
+        record: RequestRecord,
+        done: Callable[[Exception | None], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """`commit` for a callback, from an event loop's thread: `done(None)` once the record
         is committed, or `done(error)`, called on that loop (at once when this journal
-        commits in the caller's thread). `done` must not raise."""
+        commits in the caller's thread). `done` must not raise. `loop`: the running loop,
+        when the caller knows it (asking asyncio costs a system call, `getpid`, each
+        time)."""
         future = self.append(record)
         if future.done():
             done(_failure(future))
             return
-        loop = asyncio.get_running_loop()
-        future.add_done_callback(lambda f: loop.call_soon_threadsafe(done, _failure(f)))
+        where = loop or asyncio.get_running_loop()
+        future.add_done_callback(lambda f: where.call_soon_threadsafe(done, _failure(f)))
 
     @abstractmethod
     def requests(

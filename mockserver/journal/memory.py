@@ -16,6 +16,7 @@ one list shift and one log line per sixteenth of the cap, where one per request 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import logging
 import threading
@@ -84,7 +85,12 @@ class MemoryJournal(Journal):
     def commit_sync(self, record: RequestRecord) -> RequestRecord:
         return self._store(record)
 
-    def commit_soon(self, record: RequestRecord, done: Callable[[Exception | None], None]) -> None:
+    def commit_soon(
+        self,
+        record: RequestRecord,
+        done: Callable[[Exception | None], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         try:
             self._store(record)
         except JournalError as exc:

@@ -116,11 +116,18 @@ class LogxApp:
         """The core's answer to a request to the events door whose body has been read."""
         return await self.endpoint.handle_async(_core_request(scope, headers, body, too_large))
 
-    def answer_soon(self, scope: Scope, body: bytes, answer: Callable[[Outcome], None]) -> None:
+    def answer_soon(
+        self,
+        scope: Scope,
+        body: bytes,
+        answer: Callable[[Outcome], None],
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         """`answer` without a coroutine, for a body read whole: `answer` is called on this
-        loop with the outcome once the request is committed (see `Endpoint.handle_soon`)."""
+        loop (`loop`, the running one) with the outcome once the request is committed (see
+        `Endpoint.handle_soon`)."""
         request = _core_request(scope, text_headers(scope), body, too_large=False)
-        self.endpoint.handle_soon(request, answer)
+        self.endpoint.handle_soon(request, answer, loop)
 
     async def send(self, outcome: Outcome, receive: Receive, send: Send) -> None:
         """Send `outcome` as an ASGI response (an injected fault as the wire shows it)."""

@@ -246,7 +246,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         cycle.message_event.clear()  # hang's) waits for the client to go away
         try:
             app.answer_soon(
-                cast(Scope, cycle.scope), bytes(body), lambda out: self._answered(cycle, app, out)
+                cast(Scope, cycle.scope),
+                bytes(body),
+                lambda out: self._answered(cycle, app, out),
+                self.loop,
             )
         except Exception as exc:
             self._run_asgi(cycle, _Raising(exc))
