@@ -23,6 +23,7 @@ from mockserver.journal.base import as_text
 from mockserver.journal.filters import COLUMN_FILTERS, column_values, event_matches
 from mockserver.journal.rows import META_FIELDS, meta_text
 from mockserver.request_lines import REQUEST_LOGGER
+from mockserver.serve.server import YOUNG_COLLECTION_THRESHOLD
 from mockserver.violations import Violation
 
 HEADERS = [("content-type", "application/json"), ("x-optimizely-strict", "true")]
@@ -118,17 +119,28 @@ def test_filter_cells_keep_their_text(value: object, text: str | None) -> None:
     assert as_text(value) == text
 
 
-def test_serve_freezes_its_startup_heap_and_keeps_collecting() -> None:
+def test_serve_freezes_its_startup_heap_and_keeps_collecting_less_often() -> None:
     # In a process of its own: a frozen heap is for processes that serve until they end.
     code = (
         "import gc, mockserver.serve.serve_cli\n"
         "from mockserver.serve.server import freeze_startup_heap\n"
         "freeze_startup_heap()\n"
-        "print(gc.get_freeze_count(), gc.isenabled())\n"
+        "print(gc.get_freeze_count(), gc.isenabled(), gc.get_threshold()[0])\n"
+        "young = lambda: gc.get_stats()[0]\n"
+        "before = young()\n"
+        "garbage = []\n"
+        "garbage.append(garbage)\n"  # a cycle: only the collector frees it
+        "del garbage\n"
+        "kept = [[] for _ in range(1_000)]\n"  # past CPython's 700: no collection yet
+        "print(young()['collections'] - before['collections'])\n"
+        "kept += [[] for _ in range(60_000)]\n"  # past the threshold: one, which finds it
+        "print(young()['collected'] - before['collected'])\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    frozen, enabled = out.stdout.split()
+    frozen, enabled, threshold, early, collected = out.stdout.split()
     assert int(frozen) > 10_000 and enabled == "True"
+    assert int(threshold) == YOUNG_COLLECTION_THRESHOLD and early == "0"
+    assert int(collected) >= 1
 
 
 @pytest.mark.parametrize(

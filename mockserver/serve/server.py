@@ -27,6 +27,7 @@ from ..web.guard import GuardConfig
 from ..web.protocol import BoundedHttpToolsProtocol, LimitedConfig, ServerLimits
 
 __all__ = [
+    "YOUNG_COLLECTION_THRESHOLD",
     "ReadyServer",
     "ThreadedServer",
     "bind_socket",
@@ -37,9 +38,18 @@ __all__ = [
 ]
 
 
+YOUNG_COLLECTION_THRESHOLD = 50_000
+"""Net new container objects between two collections of the youngest generation (CPython's
+default is 700). A request's objects die by reference counting as soon as it is answered;
+at 700, `serve` collected every few requests, walking the ones in flight each time (~5 % of
+the event loop's samples in py-spy --native, +3-5 % requests/s at 50,000 on one
+impression)."""
+
+
 def freeze_startup_heap() -> None:
     """Put what the process made to start (modules, the app, the journal) out of the cycle
-    collector's sight, once, just before serving.
+    collector's sight, once, just before serving, and collect the young generation less
+    often (`YOUNG_COLLECTION_THRESHOLD`).
 
     A full collection walks every tracked object; in `serve` most of them are the
     imports, which never die. Frozen, they are skipped: under load a full collection
@@ -47,6 +57,7 @@ def freeze_startup_heap() -> None:
     for processes that serve until they end (`serve`, its workers), never a library user's."""
     gc.collect()
     gc.freeze()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
 
 
 def bind_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
