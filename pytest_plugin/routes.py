@@ -57,8 +57,9 @@ class _LogxRouter(respx.MockRouter):
     sync path the same side effect must answer synchronously. While started, it may be
     handed requests directly (`_shortcut`)."""
 
-    def __init__(self) -> None:
-        super().__init__(assert_all_called=False, assert_all_mocked=True)
+    def __init__(self, **settings: Any) -> None:
+        # `settings`: respx's own, as `router(...)` passes them to a copy of the router.
+        super().__init__(**{"assert_all_called": False, "assert_all_mocked": True, **settings})
         self.direct = _Direct(self)
         self.logx_route: _LogxRoute | None = None
 
@@ -195,7 +196,9 @@ def _shortcut(*, install: bool) -> None:
     away (when it is still the one in place: one put over it later stays in force, and
     ours, left below it, passes everything on while no logx router runs)."""
     for client, plain in _PLAIN_TRANSPORTS:
-        current = client.__dict__[_CHOICE]
+        current = client.__dict__.get(_CHOICE)
+        if current is None:
+            continue  # an httpx without the method: respx's way only
         ours = getattr(current, _SHORTCUT_MARK, False)
         if install and not ours:
             _originals[client] = current
@@ -205,6 +208,10 @@ def _shortcut(*, install: bool) -> None:
 
 
 def _choose_transport(original: Callable[..., Any], plain: type) -> Callable[..., Any]:
+    """A client's choice of transport with the shortcut in front: `original`'s choice,
+    unless that is the client's own `plain` transport, the URL an Optimizely host's, and a
+    logx router the one respx would ask first: then that router, directly."""
+
     def _transport_for_url(client: Any, url: httpx.URL) -> Any:
         transport = original(client, url)
         if transport.__class__ is plain and url.host in OPTIMIZELY_HOSTS:
