@@ -23,6 +23,8 @@ from mockserver import (
     SqliteJournal,
     ThreadedServer,
 )
+from mockserver.journal.rows import EMPTY_META, META_FIELDS
+from mockserver.journal.sqlite_schema import SCHEMA_VERSION
 
 
 def _post(endpoint: Endpoint, payload: object, **headers: str) -> RequestRecord:
@@ -367,8 +369,48 @@ def test_a_version_3_sqlite_file_is_migrated_keeping_its_events_and_filters(
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         (index,) = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events_key'")
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-    assert version == ("4",)
+    assert version == (str(SCHEMA_VERSION),)
     assert index[0].endswith("WHERE key IS NOT 'campaign_activated'")
+
+
+def test_a_version_4_file_with_every_meta_field_reads_the_same(tmp_path: Path) -> None:
+    """Version 4 stored every field of a request's meta; version 5 leaves out the empty ones
+    (`EMPTY_META`). A version 4 file is upgraded, and its rows read as they were written."""
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    endpoint = Endpoint(journal)
+    journal.faults.add(status=503, times=1)  # a fault, recorded in the meta
+    faulted = _post(endpoint, impression("alice"))
+    clean = _post(endpoint, impression("bob"))
+    bad = impression("carol")
+    bad["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = "soon"
+    refused = _post(endpoint, bad)
+    written = journal.requests()
+    journal.close()
+    assert faulted.fault is not None and refused.errors and not clean.errors
+    with sqlite3.connect(path) as conn:  # every field, as version 4 wrote them
+        for request_id, meta_json in conn.execute("SELECT id, meta FROM requests").fetchall():
+            meta = json.loads(meta_json)
+            if request_id == clean.id:
+                assert set(meta).isdisjoint(EMPTY_META)  # version 5 left them out
+            full = {name: meta.get(name) for name in META_FIELDS}
+            full["keys"] = meta.get("keys", {})
+            full["headers"] = meta["headers"]
+            for name in ("errors", "warnings", "unknown_fields"):
+                full[name] = meta.get(name, [])
+            assert list(full) == [*META_FIELDS, "headers", "errors", "warnings", "unknown_fields"]
+            conn.execute(
+                "UPDATE requests SET meta = ? WHERE id = ?", (json.dumps(full), request_id)
+            )
+        conn.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    reopened = SqliteJournal(path)
+    try:
+        assert reopened.requests() == written
+    finally:
+        reopened.close()
+    with sqlite3.connect(path) as conn:
+        version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    assert version == (str(SCHEMA_VERSION),)
 
 
 def test_scan_reads_a_range_with_events_and_flags(make_journal: Callable[..., Journal]) -> None:

@@ -276,7 +276,7 @@ def test_a_version_1_database_is_migrated_keeping_its_requests(pg_url: str) -> N
         with psycopg.connect(pg_url) as conn:
             version = conn.execute("SELECT value FROM logx_meta WHERE key = 'schema_version'")
             assert version.fetchone() == (str(SCHEMA_VERSION),)
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION == 4
         (kept,) = journal.requests()
         assert (kept.id, kept.payload, kept.events[0].visitor_id) == (1, old.payload, "from-v1")
         journal.faults.add(status=503, times=1)
