@@ -6,10 +6,12 @@ request that cannot be stored fails alone."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -338,6 +340,30 @@ def test_commit_soon_calls_back_on_the_loop_once_the_tick_is_committed(
 
     assert asyncio.run(main()) == [(1, 1, None, 1), (2, 1, None, 1), (3, 1, None, 1)]
     assert len(asked) == (0 if given else 3)
+
+
+def test_the_writer_lets_a_committed_group_go_before_the_next_job(
+    journal: GroupCommitJournal,
+) -> None:
+    """Once a group is committed and its waiters woken, the writer keeps no reference to its
+    records while it waits for more: they go with the last waiter that holds them (freed by
+    the loop that answered them, not by the writer when the next job comes)."""
+    held = [_judged(Endpoint(journal), "let-go")]
+    freed = threading.Event()
+    weakref.finalize(held[0], freed.set)
+
+    async def main(record: RequestRecord) -> None:
+        committed = asyncio.Event()
+        journal.commit_soon(record, lambda _: committed.set())
+        await asyncio.wait_for(committed.wait(), 10)
+
+    asyncio.run(main(held[0]))
+    assert held.pop().id == 1
+    deadline = time.monotonic() + 5
+    while not freed.is_set() and time.monotonic() < deadline:
+        gc.collect()  # a cycle of its own would wait for the collector; a live holder would not
+        time.sleep(0.01)
+    assert freed.is_set()  # and no other job has come since
 
 
 def test_commit_soon_passes_on_a_failed_commit(journal: GroupCommitJournal) -> None:

@@ -279,20 +279,28 @@ class GroupCommitJournal(Journal):
         transaction): another process must never wait for a turn this one will not use."""
 
     def _write_loop(self) -> None:
-        while True:
-            taken = [self._queue.get()]
-            if taken[0] is not _STOP:
-                self._take_turn()
-            while not self._queue.empty() and len(taken) < _MAX_JOBS:
-                taken.append(self._queue.get_nowait())
-            jobs = [job for job in taken if isinstance(job, _Job)]
-            try:
-                if jobs:
-                    self._run_batch(jobs)
-            finally:
-                self._leave_turn()
-            if _STOP in taken:
-                return
+        while self._write_next():
+            pass
+
+    def _write_next(self) -> bool:
+        """Wait for a job, take every job waiting, and run them; False once told to stop.
+
+        The writer's references to the batch's records are this call's locals, gone when it
+        returns: the records are freed where their last waiter lets them go (a loop's wake-up
+        callback, once it has answered them), not here when the next job comes, where freeing
+        a group's objects (with the GIL held) had delayed the next group's commit."""
+        taken = [self._queue.get()]
+        if taken[0] is not _STOP:
+            self._take_turn()
+        while not self._queue.empty() and len(taken) < _MAX_JOBS:
+            taken.append(self._queue.get_nowait())
+        jobs = [job for job in taken if isinstance(job, _Job)]
+        try:
+            if jobs:
+                self._run_batch(jobs)
+        finally:
+            self._leave_turn()
+        return _STOP not in taken
 
     def _run_batch(self, jobs: list[_Job]) -> None:
         for job in jobs:
