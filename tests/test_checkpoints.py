@@ -26,6 +26,16 @@ def _fill(journal: SqliteJournal, count: int) -> None:
         assert endpoint.handle(request).status == 204
 
 
+def _catching_up(
+    path: Path, monkeypatch: pytest.MonkeyPatch, *, shared: bool = False
+) -> SqliteJournal:
+    """A journal at `path` (its schema already in the database file) whose checkpoint
+    thread catches up at every round: every WAL is long."""
+    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)
+    SqliteJournal(path).close()
+    return SqliteJournal(path, shared=shared)
+
+
 @pytest.mark.parametrize("shared", [True, False], ids=["shared", "of-its-own"])
 def test_a_journal_checkpoints_in_its_own_thread(tmp_path: Path, shared: bool) -> None:
     path = tmp_path / "j.db"
@@ -45,10 +55,8 @@ def test_a_journal_checkpoints_in_its_own_thread(tmp_path: Path, shared: bool) -
 def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
     path = tmp_path / "j.db"
-    SqliteJournal(path).close()
-    journal = SqliteJournal(path)
+    journal = _catching_up(path, monkeypatch)
     checkpointer = journal._checkpoints
     try:
         _fill(journal, 1)
@@ -71,10 +79,8 @@ def test_a_journal_of_its_own_catches_up_between_its_writers_transactions(
 def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
     path = tmp_path / "j.db"
-    SqliteJournal(path).close()
-    journal = SqliteJournal(path, shared=True)
+    journal = _catching_up(path, monkeypatch, shared=True)
     checkpointer = journal._checkpoints
     try:
         _fill(journal, 1)  # the WAL holds pages: every round catches up
@@ -98,10 +104,8 @@ def test_a_long_wal_is_caught_up_with_the_writers_turn_held(
 def test_the_turn_is_taken_once_a_checkpoint_without_it_finds_few_new_pages(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(checkpoints, "CATCH_UP_PAGES", 1)  # every WAL is long
     path = tmp_path / "j.db"
-    SqliteJournal(path).close()
-    journal = SqliteJournal(path)
+    journal = _catching_up(path, monkeypatch)
     checkpointer = journal._checkpoints
     try:
         _fill(journal, 3)

@@ -195,24 +195,14 @@ def record_from_row(row: Any, duplicates: set[int]) -> RequestRecord:
     with the duplicate flags the writer decided (`duplicates`: their indexes)."""
     request_id, verdict, meta_json, body, body_is_json = row
     meta = json.loads(meta_json)
-    record = RequestRecord(
+    record = RequestRecord(  # an `EMPTY_META` field left out takes the record's default
         id=request_id,
         verdict=verdict,
-        received_at=meta["received_at"],
-        method=meta["method"],
-        path=meta["path"],
-        host=meta["host"],
-        headers=[(k, v) for k, v in meta["headers"]],
-        client_ip=meta["client_ip"],
-        strict=meta["strict"],
-        strict_header=meta["strict_header"],
-        status=meta["status"],
-        errors=[Violation.from_dict(v) for v in meta.get("errors", ())],
-        warnings=[Violation.from_dict(v) for v in meta.get("warnings", ())],
-        unknown_fields=[Violation.from_dict(v) for v in meta.get("unknown_fields", ())],
-        fault=meta.get("fault"),
-        keys=meta.get("keys") or {},
-        source_id=meta.get("source_id"),
+        headers=[(k, v) for k, v in meta.pop("headers")],
+        errors=[Violation.from_dict(v) for v in meta.pop("errors", ())],
+        warnings=[Violation.from_dict(v) for v in meta.pop("warnings", ())],
+        unknown_fields=[Violation.from_dict(v) for v in meta.pop("unknown_fields", ())],
+        **meta,
     )
     if body_is_json and body is not None:
         record.payload = json.loads(body)
