@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import Future, wait
 from pathlib import Path
@@ -138,6 +139,19 @@ def test_two_processes_writing_one_file_lose_nothing(tmp_path: Path) -> None:
     assert visitors == {
         f"{tag}-{t}-{i}" for tag in "ab" for t in range(threads) for i in range(per_thread)
     }
+
+
+def test_closing_a_shared_journal_waits_for_its_watcher(tmp_path: Path) -> None:
+    """A shared journal's thread that watches for other processes' commits reads through the
+    journal's reader connection: it has stopped by the time `close()` closes that."""
+    journal = SqliteJournal(tmp_path / "j.db", shared=True)
+    watchers = [t for t in threading.enumerate() if t.name == "logx-journal-watch"]
+    assert watchers and all(t.is_alive() for t in watchers)
+    mine = journal._watcher
+    assert mine in watchers
+    time.sleep(0.12)  # a few of its rounds
+    journal.close()
+    assert mine is not None and not mine.is_alive()
 
 
 def test_a_reader_never_makes_the_lock_file(tmp_path: Path) -> None:

@@ -125,8 +125,12 @@ class SqliteJournal(GroupCommitJournal):
         self._checkpoints = Checkpointer(self._connect(), checkpoint_turn, duty)
         self._start_writer()
         self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
         if shared:
-            threading.Thread(target=self._watch, name="logx-journal-watch", daemon=True).start()
+            self._watcher = threading.Thread(
+                target=self._watch, name="logx-journal-watch", daemon=True
+            )
+            self._watcher.start()
 
     def _take_file(self) -> int:
         """An exclusive, non-blocking `flock` on the journal file, or a JournalError."""
@@ -276,10 +280,15 @@ class SqliteJournal(GroupCommitJournal):
 
     def close(self) -> None:
         self._closing.set()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            # Its read may be running: the reader must not be closed under it (the likely
+            # cause of a SIGSEGV once seen in test_writer_lock, in a whole-suite run).
+            self._watcher.join()
         self._stop_writer()
         self._checkpoints.close()
         self._writer.close()
-        self._reader.close()
+        with self._read_lock:  # a reader in another thread finishes its read first
+            self._reader.close()
         self._release_file()
         self._turn.close()
 
