@@ -13,6 +13,7 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from mockserver import (
     RequestRecord,
     SqliteJournal,
 )
-from mockserver.journal.group import GroupCommitJournal
+from mockserver.journal.group import GroupCommitJournal, _Job
 from mockserver.journal.postgres import PostgresJournal
 
 
@@ -250,6 +251,31 @@ def test_a_failed_commit_fails_every_request_of_the_tick(journal: GroupCommitJou
     assert all(isinstance(o, JournalError) for o in outcomes), outcomes
     assert "disk says no" in str(outcomes[0])
     assert [r.id for r in journal.requests()] == [first]  # rolled back together
+
+
+def test_an_unshared_file_gives_a_rolled_back_commits_ids_again(tmp_path: Path) -> None:
+    # The writer of a file no other process writes counts the ids itself (no query per
+    # commit); a transaction rolled back after one job's rows were inserted must not leave
+    # that count ahead, nor behind.
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    assert asyncio.run(journal.commit(_judged(endpoint, "first"))).id == 1
+    journal._writer.execute(
+        "CREATE TRIGGER no_third BEFORE INSERT ON requests WHEN NEW.id = 3 "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    jobs = [_Job([_judged(endpoint, f"job-{i}")], [Future()]) for i in range(2)]
+    journal._run_batch(jobs)  # one transaction: the first job's row in, the second refused
+    for job in jobs:
+        assert "disk says no" in str(job.waiters[0].exception())
+    journal._writer.execute("DROP TRIGGER no_third")
+    assert asyncio.run(journal.commit(_judged(endpoint, "next"))).id == 2
+    assert asyncio.run(journal.commit(_judged(endpoint, "after"))).id == 3
+    assert [r.id for r in journal.requests()] == [1, 2, 3]
+    journal.close()
+    reopened = SqliteJournal(tmp_path / "j.db")  # and a new writer goes on from the file
+    assert asyncio.run(reopened.commit(_judged(Endpoint(reopened), "reopened"))).id == 4
+    reopened.close()
 
 
 def test_a_request_that_cannot_be_stored_fails_alone(journal: GroupCommitJournal) -> None:

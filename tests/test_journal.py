@@ -113,6 +113,22 @@ def test_duplicates_are_flagged_whatever_the_uuid_holds(
     assert again.events[0].duplicate
 
 
+def test_duplicates_are_flagged_when_plain_and_normalized_keys_are_asked_together(
+    make_journal: Callable[..., Journal],
+) -> None:
+    # One look-up holds keys sent as their cells and keys that are not (non-ASCII): each
+    # must come back as the key that was asked.
+    endpoint = Endpoint(make_journal())
+    batch = impression("v")
+    batch["visitors"].append(json.loads(json.dumps(batch["visitors"][0])))
+    events = [visitor["snapshots"][0]["events"][0] for visitor in batch["visitors"]]
+    events[0]["uuid"], events[1]["uuid"] = "plain-2", "zürich-2"
+    assert _post(endpoint, batch).warnings == []
+    again = _post(endpoint, batch)
+    assert [w.rule for w in again.warnings] == ["duplicate_event", "duplicate_event"]
+    assert [e.duplicate for e in again.events] == [True, True]
+
+
 def test_rejected_events_make_no_history(make_journal: Callable[..., Journal]) -> None:
     endpoint = Endpoint(make_journal())
     bad = impression("v")

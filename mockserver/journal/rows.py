@@ -135,20 +135,26 @@ def _encodes_alike(value: Any) -> bool:
 
 def event_row(event: EventRecord, *, clean: bool = False) -> tuple[Any, ...]:
     """(request_id, idx, the filter columns..., timestamp, duplicate); `clean` maps NUL
-    to U+FFFD, which PostgreSQL text cannot hold (filter values get the same)."""
+    to U+FFFD, which PostgreSQL text cannot hold (filter values get the same), and keeps
+    the duplicate flag a bool (PostgreSQL's column is boolean; SQLite's gets 1 or 0)."""
     cells = column_values(event)
+    duplicate: bool | int = event.duplicate
     if clean:
         cells = tuple(text_cell(cell) for cell in cells)
+    else:
+        duplicate = 1 if duplicate else 0
     stamp = event.timestamp
     if stamp.__class__ is not int or not -_INT64 < stamp < _INT64:
         stamp = timestamp_cell(stamp)
-    return (event.request_id, event.index, *cells, stamp, event.duplicate)
+    return (event.request_id, event.index, *cells, stamp, duplicate)
 
 
 def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
     """`event_row` of each of the record's events; from its compact cells when it has them
     (a clean batch: no datafile keys; its duplicate flags by index), without building the
-    records."""
+    records. The duplicate flag is 1 or 0, not a bool: sqlite3 binds an int, a str or a
+    float directly, but looks a bool (or None, or bytes) up in its adapters first, ~0.3 µs a
+    cell (1.5 ms of a 3.5 MB batch's 5,762 events)."""
     compact = record.compact
     if compact is None:
         return [event_row(event) for event in record.events]
@@ -178,7 +184,7 @@ def event_rows(record: RequestRecord) -> list[tuple[Any, ...]]:
                 client_name,
                 verdict,
                 stamp,
-                index in duplicates,
+                1 if index in duplicates else 0,
             )
         )
     return rows

@@ -87,6 +87,8 @@ class SqliteJournal(GroupCommitJournal):
         self._writer = self._connect()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        self._last_given: int | None = None
+        """The last id this writer gave (unshared: `_next_id`); None until it gives one."""
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
         self._lock_fd: int | None = None
@@ -233,7 +235,8 @@ class SqliteJournal(GroupCommitJournal):
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
         """One query per 300 keys; EXISTS stops at the first match, so a uuid sent a
         million times costs one index seek, not a million rows."""
-        normal: dict[DedupeKey, DedupeKey] = {}
+        wanted: list[DedupeKey] = []  # each key as its cells
+        odd: dict[DedupeKey, DedupeKey] = {}  # the keys that are not their cells, by cells
         for key in keys:
             e, u, t = key
             if (  # most keys are their cells already: ASCII ids, an int64 timestamp
@@ -244,11 +247,12 @@ class SqliteJournal(GroupCommitJournal):
                 and u.isascii()
                 and -_INT64 < t < _INT64
             ):
-                normal[key] = key
+                wanted.append(key)
             else:
-                normal[(as_text(e), as_text(u), timestamp_cell(t))] = key
+                cells = (as_text(e), as_text(u), timestamp_cell(t))
+                odd[cells] = key
+                wanted.append(cells)
         found: set[DedupeKey] = set()
-        wanted = list(normal)
         for start in range(0, len(wanted), 300):
             chunk = wanted[start : start + 300]
             rows = self._writer.execute(
@@ -257,7 +261,9 @@ class SqliteJournal(GroupCommitJournal):
                 "AND entity_id IS k.e AND timestamp IS k.t AND verdict = 'accepted')",
                 [cell for key in chunk for cell in key],
             ).fetchall()
-            found.update(normal[tuple(row)] for row in rows)
+            found.update(rows)  # the cells come back as they went: a plain key itself
+            if odd:
+                found.update(odd[cells] for cells in rows if cells in odd)
         return found
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
@@ -306,6 +312,10 @@ class SqliteJournal(GroupCommitJournal):
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
         self._writer.execute("BEGIN IMMEDIATE")
+        if not self.shared and self._plan is not None:
+            # No other process writes the file: the plan's version is the one this writer
+            # last read or wrote (a statement fewer in every commit).
+            return self._plan[0]
         row = self._writer.execute("SELECT value FROM meta WHERE key='plan_version'").fetchone()
         return int(row[0]) if row else 0
 
@@ -348,6 +358,7 @@ class SqliteJournal(GroupCommitJournal):
         self._leave_turn()
 
     def _abort(self) -> None:
+        self._last_given = None  # the ids given in this transaction were not kept
         try:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
@@ -375,10 +386,7 @@ class SqliteJournal(GroupCommitJournal):
         # None: the table holds none of the keys, and no record's history needs an earlier
         # one's: `apply_history` would warn of nothing, for any of them.
         history = RecentHistory(self, known=known) if known or linked else None
-        row = self._writer.execute(
-            "SELECT seq FROM sqlite_sequence WHERE name = 'requests'"
-        ).fetchone()
-        next_id = int(row[0]) + 1 if row else 1
+        next_id = self._next_id()
         request_rows: list[tuple[Any, ...]] = []
         new_events: list[tuple[Any, ...]] = []
         last = stored[-1][0]
@@ -389,11 +397,25 @@ class SqliteJournal(GroupCommitJournal):
                     history.remember(record)
             record.set_id(next_id)
             next_id += 1
-            request_rows.append((record.id, record.verdict, meta_text(record), body, is_json))
+            json_cell = 1 if is_json else 0  # not a bool: see `rows.event_rows`
+            request_rows.append((record.id, record.verdict, meta_text(record), body, json_cell))
             new_events += event_rows(record)
         self._insert_rows(_INSERT_REQUESTS, request_rows)
         self._insert_rows(_INSERT_EVENTS, new_events)
         self._count += len(records)
+        if not self.shared:
+            self._last_given = next_id - 1
+
+    def _next_id(self) -> int:
+        """The id the next request inserted gets (AUTOINCREMENT's: never one given before,
+        even to a request deleted since). An unshared file's writer remembers the last it
+        gave; a shared one's asks, as other processes insert too."""
+        if self._last_given is not None:
+            return self._last_given + 1
+        row = self._writer.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'requests'"
+        ).fetchone()
+        return int(row[0]) + 1 if row else 1
 
     def _insert_rows(self, into: tuple[str, int], rows: list[tuple[Any, ...]]) -> None:
         """`rows` inserted by `into` (the statement's head, and the cells per row), as
