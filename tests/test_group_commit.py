@@ -13,7 +13,6 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from mockserver import (
     RequestRecord,
     SqliteJournal,
 )
-from mockserver.journal.group import GroupCommitJournal, _Job
+from mockserver.journal.group import GroupCommitJournal
 from mockserver.journal.postgres import PostgresJournal
 
 
@@ -264,10 +263,16 @@ def test_an_unshared_file_gives_a_rolled_back_commits_ids_again(tmp_path: Path) 
         "CREATE TRIGGER no_third BEFORE INSERT ON requests WHEN NEW.id = 3 "
         "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
     )
-    jobs = [_Job([_judged(endpoint, f"job-{i}")], [Future()]) for i in range(2)]
-    journal._run_batch(jobs)  # one transaction: the first job's row in, the second refused
-    for job in jobs:
-        assert "disk says no" in str(job.waiters[0].exception())
+    # Two jobs in one transaction: the writer takes every job waiting once it has the
+    # writers' turn, held here (the checkpoint thread's handle) until both wait.
+    turn = journal._checkpoints._turn
+    turn.acquire()
+    try:
+        futures = [journal.append(_judged(endpoint, f"job-{i}")) for i in range(2)]
+    finally:
+        turn.release()
+    for future in futures:  # the first job's row went in, the second was refused: both fail
+        assert "disk says no" in str(future.exception(timeout=10))
     journal._writer.execute("DROP TRIGGER no_third")
     assert asyncio.run(journal.commit(_judged(endpoint, "next"))).id == 2
     assert asyncio.run(journal.commit(_judged(endpoint, "after"))).id == 3
