@@ -215,25 +215,30 @@ def measure_load(duration: int, quick: bool, only: set[str] | None = None) -> li
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         payloads = bodies(tmp, quick)
-        for server, spec in servers(tmp).items():
-            if only and server not in only:
-                continue
-            for payload in (p for p in spec.payloads if p in payloads):
-                port = free_port()
-                command = [part.replace("{port}", str(port)) for part in spec.command]
-                with running(command, port) as pid:
-                    wrk(port, payloads[payload], spec.strict, 2)  # warm up
-                    before = cpu_seconds(pid)
-                    rps, p50, p99, errors = wrk(port, payloads[payload], spec.strict, duration)
-                    cpu = (cpu_seconds(pid) - before) / max(rps * duration, 1) * 1e6
-                print(
-                    f"{server:34} {payload:14} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
-                    f"p99 {p99:7.2f} ms  errors {errors}  cpu {cpu:7.1f} us/req",
-                    flush=True,
-                )
-                results.append(Load(server, payload, rps, p50, p99, errors, cpu))
-                settle(tmp)
-    return results
+        table = {name: spec for name, spec in servers(tmp).items() if not only or name in only}
+        # Payload by payload, every server in turn (the floor first): a server and the floor
+        # it is compared with run a minute or two apart, not five. The machine's speed
+        # drifts: ordered server by server, `recording off` (the floor's work) once measured
+        # 1.11x the floor it followed by four minutes.
+        runs = [(n, p) for p in payloads for n, spec in table.items() if p in spec.payloads]
+        for server, payload in runs:
+            spec = table[server]
+            port = free_port()
+            command = [part.replace("{port}", str(port)) for part in spec.command]
+            with running(command, port) as pid:
+                wrk(port, payloads[payload], spec.strict, 2)  # warm up
+                before = cpu_seconds(pid)
+                rps, p50, p99, errors = wrk(port, payloads[payload], spec.strict, duration)
+                cpu = (cpu_seconds(pid) - before) / max(rps * duration, 1) * 1e6
+            print(
+                f"{server:34} {payload:14} {rps:9.1f} req/s  p50 {p50:7.2f} ms  "
+                f"p99 {p99:7.2f} ms  errors {errors}  cpu {cpu:7.1f} us/req",
+                flush=True,
+            )
+            results.append(Load(server, payload, rps, p50, p99, errors, cpu))
+            settle(tmp)
+    order = list(table)
+    return sorted(results, key=lambda load: order.index(load.server))  # a server's rows together
 
 
 def settle(tmp: Path) -> None:
@@ -282,7 +287,8 @@ def write_results(
         f"Load: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency -s benchmarks/post.lua` from "
         "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid; "
         "logx-mock gets `X-Optimizely-Strict: true`. Each server runs alone, in its own process, "
-        "on a fresh journal. The floor is a bare Starlette endpoint that reads the body and "
+        "on a fresh journal; the payloads are measured one after another on every server in "
+        "turn, the floor first. The floor is a bare Starlette endpoint that reads the body and "
         "answers 204, on uvicorn with httptools + uvloop; ratios are to the floor on the same "
         "payload. CPU µs/request is the server's CPU time (user + system, its worker processes "
         "included) during the run, per request answered.",
