@@ -283,6 +283,25 @@ def test_an_unshared_file_gives_a_rolled_back_commits_ids_again(tmp_path: Path) 
     reopened.close()
 
 
+def test_a_file_handed_to_workers_is_asked_for_ids_and_the_plan_again(tmp_path: Path) -> None:
+    # `serve --workers`' parent holds the file (unshared) and leaves it to its workers
+    # (`leave_checkpoints`): from then on, what it remembered of the file may be stale.
+    path = tmp_path / "j.db"
+    parent = SqliteJournal(path)
+    endpoint = Endpoint(parent)
+    assert asyncio.run(parent.commit(_judged(endpoint, "parent-1"))).id == 1
+    parent.faults.add(status=500)  # the parent knows the plan's version now
+    parent.leave_checkpoints()
+    worker = SqliteJournal(path, shared=True)
+    assert asyncio.run(worker.commit(_judged(Endpoint(worker), "worker-1"))).id == 2
+    worker.faults.clear()
+    worker.close()
+    committed = asyncio.run(parent.commit(_judged(endpoint, "parent-2")))
+    assert committed.id == 3 and committed.fault is None  # the worker's id and plan seen
+    assert [r.id for r in parent.requests()] == [1, 2, 3]
+    parent.close()
+
+
 def test_a_request_that_cannot_be_stored_fails_alone(journal: GroupCommitJournal) -> None:
     endpoint = Endpoint(journal)
     good = _judged(endpoint, "good")

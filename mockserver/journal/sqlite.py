@@ -87,8 +87,12 @@ class SqliteJournal(GroupCommitJournal):
         self._writer = self._connect()
         self._reader = self._connect()
         self._read_lock = threading.Lock()
+        self._alone = not shared
+        """No other process writes the file: this writer may remember the ids it gave and the
+        plan's version (`_next_id`, `_begin`). Not so once `leave_checkpoints` hands the file
+        to `serve --workers`' workers, though this journal still holds it."""
         self._last_given: int | None = None
-        """The last id this writer gave (unshared: `_next_id`); None until it gives one."""
+        """The last id this writer gave while alone (`_next_id`); None until it gives one."""
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
         self._lock_fd: int | None = None
@@ -283,6 +287,7 @@ class SqliteJournal(GroupCommitJournal):
         """Stop checkpointing the file: the processes sharing it do (`serve --workers`' parent
         holds the file while its workers write it; one of them checkpoints)."""
         self._checkpoints.close()
+        self._alone = False  # its workers write it: ask the file for ids and the plan again
 
     def close(self) -> None:
         self._closing.set()
@@ -312,7 +317,7 @@ class SqliteJournal(GroupCommitJournal):
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
         self._writer.execute("BEGIN IMMEDIATE")
-        if not self.shared and self._plan is not None:
+        if self._alone and self._plan is not None:
             # No other process writes the file: the plan's version is the one this writer
             # last read or wrote (a statement fewer in every commit).
             return self._plan[0]
@@ -403,14 +408,14 @@ class SqliteJournal(GroupCommitJournal):
         self._insert_rows(_INSERT_REQUESTS, request_rows)
         self._insert_rows(_INSERT_EVENTS, new_events)
         self._count += len(records)
-        if not self.shared:
+        if self._alone:
             self._last_given = next_id - 1
 
     def _next_id(self) -> int:
         """The id the next request inserted gets (AUTOINCREMENT's: never one given before,
-        even to a request deleted since). An unshared file's writer remembers the last it
-        gave; a shared one's asks, as other processes insert too."""
-        if self._last_given is not None:
+        even to a request deleted since). A writer alone on its file remembers the last it
+        gave; otherwise it asks, as other processes insert too."""
+        if self._alone and self._last_given is not None:
             return self._last_given + 1
         row = self._writer.execute(
             "SELECT seq FROM sqlite_sequence WHERE name = 'requests'"
