@@ -1,14 +1,16 @@
 """The side-by-side benchmark: one command, one run, ratios to the floor.
 
-    python benchmarks/run.py [--duration 10] [--quick]
+    python benchmarks/run.py [--duration 10] [--rounds 3] [--quick]
 
 The floor is a bare Starlette endpoint on uvicorn with httptools + uvloop (what
 `uvicorn[standard]` gives, and what `logx-mock serve` runs on); the same endpoint
 on h11 + asyncio is a second reference line. Load comes from wrk (Debian's
 package), in its own process on loopback: one thread, 32 connections, bounded in
 time, a fresh uuid per event. Every server runs alone, in its own process, on a
-fresh journal. Then the in-process figures (respx door, 3.5 MB ingest, threaded
-start, a journal of 1M events). Results and the targets, met or not, go to
+fresh journal; with `--rounds N`, every server N times in turn, each figure the median of
+its rounds and each ratio the median of its rounds' ratios (a server against the floor
+of the same round, a minute or two apart). Then the in-process figures (respx door,
+3.5 MB ingest, threaded start, a journal of 1M events). Results and the targets, met or not, go to
 benchmarks/RESULTS.md, followed by benchmarks/NOTES.md.
 """
 
@@ -22,6 +24,7 @@ import platform
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +53,46 @@ class Load:
     errors: int
     cpu_us: float
     """The server's CPU time per request answered: on a shared machine, steadier than req/s."""
+    rounds: tuple[Load, ...] = ()
+    """With `--rounds`, the rounds this figure is the median of (their order)."""
+
+
+def median_load(rounds: list[Load]) -> Load:
+    """The rounds of one server and payload as one `Load`: each figure the median of the
+    rounds' (errors summed), the rounds kept for their ratios and their spread."""
+    if len(rounds) == 1:
+        return rounds[0]
+    first = rounds[0]
+    return Load(
+        first.server,
+        first.payload,
+        statistics.median(load.rps for load in rounds),
+        statistics.median(load.p50_ms for load in rounds),
+        statistics.median(load.p99_ms for load in rounds),
+        sum(load.errors for load in rounds),
+        statistics.median(load.cpu_us for load in rounds),
+        tuple(rounds),
+    )
+
+
+def round_ratios(a: Load, b: Load, figure: str) -> list[float]:
+    """`figure` (rps, p99_ms) of `a` over `b`'s, round by round when both have the same
+    rounds (each against the one measured a minute or two from it), else of the medians."""
+    if a.rounds and len(a.rounds) == len(b.rounds):
+        pairs = list(zip(a.rounds, b.rounds, strict=True))
+    else:
+        pairs = [(a, b)]
+    return [getattr(x, figure) / getattr(y, figure) for x, y in pairs if getattr(y, figure)]
+
+
+def ratio_text(values: list[float]) -> str:
+    """A ratio's median, with its rounds' range when there are several."""
+    if not values:
+        return "-"
+    middle = f"{statistics.median(values):.2f}x"
+    if len(values) == 1:
+        return middle
+    return f"{middle} ({min(values):.2f}-{max(values):.2f})"
 
 
 def free_port() -> int:
@@ -210,17 +253,25 @@ def wrk(
     return rps, latency.get(50, 0.0), latency.get(99, 0.0), errors
 
 
-def measure_load(duration: int, quick: bool, only: set[str] | None = None) -> list[Load]:
-    results = []
+def measure_load(
+    duration: int, quick: bool, only: set[str] | None = None, rounds: int = 1
+) -> list[Load]:
+    measured: dict[tuple[str, str], list[Load]] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         payloads = bodies(tmp, quick)
         table = {name: spec for name, spec in servers(tmp).items() if not only or name in only}
-        # Payload by payload, every server in turn (the floor first): a server and the floor
-        # it is compared with run a minute or two apart, not five. The machine's speed
-        # drifts: ordered server by server, `recording off` (the floor's work) once measured
-        # 1.11x the floor it followed by four minutes.
-        runs = [(n, p) for p in payloads for n, spec in table.items() if p in spec.payloads]
+        # Payload by payload, every server in turn (the floor first), round after round: a
+        # server and the floor it is compared with run a minute or two apart, not five. The
+        # machine's speed drifts: ordered server by server, `recording off` (the floor's
+        # work) once measured 1.11x the floor it followed by four minutes.
+        runs = [
+            (n, p)
+            for p in payloads
+            for _ in range(rounds)
+            for n, spec in table.items()
+            if p in spec.payloads
+        ]
         for server, payload in runs:
             spec = table[server]
             port = free_port()
@@ -235,9 +286,11 @@ def measure_load(duration: int, quick: bool, only: set[str] | None = None) -> li
                 f"p99 {p99:7.2f} ms  errors {errors}  cpu {cpu:7.1f} us/req",
                 flush=True,
             )
-            results.append(Load(server, payload, rps, p50, p99, errors, cpu))
+            load = Load(server, payload, rps, p50, p99, errors, cpu)
+            measured.setdefault((server, payload), []).append(load)
             settle(tmp)
     order = list(table)
+    results = [median_load(loads) for loads in measured.values()]
     return sorted(results, key=lambda load: order.index(load.server))  # a server's rows together
 
 
@@ -272,11 +325,14 @@ def write_results(
     loads: list[Load], extra: list[tuple[str, str, str]], args: argparse.Namespace
 ) -> Path:
     floor = {load.payload: load for load in loads if load.server == FLOOR}
+    rounds = max((len(load.rounds) for load in loads), default=0)
+    how = f" --rounds {args.rounds}" if args.rounds > 1 else ""
     lines = [
         "# Benchmark results",
         "",
         f"Recorded {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by "
-        f"`python benchmarks/run.py --duration {args.duration}{' --quick' if args.quick else ''}`.",
+        f"`python benchmarks/run.py --duration {args.duration}{how}"
+        f"{' --quick' if args.quick else ''}`.",
         "",
         f"Machine: {machine()}.",
         "",
@@ -292,21 +348,40 @@ def write_results(
         "answers 204, on uvicorn with httptools + uvloop; ratios are to the floor on the same "
         "payload. CPU µs/request is the server's CPU time (user + system, its worker processes "
         "included) during the run, per request answered.",
+    ]
+    if rounds > 1:
+        lines += [
+            "",
+            f"Rounds: every server ran {rounds} times on each payload, in turn (the floor, then "
+            "each server, then the floor again). Each figure is the median of its rounds; each "
+            "ratio is the median of the rounds' ratios, a server against the floor of its own "
+            "round, with their range in brackets; `req/s by round` shows every round.",
+        ]
+    by_round = " req/s by round |" if rounds > 1 else ""
+    lines += [
         "",
         "## Load",
         "",
         "| server | payload | req/s | events/s | p50 ms | p99 ms | req/s vs floor | "
-        "p99 vs floor | CPU µs/request | errors |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"p99 vs floor | CPU µs/request | errors |{by_round}",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if rounds > 1 else ""),
     ]
     for load in loads:
         base = floor.get(load.payload)
-        ratio = f"{load.rps / base.rps:.2f}x" if base and base.rps else "-"
-        p99 = f"{load.p99_ms / base.p99_ms:.2f}x" if base and base.p99_ms else "-"
+        if base is None or base is load:  # the floor itself: 1.00x, with no range
+            ratio = p99 = "1.00x" if base else "-"
+        else:
+            ratio = ratio_text(round_ratios(load, base, "rps"))
+            p99 = ratio_text(round_ratios(load, base, "p99_ms"))
         events = f"{load.rps * EVENTS[load.payload]:,.0f}" if load.payload in EVENTS else "-"
+        each = (
+            f" {' / '.join(f'{one.rps:,.0f}' for one in load.rounds) or f'{load.rps:,.0f}'} |"
+            if rounds > 1
+            else ""
+        )
         lines.append(
             f"| {load.server} | {load.payload} | {load.rps:,.0f} | {events} | {load.p50_ms:.2f} | "
-            f"{load.p99_ms:.2f} | {ratio} | {p99} | {load.cpu_us:,.0f} | {load.errors} |"
+            f"{load.p99_ms:.2f} | {ratio} | {p99} | {load.cpu_us:,.0f} | {load.errors} |{each}"
         )
     lines += ["", "## In process", "", "| figure | measured | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in extra]
@@ -331,15 +406,15 @@ def targets(loads: list[Load], extra: list[tuple[str, str, str]]) -> list[tuple[
     rows: list[tuple[str, str, str]] = []
 
     def ratio(name: str, a: tuple[str, str], b: tuple[str, str], at_least: float) -> None:
-        if a in by and b in by and by[b].rps:
-            value = by[a].rps / by[b].rps
-            rows.append((name, f"{value:.2f}x", _met(value >= at_least)))
+        values = round_ratios(by[a], by[b], "rps") if a in by and b in by else []
+        if values:
+            rows.append((name, ratio_text(values), _met(statistics.median(values) >= at_least)))
 
     def tail(name: str, a: tuple[str, str], at_most: float) -> None:
         b = (FLOOR, a[1])
-        if a in by and b in by and by[b].p99_ms:
-            value = by[a].p99_ms / by[b].p99_ms
-            rows.append((name, f"{value:.2f}x", _met(value <= at_most)))
+        values = round_ratios(by[a], by[b], "p99_ms") if a in by and b in by else []
+        if values:
+            rows.append((name, ratio_text(values), _met(statistics.median(values) <= at_most)))
 
     ratio(
         "one impression, SQLite, one process >= 0.5x floor req/s", (SQLITE, ONE), (FLOOR, ONE), 0.5
@@ -373,14 +448,22 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=10, help="seconds of load per run")
     parser.add_argument("--quick", action="store_true", help="skip the 3.5 MB and 1M-event runs")
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run every server this many times in turn; figures are the rounds' medians",
+    )
+    parser.add_argument(
         "--only", action="append", help="measure only this server (repeatable; results not written)"
     )
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds takes 1 or more")
     args.load_before = os.getloadavg()
     if shutil.which("wrk") is None:
         print("benchmarks need wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    loads = measure_load(args.duration, args.quick, set(args.only or ()))
+    loads = measure_load(args.duration, args.quick, set(args.only or ()), args.rounds)
     if args.only:
         return 0
     extra = inprocess.measure(quick=args.quick)
