@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -67,14 +68,13 @@ def respx_ratio(n: int = 2000) -> tuple[float, float]:
 
 
 def impression_bodies(count: int, visitors: int = 1) -> list[bytes]:
-    """The SDK impression (`visitors` copies of its visitor in one batch), each body with
-    its own uuid (so none is a duplicate)."""
+    """The SDK impression (`visitors` copies of its visitor in one batch), each event with
+    a random uuid of its own (none a duplicate), as an SDK makes them and wrk sends them."""
     batch = dict(BASE, visitors=BASE["visitors"] * visitors)
     parts = json.dumps(batch).split("a68cf1ad-0393-4e18-af87-efe8f01a7c9c")
     return [
-        "".join(f"{part}u-{i}-{k}" for k, part in enumerate(parts[:-1])).encode()
-        + parts[-1].encode()
-        for i in range(count)
+        "".join(f"{part}{uuid.uuid4()}" for part in parts[:-1]).encode() + parts[-1].encode()
+        for _ in range(count)
     ]
 
 
