@@ -283,6 +283,37 @@ def test_an_unshared_file_gives_a_rolled_back_commits_ids_again(tmp_path: Path) 
     reopened.close()
 
 
+def test_a_row_the_table_refuses_fails_its_whole_transaction_and_the_writer_goes_on(
+    tmp_path: Path,
+) -> None:
+    # The inserts are OR ROLLBACK (no statement journal): SQLite ends the transaction itself
+    # when a row is refused, and the writer must neither keep a row of it nor stop.
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    assert asyncio.run(journal.commit(_judged(endpoint, "first"))).id == 1
+    behind = sqlite3.connect(tmp_path / "j.db", isolation_level=None)
+    behind.execute(  # the id the second job of the next transaction will be given
+        "INSERT INTO requests (id, verdict, meta, body, body_is_json) "
+        "VALUES (3, 'x', '{}', NULL, 0)"
+    )
+    turn = journal._checkpoints._turn
+    turn.acquire()
+    try:
+        futures = [journal.append(_judged(endpoint, f"job-{i}")) for i in range(2)]
+    finally:
+        turn.release()
+    for future in futures:  # the first job's row went in, the second's id was taken
+        assert "UNIQUE constraint failed: requests.id" in str(future.exception(timeout=10))
+    behind.execute("DELETE FROM requests WHERE id = 3")
+    behind.close()
+    assert asyncio.run(journal.commit(_judged(endpoint, "next"))).id == 4  # asked the file
+    assert [r.id for r in journal.requests()] == [1, 4]  # nothing of the refused transaction
+    with sqlite3.connect(tmp_path / "j.db") as conn:  # nor any of its events
+        stored = conn.execute("SELECT DISTINCT request_id FROM events ORDER BY 1").fetchall()
+    assert stored == [(1,), (4,)]
+    journal.close()
+
+
 def test_a_file_handed_to_workers_is_asked_for_ids_and_the_plan_again(tmp_path: Path) -> None:
     # `serve --workers`' parent holds the file (unshared) and leaves it to its workers
     # (`leave_checkpoints`): from then on, what it remembered of the file may be stale.
