@@ -33,6 +33,7 @@ from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit, 
 from .checkpoints import Checkpointer, Duty
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
+from .identities import Identities
 from .rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
@@ -61,6 +62,19 @@ changes, spilled to a temporary file past 64 KB. With SDKs' random uuids every e
 a page of its own in the uuid index: a batch of ten's transaction wrote as many pages again to
 temporary files (strace, in process: 167k -> 98k pwrite calls for 16,000 such requests)."""
 _INT64 = 2**63
+_ENTITY, _UUID, _VERDICT, _STAMP = (
+    2 + EVENT_COLUMNS.index("entity_id"),
+    2 + EVENT_COLUMNS.index("uuid"),
+    2 + EVENT_COLUMNS.index("verdict"),
+    2 + len(EVENT_COLUMNS),
+)
+"""Where an event row (`rows.event_rows`) holds its identity's cells and its verdict."""
+IDENTITY_INDEX = "CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp)"
+"""The uuid index a shared file keeps for the writers' history look-ups (`seen`); a file one
+process writes has none: its writer holds the identities in memory (identities.py)."""
+_ACCEPTED_IDENTITIES = (
+    "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
+)
 _ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
 """How many rows one INSERT statement takes: a statement of many rows (one step in SQLite)
 costs less than `executemany` of as many (a step, a reset and the bindings' checks per
@@ -102,6 +116,9 @@ class SqliteJournal(GroupCommitJournal):
         """The last id this writer gave while alone (`_next_id`); None until it gives one."""
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
+        self._identities: Identities | None = None if shared else Identities()
+        """The accepted events' identities, for the history look-ups of a writer alone on
+        its file (`seen`); a shared file's writers ask its uuid index."""
         self._lock_fd: int | None = None
         self._turn, checkpoint_turn = turns(self.path, shared)
         """Taken around each write transaction: the writer's handle on the writers' turn."""
@@ -109,6 +126,7 @@ class SqliteJournal(GroupCommitJournal):
             if not shared:
                 self._lock_fd = self._take_file()
             self._prepare_schema()
+            self._prepare_identities()
             row = self._writer.execute(
                 "SELECT COALESCE(MAX(id), 0), COUNT(*) FROM requests"
             ).fetchone()
@@ -242,27 +260,36 @@ class SqliteJournal(GroupCommitJournal):
     def _prepare_schema(self) -> None:
         prepare(self._writer, str(self.path))
 
+    def _prepare_identities(self) -> None:
+        """A shared file keeps the uuid index its writers ask; a file this process alone
+        writes drops it (each event's entry cost a page of its own in every commit, see
+        identities.py) and its writer reads the identities into memory."""
+        if self._identities is None:
+            self._writer.execute(IDENTITY_INDEX)
+            return
+        self._writer.execute("DROP INDEX IF EXISTS events_identity")
+        self._load_identities()
+
+    def _load_identities(self) -> None:
+        assert self._identities is not None
+        low = self._writer.execute("SELECT MIN(id) FROM requests").fetchone()[0]
+        self._identities.load(self._writer.execute(_ACCEPTED_IDENTITIES), int(low or 1))
+
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
-        """One query per 300 keys; EXISTS stops at the first match, so a uuid sent a
-        million times costs one index seek, not a million rows."""
+        """The keys that accepted events stored hold. A writer alone on its file looks them
+        up in memory and confirms a hit in its request's rows; otherwise one query per 300
+        keys, where EXISTS stops at the first match, so a uuid sent a million times costs
+        one index seek, not a million rows."""
+        if self._identities is not None and self._alone:
+            return self._seen_in_memory(keys, self._identities)
         wanted: list[DedupeKey] = []  # each key as its cells
         odd: dict[DedupeKey, DedupeKey] = {}  # the keys that are not their cells, by cells
         for key in keys:
-            e, u, t = key
-            if (  # most keys are their cells already: ASCII ids, an int64 timestamp
-                e.__class__ is str
-                and u.__class__ is str
-                and t.__class__ is int
-                and e.isascii()
-                and u.isascii()
-                and -_INT64 < t < _INT64
-            ):
-                wanted.append(key)
-            else:
-                cells = (as_text(e), as_text(u), timestamp_cell(t))
+            cells = _cells(key)
+            if cells is not key:
                 odd[cells] = key
-                wanted.append(cells)
+            wanted.append(cells)
         found: set[DedupeKey] = set()
         for start in range(0, len(wanted), 300):
             chunk = wanted[start : start + 300]
@@ -275,6 +302,24 @@ class SqliteJournal(GroupCommitJournal):
             found.update(rows)  # the cells come back as they went: a plain key itself
             if odd:
                 found.update(odd[cells] for cells in rows if cells in odd)
+        return found
+
+    def _seen_in_memory(self, keys: list[DedupeKey], identities: Identities) -> set[DedupeKey]:
+        candidates: list[tuple[DedupeKey, int, DedupeKey]] = []
+        for key in keys:
+            cells = _cells(key)
+            holder = identities.holder(cells)
+            if holder is not None:
+                candidates.append((key, holder, cells))
+        found: set[DedupeKey] = set()
+        for key, holder, (e, u, t) in candidates:  # rare: a duplicate (or a shared hash)
+            row = self._writer.execute(
+                "SELECT 1 FROM events WHERE request_id = ? AND entity_id IS ? AND uuid IS ? "
+                "AND timestamp IS ? AND verdict = 'accepted' LIMIT 1",
+                (holder, e, u, t),
+            ).fetchone()
+            if row is not None:
+                found.add(key)
         return found
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
@@ -368,6 +413,10 @@ class SqliteJournal(GroupCommitJournal):
         self._evict()
         self._writer.execute("COMMIT")
         self._leave_turn()
+        if self._identities is not None:
+            self._identities.commit()
+            if self._identities.needs_reload():  # the evicted requests' entries, dropped
+                self._load_identities()
 
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
@@ -377,10 +426,14 @@ class SqliteJournal(GroupCommitJournal):
         finally:
             self._leave_turn()
         self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
+        if self._identities is not None and not self._identities.abort():
+            self._load_identities()  # it had cleared them: read what the table kept
 
     def _clear_tables(self) -> None:
         self._writer.execute("DELETE FROM requests")
         self._writer.execute("DELETE FROM events")
+        if self._identities is not None:
+            self._identities.clear()
         self._writer.execute(
             "INSERT INTO meta (key, value) VALUES ('generation', '1') "
             "ON CONFLICT (key) DO UPDATE SET value = CAST(value AS INTEGER) + 1"
@@ -414,6 +467,11 @@ class SqliteJournal(GroupCommitJournal):
             new_events += event_rows(record)
         self._insert_rows(_INSERT_REQUESTS, request_rows)
         self._insert_rows(_INSERT_EVENTS, new_events)
+        if self._identities is not None:
+            add = self._identities.add
+            for row in new_events:
+                if row[_VERDICT] == "accepted":
+                    add(row[0], (row[_ENTITY], row[_UUID], row[_STAMP]))
         self._count += len(records)
         if self._alone:
             self._last_given = next_id - 1
@@ -453,6 +511,8 @@ class SqliteJournal(GroupCommitJournal):
         ).fetchone()
         self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
         self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
+        if self._identities is not None:
+            self._identities.evict(int(row[0]))
         self._count -= excess
         log.info(
             "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
@@ -537,8 +597,9 @@ class SqliteJournal(GroupCommitJournal):
             after = rows[-1][0]
 
     def repeated_uuids(self, *, after: int = 0) -> set[str] | None:
-        """One pass over the (uuid, ...) index alone, whatever the verdict or `after`
-        (a superset is allowed): only uuids that repeat need remembering."""
+        """One pass over the uuids, whatever the verdict or `after` (a superset is allowed):
+        only uuids that repeat need remembering. A shared file answers from its uuid index;
+        a file one process writes has none (identities.py), and SQLite sorts the uuids."""
         rows = self._read(
             "SELECT uuid FROM events WHERE uuid IS NOT NULL GROUP BY uuid HAVING COUNT(*) > 1", ()
         )
@@ -568,6 +629,22 @@ class SqliteJournal(GroupCommitJournal):
             record = self._record(record_rows[0], duplicates)
             found.extend(e for e in record.events if e.index in chosen)
         return found
+
+
+def _cells(key: DedupeKey) -> DedupeKey:
+    """A history key as the events table holds it: most keys are their cells already (ASCII
+    ids, an int64 timestamp), and are given back as they are."""
+    e, u, t = key
+    if (
+        e.__class__ is str
+        and u.__class__ is str
+        and t.__class__ is int
+        and e.isascii()
+        and u.isascii()
+        and -_INT64 < t < _INT64
+    ):
+        return key
+    return (as_text(e), as_text(u), timestamp_cell(t))
 
 
 @functools.cache

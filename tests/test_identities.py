@@ -1,0 +1,205 @@
+"""The history look-ups of a SQLite journal one process writes: the accepted events'
+identities held in memory (journal/identities.py) instead of a uuid index in the file,
+flagging exactly the duplicates the index did."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from helpers import impression
+
+from mockserver import CoreRequest, Endpoint, RequestRecord, SqliteJournal
+from mockserver.journal.identities import Identities
+
+
+def _post(endpoint: Endpoint, payload: object) -> RequestRecord:
+    request = CoreRequest(
+        "POST", "/v1/events", json.dumps(payload).encode(), headers=[("content-type", "json")]
+    )
+    outcome = endpoint.handle(request)
+    assert outcome.record is not None
+    return outcome.record
+
+
+def _event(uuid: str, visitor: str = "v") -> dict[str, Any]:
+    batch = impression(visitor)
+    event = batch["visitors"][0]["snapshots"][0]["events"][0]
+    event["uuid"], event["timestamp"] = uuid, 1_760_000_000_000
+    return batch
+
+
+def _duplicate(endpoint: Endpoint, uuid: str) -> bool:
+    return _post(endpoint, _event(uuid)).events[0].duplicate
+
+
+def _indexes(path: Path) -> set[str]:
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'index'").fetchall()
+    return {name for (name,) in rows}
+
+
+def test_a_file_one_process_writes_has_no_uuid_index_and_a_shared_one_has_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    SqliteJournal(path).close()
+    assert "events_identity" not in _indexes(path)
+    SqliteJournal(path, shared=True).close()  # serve --workers' workers ask the index
+    assert "events_identity" in _indexes(path)
+    SqliteJournal(path).close()
+    assert "events_identity" not in _indexes(path)
+
+
+def test_duplicates_are_flagged_across_commits_and_after_the_file_is_opened_again(
+    tmp_path: Path,
+) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    assert not _duplicate(endpoint, "a")
+    assert _duplicate(endpoint, "a")
+    assert not _duplicate(endpoint, "b")
+    journal.close()
+    reopened = SqliteJournal(tmp_path / "j.db")  # read back from the table
+    endpoint = Endpoint(reopened)
+    assert _duplicate(endpoint, "a") and _duplicate(endpoint, "b")
+    assert not _duplicate(endpoint, "c")
+    reopened.close()
+    shared = SqliteJournal(tmp_path / "j.db", shared=True)  # and the index agrees
+    assert _duplicate(Endpoint(shared), "c")
+    shared.close()
+
+
+def test_a_rejected_or_faulted_event_makes_no_history(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    bad = _event("r")
+    del bad["account_id"]  # rejected in strict mode
+    request = CoreRequest(
+        "POST",
+        "/v1/events",
+        json.dumps(bad).encode(),
+        headers=[("content-type", "json"), ("x-optimizely-strict", "true")],
+    )
+    assert endpoint.handle(request).status == 400
+    assert not _duplicate(endpoint, "r")
+    journal.close()
+
+
+def test_a_resend_of_an_evicted_event_is_new_and_of_a_kept_one_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    journal = SqliteJournal(tmp_path / "j.db", max_requests=3)
+    endpoint = Endpoint(journal)
+    for uuid in ("e1", "e2", "e3", "e4"):  # e1's request is evicted
+        assert not _duplicate(endpoint, uuid)
+    assert not _duplicate(endpoint, "e1")  # as the table no longer holds it
+    assert _duplicate(endpoint, "e4")
+    journal.close()
+
+
+def test_a_cleared_journal_forgets_every_identity(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    assert not _duplicate(endpoint, "x")
+    journal.clear()
+    assert not _duplicate(endpoint, "x")
+    assert _duplicate(endpoint, "x")
+    journal.close()
+
+
+def test_a_rolled_back_transaction_takes_its_identities_and_its_clear_back(
+    tmp_path: Path,
+) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    assert not _duplicate(endpoint, "kept")  # request 1
+    journal._writer.execute(
+        "CREATE TRIGGER no_third BEFORE INSERT ON requests WHEN NEW.id = 3 "
+        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    # One transaction (the writers' turn held until all wait): a clear, the event "lost"
+    # (request 2), then a request the trigger refuses: all of it is rolled back.
+    turn = journal._checkpoints._turn
+    turn.acquire()
+    try:
+        failures: list[Exception] = []
+
+        def clear() -> None:
+            try:
+                journal.clear()
+            except Exception as exc:  # the transaction it joins is rolled back
+                failures.append(exc)
+
+        clearing = threading.Thread(target=clear)
+        clearing.start()
+        time.sleep(0.3)  # its job first (the writer waits for the turn with it)
+        lost = journal.append(
+            endpoint._judge(
+                CoreRequest("POST", "/v1/events", json.dumps(_event("lost")).encode(), headers=[])
+            )
+        )
+        refused = journal.append(
+            endpoint._judge(
+                CoreRequest("POST", "/v1/events", json.dumps(_event("other")).encode(), headers=[])
+            )
+        )
+    finally:
+        turn.release()
+    clearing.join(10)
+    assert ["disk says no" in str(exc) for exc in failures] == [True]
+    assert "disk says no" in str(refused.exception(timeout=10))
+    assert "disk says no" in str(lost.exception(timeout=10))
+    journal._writer.execute("DROP TRIGGER no_third")
+    assert _duplicate(endpoint, "kept")  # the clear did not happen: it is still stored
+    assert not _duplicate(endpoint, "lost")  # its insert did not happen either
+    journal.close()
+
+
+def test_a_hash_shared_by_two_identities_is_confirmed_in_the_rows(tmp_path: Path) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    holder = _post(endpoint, _event("held")).id
+    identities = journal._identities
+    assert identities is not None
+    # As if "forged"'s identity hashed like one request `holder` holds: a candidate only.
+    identities.add(holder, ("7000", "forged", 1_760_000_000_000))
+    identities.commit()
+    assert identities.holder(("7000", "forged", 1_760_000_000_000)) == holder
+    assert not _duplicate(endpoint, "forged")
+    journal.close()
+
+
+def test_identities_undo_a_rolled_back_transaction_and_apply_an_eviction_on_commit() -> None:
+    identities = Identities()
+    identities.load([(1, "e", "u1", 5), (2, "e", "u2", 5), (3, "e", "u1", 5)], oldest_kept=1)
+    assert identities.holder(("e", "u1", 5)) == 3  # the newest request holding it
+    identities.add(4, ("e", "u1", 5))
+    identities.add(4, ("e", "u9", 5))
+    identities.evict(3)
+    assert identities.holder(("e", "u9", 5)) == 4  # seen within its own transaction
+    assert identities.abort()
+    assert identities.holder(("e", "u1", 5)) == 3 and identities.holder(("e", "u9", 5)) is None
+    identities.evict(2)
+    identities.commit()
+    assert identities.holder(("e", "u2", 5)) is None  # its request was evicted
+    assert identities.holder(("e", "u1", 5)) == 3
+    identities.clear()
+    assert identities.holder(("e", "u1", 5)) is None
+    assert not identities.abort()  # a clear cannot be undone here: read the table again
+
+
+def test_identities_ask_to_be_read_again_once_stale_ones_may_outnumber_the_live() -> None:
+    identities = Identities()
+    identities.load([(1, "e", "u0", 5)], oldest_kept=1)
+    for n in range(2, 10_004):
+        identities.add(n, ("e", f"u{n}", 5))
+    identities.commit()
+    assert not identities.needs_reload()  # nothing evicted: every one is live
+    identities.evict(5_000)
+    identities.commit()
+    assert identities.needs_reload()
