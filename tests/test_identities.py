@@ -49,7 +49,11 @@ def test_a_file_one_process_writes_has_no_uuid_index_and_a_shared_one_has_it(
     path = tmp_path / "j.db"
     SqliteJournal(path).close()
     assert "events_identity" not in _indexes(path)
-    SqliteJournal(path, shared=True).close()  # serve --workers' workers ask the index
+    SqliteJournal(path, shared=True).close()  # a reader (`export --db`) changes nothing
+    assert "events_identity" not in _indexes(path)
+    shared = SqliteJournal(path, shared=True)  # serve --workers' workers ask the index:
+    _post(Endpoint(shared), _event("w"))  # the first to write makes it
+    shared.close()
     assert "events_identity" in _indexes(path)
     SqliteJournal(path).close()
     assert "events_identity" not in _indexes(path)

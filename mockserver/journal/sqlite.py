@@ -70,8 +70,8 @@ _ENTITY, _UUID, _VERDICT, _STAMP = (
 )
 """Where an event row (`rows.event_rows`) holds its identity's cells and its verdict."""
 IDENTITY_INDEX = "CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp)"
-"""The uuid index a shared file keeps for the writers' history look-ups (`seen`); a file one
-process writes has none: its writer holds the identities in memory (identities.py)."""
+"""The uuid index the writers of a shared file ask (`seen`), made by the first to write; a
+file one process writes has none: its writer holds the identities in memory (identities.py)."""
 _ACCEPTED_IDENTITIES = (
     "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
 )
@@ -117,6 +117,8 @@ class SqliteJournal(GroupCommitJournal):
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
         self._identities: Identities | None = None if shared else Identities()
+        self._indexed = False
+        """Whether this shared journal's writer has made sure of the uuid index (`_begin`)."""
         """The accepted events' identities, for the history look-ups of a writer alone on
         its file (`seen`); a shared file's writers ask its uuid index."""
         self._lock_fd: int | None = None
@@ -261,11 +263,11 @@ class SqliteJournal(GroupCommitJournal):
         prepare(self._writer, str(self.path))
 
     def _prepare_identities(self) -> None:
-        """A shared file keeps the uuid index its writers ask; a file this process alone
-        writes drops it (each event's entry cost a page of its own in every commit, see
-        identities.py) and its writer reads the identities into memory."""
+        """A file this process alone writes has no uuid index (each event's entry cost a page
+        of its own in every commit, see identities.py): its writer reads the identities into
+        memory. A shared file gets the index back with its first write here (`_begin`): a
+        process that only reads it (`logx-mock export --db`) changes nothing."""
         if self._identities is None:
-            self._writer.execute(IDENTITY_INDEX)
             return
         self._writer.execute("DROP INDEX IF EXISTS events_identity")
         self._load_identities()
@@ -369,6 +371,9 @@ class SqliteJournal(GroupCommitJournal):
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
         self._writer.execute("BEGIN IMMEDIATE")
+        if self._identities is None and not self._indexed:
+            self._writer.execute(IDENTITY_INDEX)  # the writers of a shared file ask it
+            self._indexed = True  # (until a rollback undoes it: `_abort`)
         if self._alone and self._plan is not None:
             # No other process writes the file: the plan's version is the one this writer
             # last read or wrote (a statement fewer in every commit).
@@ -420,6 +425,7 @@ class SqliteJournal(GroupCommitJournal):
 
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
+        self._indexed = False  # nor, perhaps, the uuid index it created
         try:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
