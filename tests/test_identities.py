@@ -178,32 +178,69 @@ def test_a_hash_shared_by_two_identities_is_confirmed_in_the_rows(tmp_path: Path
     journal.close()
 
 
-def test_identities_undo_a_rolled_back_transaction_and_apply_an_eviction_on_commit() -> None:
+def test_identities_that_python_hashes_alike_as_numbers_stay_apart(tmp_path: Path) -> None:
+    # hash(-1) == hash(-2), and hash(t) == hash(t + 2**61 - 1): held by value, the second
+    # identity would take the first's entry and hide its duplicate.
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    for first, second in ((-1, -2), (1_760_000_000_000, 1_760_000_000_000 + 2**61 - 1)):
+        uuid = f"u{first}"
+        events = [_event(uuid) for _ in range(2)]
+        for batch, stamp in zip(events, (first, second), strict=True):
+            batch["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = stamp
+            assert not _post(endpoint, batch).events[0].duplicate
+        assert _post(endpoint, events[0]).events[0].duplicate  # the first, sent again
+        assert _post(endpoint, events[1]).events[0].duplicate
+    journal.close()
+
+
+def test_a_file_opened_with_a_smaller_cap_holds_only_the_kept_identities(
+    tmp_path: Path,
+) -> None:
+    journal = SqliteJournal(tmp_path / "j.db")
+    endpoint = Endpoint(journal)
+    for n in range(20):
+        _post(endpoint, _event(f"k{n}"))
+    journal.close()
+    capped = SqliteJournal(tmp_path / "j.db", max_requests=5)
+    endpoint = Endpoint(capped)
+    assert not _duplicate(endpoint, "new")  # its commit evicts the 16 oldest
+    assert capped._identities is not None and len(capped._identities) == 5
+    assert not _duplicate(endpoint, "k3") and _duplicate(endpoint, "k19")
+    capped.close()
+
+
+def test_the_workers_parent_lets_its_identities_go_when_it_leaves_the_file(
+    tmp_path: Path,
+) -> None:
+    parent = SqliteJournal(tmp_path / "j.db")
+    _post(Endpoint(parent), _event("p"))
+    parent.leave_checkpoints()  # serve --workers: its workers write the file from now on
+    assert parent._identities is None
+    worker = SqliteJournal(tmp_path / "j.db", shared=True)
+    assert _duplicate(Endpoint(worker), "p")  # asked the index its first write made
+    worker.close()
+    parent.close()
+    assert "events_identity" in _indexes(tmp_path / "j.db")
+
+
+def test_identities_undo_a_rolled_back_transaction_and_go_with_their_newest_request() -> None:
     identities = Identities()
-    identities.load([(1, "e", "u1", 5), (2, "e", "u2", 5), (3, "e", "u1", 5)], oldest_kept=1)
+    identities.load([(1, "e", "u1", 5), (2, "e", "u2", 5), (3, "e", "u1", 5)])
     assert identities.holder(("e", "u1", 5)) == 3  # the newest request holding it
     identities.add(4, ("e", "u1", 5))
     identities.add(4, ("e", "u9", 5))
-    identities.evict(3)
+    identities.evict([(1, "e", "u1", 5), (2, "e", "u2", 5)], through=2)
     assert identities.holder(("e", "u9", 5)) == 4  # seen within its own transaction
+    assert identities.holder(("e", "u2", 5)) is None
     assert identities.abort()
     assert identities.holder(("e", "u1", 5)) == 3 and identities.holder(("e", "u9", 5)) is None
-    identities.evict(2)
+    assert identities.holder(("e", "u2", 5)) == 2  # the eviction was undone too
+    identities.evict([(1, "e", "u1", 5), (2, "e", "u2", 5)], through=2)
     identities.commit()
-    assert identities.holder(("e", "u2", 5)) is None  # its request was evicted
-    assert identities.holder(("e", "u1", 5)) == 3
+    assert identities.holder(("e", "u2", 5)) is None  # its only request was evicted
+    assert identities.holder(("e", "u1", 5)) == 3  # request 3 still holds it
+    assert len(identities) == 1
     identities.clear()
     assert identities.holder(("e", "u1", 5)) is None
     assert not identities.abort()  # a clear cannot be undone here: read the table again
-
-
-def test_identities_ask_to_be_read_again_once_stale_ones_may_outnumber_the_live() -> None:
-    identities = Identities()
-    identities.load([(1, "e", "u0", 5)], oldest_kept=1)
-    for n in range(2, 10_004):
-        identities.add(n, ("e", f"u{n}", 5))
-    identities.commit()
-    assert not identities.needs_reload()  # nothing evicted: every one is live
-    identities.evict(5_000)
-    identities.commit()
-    assert identities.needs_reload()

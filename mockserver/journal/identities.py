@@ -6,12 +6,13 @@ random uuid per event, so an index led by the uuid puts each event's entry in a 
 own: a page the commit writes to the WAL and a checkpoint copies again, per event (a batch
 of ten events wrote ~13 pages). Here a look-up is a dict probe.
 
-Each identity is held as the hash of its cells, with the newest request that holds it. A
-hit is only a candidate: the journal confirms it in that request's rows, read by the table's
-own key, so two identities that share a hash cannot make an event a duplicate. Requests
-evicted from the oldest end take their identities with them (an identity whose newest
-request is older than the oldest kept is gone); the stale entries are dropped by reading the
-table again once they could outnumber the live ones.
+Each identity is held as a hash of its cells (`identity_hash`: the timestamp as text, since
+Python hashes integers by their value modulo 2**61 - 1, so -1 and -2 would share one), with
+the newest request that holds it. A hit is only a candidate: the journal confirms it in that
+request's rows, read by the table's own key, so two identities that share a hash cannot make
+an event a duplicate (and one that hides another is as likely as guessing a keyed 64-bit
+hash). Requests evicted from the oldest end take their identities with them: the journal
+reads the evicted events' identities before it deletes them.
 """
 
 from __future__ import annotations
@@ -19,10 +20,17 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Identities"]
+__all__ = ["Identities", "identity_hash"]
 
 Cells = tuple[Any, Any, Any]
-"""An identity as stored: entity_id and uuid as text, the timestamp as an int (or None)."""
+"""An identity as stored: entity_id and uuid as text (or None), the timestamp as an int (or
+None)."""
+
+
+def identity_hash(entity_id: Any, uuid: Any, timestamp: Any) -> int:
+    """A hash of an identity's cells: strings hash by process-keyed SipHash; the timestamp
+    goes in as text, so that no two timestamps hash alike by arithmetic."""
+    return hash((entity_id, uuid, None if timestamp is None else str(timestamp)))
 
 
 class Identities:
@@ -35,39 +43,38 @@ class Identities:
         self._newest: dict[int, int] = {}
         self._undo: list[tuple[int, int | None]] = []
         self._cleared = False
-        self._oldest_kept = 1
-        self._evicted_to: int | None = None
-        self._loaded = 0
-        """How many identities the last `load` found: the stale entries since are bounded by
-        reloading once the map has grown well past it (`needs_reload`)."""
 
     def __len__(self) -> int:
         return len(self._newest)
 
-    def load(self, rows: Iterable[tuple[int, Any, Any, Any]], oldest_kept: int) -> None:
+    def load(self, rows: Iterable[tuple[int, Any, Any, Any]]) -> None:
         """Replace everything with (request_id, entity_id, uuid, timestamp) of the accepted
         events stored, in id order (the newest request holding an identity is the last)."""
         newest: dict[int, int] = {}
         for request_id, entity_id, uuid, timestamp in rows:
-            newest[hash((entity_id, uuid, timestamp))] = request_id
-        self._newest, self._loaded = newest, len(newest)
-        self._oldest_kept = oldest_kept
+            newest[identity_hash(entity_id, uuid, timestamp)] = request_id
+        self._newest = newest
         self._undo.clear()
-        self._cleared, self._evicted_to = False, None
+        self._cleared = False
 
     def holder(self, cells: Cells) -> int | None:
-        """The newest request that may hold `cells` (confirm it in its rows), or None when no
-        request kept does."""
-        request_id = self._newest.get(hash(cells))
-        if request_id is None or request_id < self._oldest_kept:
-            return None
-        return request_id
+        """The newest request that may hold `cells` (confirm it in its rows), or None."""
+        return self._newest.get(identity_hash(*cells))
 
     def add(self, request_id: int, cells: Cells) -> None:
         """An accepted event of `request_id`, inserted in the transaction under way."""
-        key = hash(cells)
-        self._undo.append((key, self._newest.get(key)))
-        self._newest[key] = request_id
+        self._set(identity_hash(*cells), request_id)
+
+    def evict(self, rows: Iterable[tuple[int, Any, Any, Any]], through: int) -> None:
+        """The requests up to id `through` are deleted in the transaction under way, with
+        these (request_id, entity_id, uuid, timestamp) accepted events: an identity goes when
+        its newest request does (a newer request holding it keeps it)."""
+        newest = self._newest
+        for _, entity_id, uuid, timestamp in rows:
+            key = identity_hash(entity_id, uuid, timestamp)
+            holder = newest.get(key)
+            if holder is not None and holder <= through:
+                self._set(key, None)
 
     def clear(self) -> None:
         """Every request was deleted in the transaction under way."""
@@ -75,16 +82,10 @@ class Identities:
         self._undo.clear()
         self._newest = {}
 
-    def evict(self, through: int) -> None:
-        """Requests up to id `through` were deleted in the transaction under way."""
-        self._evicted_to = through
-
     def commit(self) -> None:
         """The transaction under way is committed: its changes stay."""
-        if self._evicted_to is not None:
-            self._oldest_kept = max(self._oldest_kept, self._evicted_to + 1)
         self._undo.clear()
-        self._cleared, self._evicted_to = False, None
+        self._cleared = False
 
     def abort(self) -> bool:
         """The transaction under way was rolled back: undo its changes. False when they cannot
@@ -95,12 +96,14 @@ class Identities:
             else:
                 self._newest[key] = before
         self._undo.clear()
-        self._evicted_to = None
         if self._cleared:
             self._cleared = False
             return False
         return True
 
-    def needs_reload(self) -> bool:
-        """Whether the stale entries (of evicted requests) may now outnumber the live ones."""
-        return self._oldest_kept > 1 and len(self._newest) > 2 * self._loaded + 10_000
+    def _set(self, key: int, request_id: int | None) -> None:
+        self._undo.append((key, self._newest.get(key)))
+        if request_id is None:
+            del self._newest[key]
+        else:
+            self._newest[key] = request_id

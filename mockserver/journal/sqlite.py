@@ -75,6 +75,7 @@ file one process writes has none: its writer holds the identities in memory (ide
 _ACCEPTED_IDENTITIES = (
     "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
 )
+"""The identities `Identities` holds (`ORDER BY` what each query adds: the newest last)."""
 _ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
 """How many rows one INSERT statement takes: a statement of many rows (one step in SQLite)
 costs less than `executemany` of as many (a step, a reset and the bindings' checks per
@@ -117,10 +118,10 @@ class SqliteJournal(GroupCommitJournal):
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
         self._identities: Identities | None = None if shared else Identities()
-        self._indexed = False
-        """Whether this shared journal's writer has made sure of the uuid index (`_begin`)."""
         """The accepted events' identities, for the history look-ups of a writer alone on
         its file (`seen`); a shared file's writers ask its uuid index."""
+        self._indexed = False
+        """Whether this shared journal's writer has made sure of the uuid index (`_begin`)."""
         self._lock_fd: int | None = None
         self._turn, checkpoint_turn = turns(self.path, shared)
         """Taken around each write transaction: the writer's handle on the writers' turn."""
@@ -274,8 +275,8 @@ class SqliteJournal(GroupCommitJournal):
 
     def _load_identities(self) -> None:
         assert self._identities is not None
-        low = self._writer.execute("SELECT MIN(id) FROM requests").fetchone()[0]
-        self._identities.load(self._writer.execute(_ACCEPTED_IDENTITIES), int(low or 1))
+        rows = self._writer.execute(f"{_ACCEPTED_IDENTITIES} ORDER BY request_id, idx")
+        self._identities.load(rows)
 
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
@@ -342,6 +343,7 @@ class SqliteJournal(GroupCommitJournal):
         holds the file while its workers write it; one of them checkpoints)."""
         self._checkpoints.close()
         self._alone = False  # its workers write it: ask the file for ids and the plan again
+        self._identities = None  # and its uuid index, which the first of them to write makes
 
     def close(self) -> None:
         self._closing.set()
@@ -420,8 +422,6 @@ class SqliteJournal(GroupCommitJournal):
         self._leave_turn()
         if self._identities is not None:
             self._identities.commit()
-            if self._identities.needs_reload():  # the evicted requests' entries, dropped
-                self._load_identities()
 
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
@@ -515,10 +515,13 @@ class SqliteJournal(GroupCommitJournal):
         row = self._writer.execute(
             "SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
         ).fetchone()
+        if self._identities is not None:  # what the evicted events held goes with them
+            evicted = self._writer.execute(
+                f"{_ACCEPTED_IDENTITIES} AND request_id <= ?", (row[0],)
+            ).fetchall()
+            self._identities.evict(evicted, int(row[0]))
         self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
         self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
-        if self._identities is not None:
-            self._identities.evict(int(row[0]))
         self._count -= excess
         log.info(
             "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
