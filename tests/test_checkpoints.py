@@ -165,7 +165,8 @@ def test_one_of_the_journals_sharing_a_file_checkpoints_it(tmp_path: Path) -> No
         holder.close()  # as a worker that stops (or dies: the kernel drops its flock)
         _fill(other, 3)
         assert eventually(lambda: in_database_file(path) == 5)
-        assert other._checkpoints.checkpoints > 0
+        # Counted once its checkpoint returns, a moment after the pages are in the file.
+        assert eventually(lambda: other._checkpoints.checkpoints > 0)
     finally:
         first.close()
         second.close()
