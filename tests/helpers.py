@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -9,7 +10,7 @@ import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -239,3 +240,26 @@ def in_database_file(path: Path) -> int:
         return -1
     finally:
         conn.close()
+
+
+@contextlib.contextmanager
+def one_transaction(journal: Any) -> Iterator[None]:
+    """Requests handed to a SQLite journal's writer within this block go in one transaction:
+    the writer takes every job waiting once it has the writers' turn, held here (the
+    checkpoint thread's handle) until the block ends."""
+    turn = journal._checkpoints._turn
+    turn.acquire()
+    try:
+        yield
+    finally:
+        turn.release()
+
+
+def refuse_request(journal: Any, request_id: int) -> Callable[[], None]:
+    """Make a SQLite journal's file refuse to insert request `request_id` ('disk says no');
+    returns what lets it through again."""
+    journal._writer.execute(
+        f"CREATE TRIGGER refuse_{request_id} BEFORE INSERT ON requests "
+        f"WHEN NEW.id = {int(request_id)} BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
+    )
+    return lambda: journal._writer.execute(f"DROP TRIGGER refuse_{request_id}")

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import conversion, impression
+from helpers import conversion, impression, one_transaction, refuse_request
 
 from mockserver import (
     CoreRequest,
@@ -259,21 +259,12 @@ def test_an_unshared_file_gives_a_rolled_back_commits_ids_again(tmp_path: Path) 
     journal = SqliteJournal(tmp_path / "j.db")
     endpoint = Endpoint(journal)
     assert asyncio.run(journal.commit(_judged(endpoint, "first"))).id == 1
-    journal._writer.execute(
-        "CREATE TRIGGER no_third BEFORE INSERT ON requests WHEN NEW.id = 3 "
-        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-    )
-    # Two jobs in one transaction: the writer takes every job waiting once it has the
-    # writers' turn, held here (the checkpoint thread's handle) until both wait.
-    turn = journal._checkpoints._turn
-    turn.acquire()
-    try:
+    let_through = refuse_request(journal, 3)
+    with one_transaction(journal):  # two jobs
         futures = [journal.append(_judged(endpoint, f"job-{i}")) for i in range(2)]
-    finally:
-        turn.release()
     for future in futures:  # the first job's row went in, the second was refused: both fail
         assert "disk says no" in str(future.exception(timeout=10))
-    journal._writer.execute("DROP TRIGGER no_third")
+    let_through()
     assert asyncio.run(journal.commit(_judged(endpoint, "next"))).id == 2
     assert asyncio.run(journal.commit(_judged(endpoint, "after"))).id == 3
     assert [r.id for r in journal.requests()] == [1, 2, 3]
@@ -296,12 +287,8 @@ def test_a_row_the_table_refuses_fails_its_whole_transaction_and_the_writer_goes
         "INSERT INTO requests (id, verdict, meta, body, body_is_json) "
         "VALUES (3, 'x', '{}', NULL, 0)"
     )
-    turn = journal._checkpoints._turn
-    turn.acquire()
-    try:
+    with one_transaction(journal):  # two jobs
         futures = [journal.append(_judged(endpoint, f"job-{i}")) for i in range(2)]
-    finally:
-        turn.release()
     for future in futures:  # the first job's row went in, the second's id was taken
         assert "UNIQUE constraint failed: requests.id" in str(future.exception(timeout=10))
     behind.execute("DELETE FROM requests WHERE id = 3")

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from helpers import impression
+from helpers import impression, one_transaction, refuse_request
 
 from mockserver import CoreRequest, Endpoint, RequestRecord, SqliteJournal
 from mockserver.journal.identities import Identities
@@ -122,43 +122,33 @@ def test_a_rolled_back_transaction_takes_its_identities_and_its_clear_back(
     journal = SqliteJournal(tmp_path / "j.db")
     endpoint = Endpoint(journal)
     assert not _duplicate(endpoint, "kept")  # request 1
-    journal._writer.execute(
-        "CREATE TRIGGER no_third BEFORE INSERT ON requests WHEN NEW.id = 3 "
-        "BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
-    )
-    # One transaction (the writers' turn held until all wait): a clear, the event "lost"
-    # (request 2), then a request the trigger refuses: all of it is rolled back.
-    turn = journal._checkpoints._turn
-    turn.acquire()
-    try:
-        failures: list[Exception] = []
+    let_through = refuse_request(journal, 3)
+    # One transaction: a clear, the event "lost" (request 2), then a request refused.
+    failures: list[Exception] = []
 
-        def clear() -> None:
-            try:
-                journal.clear()
-            except Exception as exc:  # the transaction it joins is rolled back
-                failures.append(exc)
+    def clear() -> None:
+        try:
+            journal.clear()
+        except Exception as exc:  # the transaction it joins is rolled back
+            failures.append(exc)
 
-        clearing = threading.Thread(target=clear)
+    clearing = threading.Thread(target=clear)
+    with one_transaction(journal):
         clearing.start()
         time.sleep(0.3)  # its job first (the writer waits for the turn with it)
-        lost = journal.append(
-            endpoint._judge(
-                CoreRequest("POST", "/v1/events", json.dumps(_event("lost")).encode(), headers=[])
+        lost, refused = (
+            journal.append(
+                endpoint._judge(
+                    CoreRequest("POST", "/v1/events", json.dumps(_event(uuid)).encode(), headers=[])
+                )
             )
+            for uuid in ("lost", "other")
         )
-        refused = journal.append(
-            endpoint._judge(
-                CoreRequest("POST", "/v1/events", json.dumps(_event("other")).encode(), headers=[])
-            )
-        )
-    finally:
-        turn.release()
     clearing.join(10)
     assert ["disk says no" in str(exc) for exc in failures] == [True]
     assert "disk says no" in str(refused.exception(timeout=10))
     assert "disk says no" in str(lost.exception(timeout=10))
-    journal._writer.execute("DROP TRIGGER no_third")
+    let_through()
     assert _duplicate(endpoint, "kept")  # the clear did not happen: it is still stored
     assert not _duplicate(endpoint, "lost")  # its insert did not happen either
     journal.close()
