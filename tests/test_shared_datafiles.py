@@ -134,3 +134,20 @@ def test_serve_on_sqlite_starts_with_the_datafiles_its_command_line_gives(
     first.stop()
     again = serve("--db", db)
     assert requests.get(again.url + "/_mock/datafiles", timeout=30).json() == {"datafiles": []}
+
+
+def test_news_of_an_older_datafiles_version_after_a_newer_one_is_not_followed(
+    tmp_path: Path,
+) -> None:
+    # The writer tells the followers of its own change after its commit; a watcher tells
+    # of another process's. A watcher that read version 1 (say, a reset) and is slow must
+    # not undo the upload the writer told as version 2: the server would check nothing.
+    journal = SqliteJournal(tmp_path / "j.db")
+    told: list[Datafiles] = []
+    journal.follow_datafiles(told.append)
+    uploaded = Datafiles((Datafile.from_json(DATAFILE.read_bytes()),))
+    journal._datafiles_changed(2, uploaded)
+    journal._datafiles_changed(1, Datafiles())  # the stale news, arriving last
+    journal._datafiles_changed(2, Datafiles())  # and the same version twice
+    assert told == [uploaded]
+    journal.close()

@@ -121,6 +121,9 @@ class GroupCommitJournal(Journal):
         self._clears_seen = -1  # the first look only learns the count
         self._datafile_followers: list[Callable[[Datafiles], None]] = []
         self._datafiles_seen = -1
+        self._datafiles_lock = threading.Lock()
+        """One change told at a time: the writer (after its commit) and a watcher (after
+        another process's) may both tell one, and a stale one must not come last."""
         """The version of the stored datafiles this process follows."""
         self._datafiles_written: tuple[int, Datafiles] | None = None
         self._writer_thread = threading.Thread(
@@ -250,17 +253,20 @@ class GroupCommitJournal(Journal):
         self, version: int, datafiles: Datafiles | Callable[[], Datafiles]
     ) -> None:
         """The stored datafiles are at `version` now (`datafiles`, or how to read them):
-        tell the followers, once. (A subclass learns the version it opened with, so what
-        was stored before is not a change.)"""
-        if version == self._datafiles_seen:
-            return
-        self._datafiles_seen = version
-        current = datafiles() if callable(datafiles) else datafiles
-        for follower in list(self._datafile_followers):
-            try:
-                follower(current)
-            except Exception:  # a broken follower must not stop the others
-                log.exception("datafile follower failed")
+        tell the followers, once, and never a version older than one told already (a
+        watcher's news of an older change can come after the writer told a newer one). (A
+        subclass learns the version it opened with, so what was stored before is not a
+        change.)"""
+        with self._datafiles_lock:
+            if version <= self._datafiles_seen:
+                return
+            self._datafiles_seen = version
+            current = datafiles() if callable(datafiles) else datafiles
+            for follower in list(self._datafile_followers):
+                try:
+                    follower(current)
+                except Exception:  # a broken follower must not stop the others
+                    log.exception("datafile follower failed")
 
     def _clear_stored(self) -> None:
         """Queue a clear behind the writes already waiting, and wait for its commit."""
