@@ -75,7 +75,8 @@ file one process writes has none: its writer holds the identities in memory (ide
 _ACCEPTED_IDENTITIES = (
     "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
 )
-"""The identities `Identities` holds (`ORDER BY` what each query adds: the newest last)."""
+"""The accepted events' identities `Identities` holds, read when the file opens (in id order,
+so the newest request holding each comes last) and for the requests an eviction deletes."""
 _ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
 """How many rows one INSERT statement takes: a statement of many rows (one step in SQLite)
 costs less than `executemany` of as many (a step, a reset and the bindings' checks per
