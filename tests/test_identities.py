@@ -1,6 +1,6 @@
-"""The history look-ups of a SQLite journal one process writes: the accepted events'
-identities held in memory (journal/identities.py) instead of a uuid index in the file,
-flagging exactly the duplicates the index did."""
+"""The history look-ups of a SQLite journal: the accepted events' identities held in memory
+by each process writing the file (journal/identities.py) instead of a uuid index in it,
+flagging exactly the duplicates the index did, across the processes sharing a file too."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from typing import Any
 
 from helpers import impression, one_transaction, refuse_request
 
+import mockserver.journal.sqlite as sqlite_journal
 from mockserver import CoreRequest, Endpoint, RequestRecord, SqliteJournal
-from mockserver.journal.identities import Identities
+from mockserver.journal.identities import Identities, identity_hash
 
 
 def _post(endpoint: Endpoint, payload: object) -> RequestRecord:
@@ -43,19 +44,21 @@ def _indexes(path: Path) -> set[str]:
     return {name for (name,) in rows}
 
 
-def test_a_file_one_process_writes_has_no_uuid_index_and_a_shared_one_has_it(
+def test_a_written_file_has_no_uuid_index_and_a_reader_changes_nothing(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "j.db"
-    SqliteJournal(path).close()
-    assert "events_identity" not in _indexes(path)
-    SqliteJournal(path, shared=True).close()  # a reader (`export --db`) changes nothing
-    assert "events_identity" not in _indexes(path)
-    shared = SqliteJournal(path, shared=True)  # serve --workers' workers ask the index:
-    _post(Endpoint(shared), _event("w"))  # the first to write makes it
+    reader = SqliteJournal(path, shared=True)  # a new file gets the schema's index; a
+    assert reader._identities is None  # reader (`export --db`) reads no identities
+    reader.close()
+    assert "events_identity" in _indexes(path)  # and changes nothing
+    shared = SqliteJournal(path, shared=True)  # serve --workers' workers drop it
+    _post(Endpoint(shared), _event("w"))  # with their first write
     shared.close()
-    assert "events_identity" in _indexes(path)
-    SqliteJournal(path).close()
+    assert "events_identity" not in _indexes(path)
+    with sqlite3.connect(path) as conn:  # as an older logx-mock left it
+        conn.execute("CREATE INDEX events_identity ON events (uuid, entity_id, timestamp)")
+    SqliteJournal(path).close()  # a file one process writes: dropped when it opens
     assert "events_identity" not in _indexes(path)
 
 
@@ -73,7 +76,7 @@ def test_duplicates_are_flagged_across_commits_and_after_the_file_is_opened_agai
     assert _duplicate(endpoint, "a") and _duplicate(endpoint, "b")
     assert not _duplicate(endpoint, "c")
     reopened.close()
-    shared = SqliteJournal(tmp_path / "j.db", shared=True)  # and the index agrees
+    shared = SqliteJournal(tmp_path / "j.db", shared=True)  # a shared writer reads them too
     assert _duplicate(Endpoint(shared), "c")
     shared.close()
 
@@ -207,11 +210,14 @@ def test_the_workers_parent_lets_its_identities_go_when_it_leaves_the_file(
     _post(Endpoint(parent), _event("p"))
     parent.leave_checkpoints()  # serve --workers: its workers write the file from now on
     assert parent._identities is None
+    parent.clear()  # its own writes (a clear, the fault plan) read none again
+    assert parent._identities is None
     worker = SqliteJournal(tmp_path / "j.db", shared=True)
-    assert _duplicate(Endpoint(worker), "p")  # asked the index its first write made
+    _post(Endpoint(worker), _event("p"))
+    assert _duplicate(Endpoint(worker), "p")
     worker.close()
     parent.close()
-    assert "events_identity" in _indexes(tmp_path / "j.db")
+    assert "events_identity" not in _indexes(tmp_path / "j.db")
 
 
 def test_identities_undo_a_rolled_back_transaction_and_go_with_their_newest_request() -> None:
@@ -220,17 +226,102 @@ def test_identities_undo_a_rolled_back_transaction_and_go_with_their_newest_requ
     assert identities.holder(("e", "u1", 5)) == 3  # the newest request holding it
     identities.add(4, ("e", "u1", 5))
     identities.add(4, ("e", "u9", 5))
-    identities.evict([(1, "e", "u1", 5), (2, "e", "u2", 5)], through=2)
+    identities.trim(2)
     assert identities.holder(("e", "u9", 5)) == 4  # seen within its own transaction
     assert identities.holder(("e", "u2", 5)) is None
     assert identities.abort()
     assert identities.holder(("e", "u1", 5)) == 3 and identities.holder(("e", "u9", 5)) is None
-    assert identities.holder(("e", "u2", 5)) == 2  # the eviction was undone too
-    identities.evict([(1, "e", "u1", 5), (2, "e", "u2", 5)], through=2)
+    assert identities.holder(("e", "u2", 5)) == 2  # the trim was undone too
+    identities.trim(2)
     identities.commit()
     assert identities.holder(("e", "u2", 5)) is None  # its only request was evicted
     assert identities.holder(("e", "u1", 5)) == 3  # request 3 still holds it
     assert len(identities) == 1
+    identities.trim(2)  # nothing more to let go
+    assert len(identities) == 1 and identities.abort()
+    identities.trim(3)  # an eviction another process made, found later
+    identities.commit()
+    assert len(identities) == 0
+    identities.add(7, ("e", "u7", 5))
     identities.clear()
-    assert identities.holder(("e", "u1", 5)) is None
+    assert identities.holder(("e", "u7", 5)) is None
     assert not identities.abort()  # a clear cannot be undone here: read the table again
+
+
+def test_a_transaction_that_evicts_its_own_identities_gives_nothing_back_on_rollback() -> None:
+    identities = Identities()
+    identities.load([(1, "e", "old", 5)])
+    identities.add(2, ("e", "a", 5))
+    identities.add(3, ("e", "b", 5))
+    identities.trim(2)  # a cap of one: request 2, added in this very transaction, goes
+    assert identities.holder(("e", "a", 5)) is None
+    assert identities.holder(("e", "b", 5)) == 3
+    assert identities.abort()
+    assert identities.holder(("e", "old", 5)) == 1  # as before the transaction
+    assert identities.holder(("e", "a", 5)) is None and identities.holder(("e", "b", 5)) is None
+    assert list(identities._ids) == [1] and list(identities._keys) == [identity_hash("e", "old", 5)]
+
+
+def test_processes_sharing_a_file_flag_each_others_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first, second = (SqliteJournal(path, shared=True) for _ in range(2))
+    one, two = Endpoint(first), Endpoint(second)
+    assert not _duplicate(one, "a")
+    assert _duplicate(two, "a")  # its first write reads what the other stored
+    assert not _duplicate(two, "b")
+    assert _duplicate(one, "b")  # caught up with the other's rows since its last write
+    assert _duplicate(one, "a") and _duplicate(two, "b")
+    first.close()
+    second.close()
+
+
+def test_a_shared_writer_lets_go_of_what_another_process_evicted_or_cleared(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.db"
+    first = SqliteJournal(path, shared=True, max_requests=3)  # evicts past 3
+    second = SqliteJournal(path, shared=True)  # never evicts itself
+    one, two = Endpoint(first), Endpoint(second)
+    for n in range(6):
+        _post(one, _event(f"k{n}"))
+        _post(two, _event(f"s{n}"))  # catches up with k{n}
+    assert not _duplicate(two, "k0")  # evicted by the other: a new event again
+    assert _duplicate(two, "k5")
+    held = second._identities
+    assert held is not None and len(held) > _stored_identities(path)  # the evicted ones too
+    for n in range(sqlite_journal._TRIM_EVERY):  # until it looks at the oldest id left
+        _post(two, _event(f"t{n}"))
+    assert len(held) == _stored_identities(path)
+    first.clear()
+    for n in range(sqlite_journal._TRIM_EVERY):
+        _post(two, _event(f"c{n}"))
+    assert len(held) == _stored_identities(path)
+    assert not _duplicate(two, "k5")  # cleared by the other
+    first.close()
+    second.close()
+
+
+def _stored_identities(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (count,) = conn.execute(
+            "SELECT COUNT(DISTINCT uuid) FROM events WHERE verdict = 'accepted'"
+        ).fetchone()
+    return int(count)
+
+
+def test_a_shared_writer_rolled_back_catches_up_again(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    first, second = (SqliteJournal(path, shared=True) for _ in range(2))
+    one, two = Endpoint(first), Endpoint(second)
+    assert not _duplicate(two, "start")
+    assert not _duplicate(one, "x")  # request 2, which the second has not seen
+    let_through = refuse_request(second, 3)
+    refused = second.append(
+        two._judge(CoreRequest("POST", "/v1/events", json.dumps(_event("y")).encode(), headers=[]))
+    )
+    assert "disk says no" in str(refused.exception(timeout=10))  # its catch-up went with it
+    let_through()
+    assert _duplicate(two, "x")  # found again in the next transaction
+    assert not _duplicate(two, "y")
+    first.close()
+    second.close()

@@ -1,5 +1,5 @@
-"""The identities of the accepted events in a SQLite journal that one process writes, held
-by its writer in memory instead of a uuid index in the file.
+"""The identities of the accepted events in a SQLite journal, held in memory by each process
+that writes it instead of a uuid index in the file.
 
 An identity is an event's (entity_id, uuid, timestamp) cells: the dedupe key. SDKs make a
 random uuid per event, so an index led by the uuid puts each event's entry in a page of its
@@ -9,14 +9,20 @@ of ten events wrote ~13 pages). Here a look-up is a dict probe.
 Each identity is held as a hash of its cells (`identity_hash`: the timestamp as text, since
 Python hashes integers by their value modulo 2**61 - 1, so -1 and -2 would share one), with
 the newest request that holds it. A hit is only a candidate: the journal confirms it in that
-request's rows, read by the table's own key, so two identities that share a hash cannot make
+request's rows, read by the table's own key. So two identities that share a hash cannot make
 an event a duplicate (and one that hides another is as likely as guessing a keyed 64-bit
-hash). Requests evicted from the oldest end take their identities with them: the journal
-reads the evicted events' identities before it deletes them.
+hash), and an identity whose requests are gone (evicted or cleared, by this process or by
+another one sharing the file) makes none either: it only takes memory until `trim`.
+
+Identities come in request-id order (the file's when it is read, then each transaction's,
+another process's rows first) and are also kept in that order, with their requests' ids:
+`trim` finds those of the requests evicted from the oldest end without reading the rows
+deleted, which another process may have deleted already. ~16 bytes an event more.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -43,6 +49,14 @@ class Identities:
         self._newest: dict[int, int] = {}
         self._undo: list[tuple[int, int | None]] = []
         self._cleared = False
+        self._ids: deque[int] = deque()
+        self._keys: deque[int] = deque()
+        """Every identity held (its hash) with its request's id, in id order, oldest first:
+        some may since be held by a newer request (`_newest` says which)."""
+        self._added = 0
+        """How many of them the transaction under way added (at the newest end)."""
+        self._trimmed: list[tuple[int, int]] = []
+        """The (id, hash) `trim` took in the transaction under way, oldest first."""
 
     def __len__(self) -> int:
         return len(self._newest)
@@ -51,10 +65,21 @@ class Identities:
         """Replace everything with (request_id, entity_id, uuid, timestamp) of the accepted
         events stored, in id order (the newest request holding an identity is the last)."""
         newest: dict[int, int] = {}
+        ids: deque[int] = deque()
+        keys: deque[int] = deque()
+        last = -1
         for request_id, entity_id, uuid, timestamp in rows:
-            newest[identity_hash(entity_id, uuid, timestamp)] = request_id
-        self._newest = newest
+            if request_id == last:
+                request_id = last  # one int for a request's events, not one each
+            last = request_id
+            key = identity_hash(entity_id, uuid, timestamp)
+            newest[key] = request_id
+            ids.append(request_id)
+            keys.append(key)
+        self._newest, self._ids, self._keys = newest, ids, keys
         self._undo.clear()
+        self._trimmed.clear()
+        self._added = 0
         self._cleared = False
 
     def holder(self, cells: Cells) -> int | None:
@@ -62,16 +87,26 @@ class Identities:
         return self._newest.get(identity_hash(*cells))
 
     def add(self, request_id: int, cells: Cells) -> None:
-        """An accepted event of `request_id`, inserted in the transaction under way."""
-        self._set(identity_hash(*cells), request_id)
+        """An accepted event of `request_id` (no older than any added before), inserted in
+        the transaction under way, or another process's found in it."""
+        key = identity_hash(*cells)
+        self._set(key, request_id)
+        self._ids.append(request_id)
+        self._keys.append(key)
+        self._added += 1
 
-    def evict(self, rows: Iterable[tuple[int, Any, Any, Any]], through: int) -> None:
-        """The requests up to id `through` are deleted in the transaction under way, with
-        these (request_id, entity_id, uuid, timestamp) accepted events: an identity goes when
-        its newest request does (a newer request holding it keeps it)."""
-        newest = self._newest
-        for _, entity_id, uuid, timestamp in rows:
-            key = identity_hash(entity_id, uuid, timestamp)
+    def trim(self, through: int) -> None:
+        """The requests up to id `through` are gone (deleted in the transaction under way, or
+        by another process): an identity goes when its newest request does (a newer request
+        holding it keeps it)."""
+        ids, keys, newest, trimmed = self._ids, self._keys, self._newest, self._trimmed
+        while ids and ids[0] <= through:
+            own = len(ids) <= self._added  # added in this transaction (a cap under its size)
+            request_id, key = ids.popleft(), keys.popleft()
+            if own:
+                self._added -= 1  # nothing to give back if it is rolled back
+            else:
+                trimmed.append((request_id, key))
             holder = newest.get(key)
             if holder is not None and holder <= through:
                 self._set(key, None)
@@ -80,11 +115,14 @@ class Identities:
         """Every request was deleted in the transaction under way."""
         self._cleared = True
         self._undo.clear()
-        self._newest = {}
+        self._trimmed.clear()
+        self._newest, self._ids, self._keys, self._added = {}, deque(), deque(), 0
 
     def commit(self) -> None:
         """The transaction under way is committed: its changes stay."""
         self._undo.clear()
+        self._trimmed.clear()
+        self._added = 0
         self._cleared = False
 
     def abort(self) -> bool:
@@ -96,6 +134,14 @@ class Identities:
             else:
                 self._newest[key] = before
         self._undo.clear()
+        for _ in range(self._added):
+            self._ids.pop()
+            self._keys.pop()
+        self._added = 0
+        for request_id, key in reversed(self._trimmed):
+            self._ids.appendleft(request_id)
+            self._keys.appendleft(key)
+        self._trimmed.clear()
         if self._cleared:
             self._cleared = False
             return False

@@ -69,14 +69,19 @@ _ENTITY, _UUID, _VERDICT, _STAMP = (
     2 + len(EVENT_COLUMNS),
 )
 """Where an event row (`rows.event_rows`) holds its identity's cells and its verdict."""
-IDENTITY_INDEX = "CREATE INDEX IF NOT EXISTS events_identity ON events (uuid, entity_id, timestamp)"
-"""The uuid index the writers of a shared file ask (`seen`), made by the first to write; a
-file one process writes has none: its writer holds the identities in memory (identities.py)."""
+_DROP_IDENTITY_INDEX = "DROP INDEX IF EXISTS events_identity"
+"""The uuid index a new file gets (the schema's, and a shared file's writers made it until
+session 9): every process that writes the file holds the identities in memory instead
+(identities.py), so its first write drops it."""
 _ACCEPTED_IDENTITIES = (
     "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
 )
-"""The accepted events' identities `Identities` holds, read when the file opens (in id order,
-so the newest request holding each comes last) and for the requests an eviction deletes."""
+"""The accepted events' identities `Identities` holds, read when the writer first needs them
+(in id order, so the newest request holding each comes last) and, in a shared file, those
+other processes inserted since (`_catch_up`)."""
+_TRIM_EVERY = 32
+"""A shared file's writer looks for the requests other processes evicted or cleared (the
+oldest id left) every this many transactions, and lets their identities go."""
 _ROWS_PER_INSERT = (64, 32, 16, 8, 4, 2, 1)
 """How many rows one INSERT statement takes: a statement of many rows (one step in SQLite)
 costs less than `executemany` of as many (a step, a reset and the bindings' checks per
@@ -118,11 +123,18 @@ class SqliteJournal(GroupCommitJournal):
         """The last id this writer gave while alone (`_next_id`); None until it gives one."""
         self._oldest_seen = 1
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
-        self._identities: Identities | None = None if shared else Identities()
-        """The accepted events' identities, for the history look-ups of a writer alone on
-        its file (`seen`); a shared file's writers ask its uuid index."""
-        self._indexed = False
-        """Whether this shared journal's writer has made sure of the uuid index (`_begin`)."""
+        self._identities: Identities | None = None
+        """The accepted events' identities, for the history look-ups (`seen`): read when the
+        file opens if this process alone writes it, else in the first write transaction (a
+        process that only reads a shared file, `logx-mock export --db`, reads none)."""
+        self._writes_events = True
+        """False once `leave_checkpoints` hands the file to `serve --workers`' workers."""
+        self._caught_up = 0
+        """A shared file: the id through which this writer holds the other processes'
+        identities (`_catch_up`), as of the transaction under way..."""
+        self._caught_up_before = 0
+        """...and as of the last committed one (what a rollback goes back to)."""
+        self._transactions = 0
         self._lock_fd: int | None = None
         self._turn, checkpoint_turn = turns(self.path, shared)
         """Taken around each write transaction: the writer's handle on the writers' turn."""
@@ -265,19 +277,44 @@ class SqliteJournal(GroupCommitJournal):
         prepare(self._writer, str(self.path))
 
     def _prepare_identities(self) -> None:
-        """A file this process alone writes has no uuid index (each event's entry cost a page
-        of its own in every commit, see identities.py): its writer reads the identities into
-        memory. A shared file gets the index back with its first write here (`_begin`): a
-        process that only reads it (`logx-mock export --db`) changes nothing."""
-        if self._identities is None:
+        """A file this process alone writes: drop the uuid index (each event's entry cost a
+        page of its own in every commit, see identities.py) and read the identities into
+        memory. A shared file's writer does both in its first transaction (`_catch_up`)."""
+        if self.shared:
             return
-        self._writer.execute("DROP INDEX IF EXISTS events_identity")
+        self._writer.execute(_DROP_IDENTITY_INDEX)
         self._load_identities()
 
     def _load_identities(self) -> None:
-        assert self._identities is not None
         rows = self._writer.execute(f"{_ACCEPTED_IDENTITIES} ORDER BY request_id, idx")
+        if self._identities is None:
+            self._identities = Identities()
         self._identities.load(rows)
+
+    def _catch_up(self) -> None:
+        """A shared file, in a transaction holding its write lock: hold the identities of the
+        accepted events other processes inserted since this writer last looked (the first
+        time, all of them, and drop the uuid index), and, every `_TRIM_EVERY` transactions,
+        let go of those of the requests they evicted or cleared."""
+        self._caught_up_before = self._caught_up
+        identities = self._identities
+        if identities is None:
+            self._writer.execute(_DROP_IDENTITY_INDEX)
+            self._load_identities()
+        else:
+            rows = self._writer.execute(
+                f"{_ACCEPTED_IDENTITIES} AND request_id > ? ORDER BY request_id, idx",
+                (self._caught_up,),
+            ).fetchall()
+            for request_id, entity_id, uuid, timestamp in rows:
+                identities.add(request_id, (entity_id, uuid, timestamp))
+        high = self._writer.execute("SELECT MAX(id) FROM requests").fetchone()[0]
+        if high is not None:
+            self._caught_up = max(self._caught_up, int(high))
+        self._transactions += 1
+        if identities is not None and self._transactions % _TRIM_EVERY == 0:
+            low = self._writer.execute("SELECT MIN(id) FROM requests").fetchone()[0]
+            identities.trim(self._caught_up if low is None else int(low) - 1)
 
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
@@ -285,7 +322,7 @@ class SqliteJournal(GroupCommitJournal):
         up in memory and confirms a hit in its request's rows; otherwise one query per 300
         keys, where EXISTS stops at the first match, so a uuid sent a million times costs
         one index seek, not a million rows."""
-        if self._identities is not None and self._alone:
+        if self._identities is not None:
             return self._seen_in_memory(keys, self._identities)
         wanted: list[DedupeKey] = []  # each key as its cells
         odd: dict[DedupeKey, DedupeKey] = {}  # the keys that are not their cells, by cells
@@ -344,7 +381,7 @@ class SqliteJournal(GroupCommitJournal):
         holds the file while its workers write it; one of them checkpoints)."""
         self._checkpoints.close()
         self._alone = False  # its workers write it: ask the file for ids and the plan again
-        self._identities = None  # and its uuid index, which the first of them to write makes
+        self._identities, self._writes_events = None, False  # and hold its identities
 
     def close(self) -> None:
         self._closing.set()
@@ -374,9 +411,8 @@ class SqliteJournal(GroupCommitJournal):
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
         self._writer.execute("BEGIN IMMEDIATE")
-        if self._identities is None and not self._indexed:
-            self._writer.execute(IDENTITY_INDEX)  # the writers of a shared file ask it
-            self._indexed = True  # (until a rollback undoes it: `_abort`)
+        if not self._alone and self._writes_events:
+            self._catch_up()
         if self._alone and self._plan is not None:
             # No other process writes the file: the plan's version is the one this writer
             # last read or wrote (a statement fewer in every commit).
@@ -426,7 +462,9 @@ class SqliteJournal(GroupCommitJournal):
 
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
-        self._indexed = False  # nor, perhaps, the uuid index it created
+        self._caught_up = self._caught_up_before  # nor the identities found in it
+        if self.shared and self._caught_up == 0:
+            self._identities = None  # read in it: read them again (the index came back)
         try:
             if self._writer.in_transaction:
                 self._writer.execute("ROLLBACK")
@@ -434,7 +472,10 @@ class SqliteJournal(GroupCommitJournal):
             self._leave_turn()
         self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
         if self._identities is not None and not self._identities.abort():
-            self._load_identities()  # it had cleared them: read what the table kept
+            if self.shared:  # it had cleared them: read what the table kept
+                self._identities, self._caught_up = None, 0  # (in the next transaction)
+            else:
+                self._load_identities()
 
     def _clear_tables(self) -> None:
         self._writer.execute("DELETE FROM requests")
@@ -482,6 +523,8 @@ class SqliteJournal(GroupCommitJournal):
         self._count += len(records)
         if self._alone:
             self._last_given = next_id - 1
+        else:
+            self._caught_up = next_id - 1  # every id below came before: caught up
 
     def _next_id(self) -> int:
         """The id the next request inserted gets (AUTOINCREMENT's: never one given before,
@@ -517,10 +560,7 @@ class SqliteJournal(GroupCommitJournal):
             "SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
         ).fetchone()
         if self._identities is not None:  # what the evicted events held goes with them
-            evicted = self._writer.execute(
-                f"{_ACCEPTED_IDENTITIES} AND request_id <= ?", (row[0],)
-            ).fetchall()
-            self._identities.evict(evicted, int(row[0]))
+            self._identities.trim(int(row[0]))
         self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
         self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
         self._count -= excess
@@ -608,8 +648,8 @@ class SqliteJournal(GroupCommitJournal):
 
     def repeated_uuids(self, *, after: int = 0) -> set[str] | None:
         """One pass over the uuids, whatever the verdict or `after` (a superset is allowed):
-        only uuids that repeat need remembering. A shared file answers from its uuid index;
-        a file one process writes has none (identities.py), and SQLite sorts the uuids."""
+        only uuids that repeat need remembering. The file has no uuid index (identities.py):
+        SQLite sorts the uuids."""
         rows = self._read(
             "SELECT uuid FROM events WHERE uuid IS NOT NULL GROUP BY uuid HAVING COUNT(*) > 1", ()
         )
