@@ -325,3 +325,31 @@ def test_a_shared_writer_rolled_back_catches_up_again(tmp_path: Path) -> None:
     assert not _duplicate(two, "y")
     first.close()
     second.close()
+
+
+def test_a_shared_writer_whose_begin_fails_reads_no_identity_twice(tmp_path: Path) -> None:
+    # A write that fails before its transaction starts (BEGIN IMMEDIATE busy: a writer that
+    # does not take the lock file, such as the sqlite3 shell) caught up with nothing: its
+    # rollback must not take the writer back to where the transaction before it started, or
+    # the next one reads that transaction's rows again: held twice, out of request-id order.
+    path = tmp_path / "j.db"
+    first, second = (SqliteJournal(path, shared=True) for _ in range(2))
+    one, two = Endpoint(first), Endpoint(second)
+    assert not _duplicate(one, "a")  # request 1
+    assert not _duplicate(two, "b")  # request 2
+    assert not _duplicate(one, "c")  # request 3, after catching up with request 2
+    first._writer.execute("PRAGMA busy_timeout=0")
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        request = CoreRequest("POST", "/v1/events", json.dumps(_event("x")).encode(), headers=[])
+        assert one.handle(request).status == 503
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert not _duplicate(one, "d")  # request 4
+    held = first._identities
+    assert held is not None
+    assert list(held._ids) == [1, 2, 3, 4]
+    first.close()
+    second.close()

@@ -296,7 +296,6 @@ class SqliteJournal(GroupCommitJournal):
         accepted events other processes inserted since this writer last looked (the first
         time, all of them, and drop the uuid index), and, every `_TRIM_EVERY` transactions,
         let go of those of the requests they evicted or cleared."""
-        self._caught_up_before = self._caught_up
         identities = self._identities
         if identities is None:
             self._writer.execute(_DROP_IDENTITY_INDEX)
@@ -410,6 +409,7 @@ class SqliteJournal(GroupCommitJournal):
 
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
+        self._caught_up_before = self._caught_up  # what a rollback goes back to
         self._writer.execute("BEGIN IMMEDIATE")
         if not self._alone and self._writes_events:
             self._catch_up()
