@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from helpers import conversion, impression
 
+import mockserver.journal.base as journal_base
 from mockserver import (
     CoreRequest,
     Endpoint,
@@ -155,6 +156,30 @@ def test_retention_cap_evicts_the_oldest(
     assert [r.id for r in endpoint.journal.requests()] == ids[2:]
     assert {e.visitor_id for e in endpoint.journal.events()} == {"v2", "v3", "v4"}
     assert "journal cap 3 reached: evicted the 1 oldest request(s)" in caplog.text
+
+
+@pytest.mark.parametrize("make_journal", ["sqlite", "postgres"], indirect=True)
+def test_evictions_under_load_log_a_line_then_a_sum_at_most_every_few_seconds(
+    make_journal: Callable[..., Journal],
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    journal = make_journal(max_requests=2)  # (the memory journal logs once per compaction)
+    endpoint = Endpoint(journal)
+    caplog.set_level("INFO", logger="logx_mock")
+    monkeypatch.setattr(journal_base, "EVICTIONS_LOGGED_EVERY", 0.5)
+    for i in range(6):  # evicts one with each commit past the second
+        _post(endpoint, impression(f"v{i}"))
+    lines = [r.getMessage() for r in caplog.records if "journal cap" in r.getMessage()]
+    assert lines == ["journal cap 2 reached: evicted the 1 oldest request(s)"]
+    time.sleep(0.6)
+    _post(endpoint, impression("late"))
+    lines = [r.getMessage() for r in caplog.records if "journal cap" in r.getMessage()]
+    assert len(lines) == 2
+    assert re.fullmatch(
+        r"journal cap 2 reached: evicted the 4 oldest request\(s\) in the last \d+s", lines[1]
+    )
+    assert [r.id for r in journal.requests()][-1] == 7 and len(journal.requests()) == 2
 
 
 def test_max_requests_must_be_positive() -> None:

@@ -7,7 +7,6 @@ nothing another instance writes can come between them.
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import psycopg
@@ -26,7 +25,6 @@ from .rows import (
 
 __all__ = ["GroupHistory", "clear_tables", "evict", "insert", "lock_state", "take_ids"]
 
-log = logging.getLogger("logx_mock")
 
 Connection = psycopg.Connection[Any]
 
@@ -101,13 +99,14 @@ def insert(conn: Connection, stored: list[Stored]) -> list[int]:
     return [record.id for record, _ in stored]
 
 
-def evict(conn: Connection, max_requests: int) -> None:
-    """Delete the oldest requests past `max_requests`, whoever inserted them."""
+def evict(conn: Connection, max_requests: int) -> int:
+    """Delete the oldest requests past `max_requests`, whoever inserted them; returns how
+    many."""
     row = conn.execute("SELECT count FROM logx_state").fetchone()
     assert row is not None
     excess = int(row[0]) - max_requests
     if excess <= 0:
-        return
+        return 0
     edge = conn.execute(
         "SELECT id FROM logx_requests ORDER BY id OFFSET %s LIMIT 1", (excess - 1,)
     ).fetchone()
@@ -115,7 +114,7 @@ def evict(conn: Connection, max_requests: int) -> None:
     conn.execute("DELETE FROM logx_requests WHERE id <= %s", edge)
     conn.execute("DELETE FROM logx_events WHERE request_id <= %s", edge)
     conn.execute("UPDATE logx_state SET count = count - %s", (excess,))
-    log.info("journal cap %d reached: evicted the %d oldest request(s)", max_requests, excess)
+    return excess
 
 
 def _key(event: EventRecord) -> DedupeKey:

@@ -247,13 +247,14 @@ class PostgresJournal(GroupCommitJournal):
 
     def _end(self) -> None:
         conn = self._conn()
-        if self.max_requests is not None:
-            evict(conn, self.max_requests)
+        evicted = 0 if self.max_requests is None else evict(conn, self.max_requests)
         conn.execute(
             f"SELECT pg_notify(%s, concat_ws(' ', {_STATE})) FROM logx_state",
             (self._channel,),
         )
         conn.execute("COMMIT")
+        if evicted:
+            self._evictions.evicted(evicted)
         self.generation = self._generation
 
     def _abort(self) -> None:

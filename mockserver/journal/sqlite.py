@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import functools
-import logging
 import os
 import sqlite3
 import threading
@@ -47,7 +46,6 @@ from .writer_lock import turns
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
 
-log = logging.getLogger("logx_mock")
 
 _INSERT_EVENTS = (
     "INSERT OR ROLLBACK INTO events "
@@ -454,8 +452,10 @@ class SqliteJournal(GroupCommitJournal):
         return int(row[0])
 
     def _end(self) -> None:
-        self._evict()
+        evicted = self._evict()
         self._writer.execute("COMMIT")
+        if evicted:
+            self._evictions.evicted(evicted)
         self._leave_turn()
         if self._identities is not None:
             self._identities.commit()
@@ -548,13 +548,14 @@ class SqliteJournal(GroupCommitJournal):
                 self._writer.execute(_insert_sql(*into, size), cells)
                 start += size
 
-    def _evict(self) -> None:
+    def _evict(self) -> int:
+        """Delete the oldest requests past the cap; returns how many."""
         if self.max_requests is None:
-            return
+            return 0
         if self.shared:  # other processes insert too: count what is there
             self._count = self._shared_count()
         if self._count <= self.max_requests:
-            return
+            return 0
         excess = self._count - self.max_requests
         row = self._writer.execute(
             "SELECT id FROM requests ORDER BY id LIMIT 1 OFFSET ?", (excess - 1,)
@@ -564,9 +565,7 @@ class SqliteJournal(GroupCommitJournal):
         self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
         self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
         self._count -= excess
-        log.info(
-            "journal cap %d reached: evicted the %d oldest request(s)", self.max_requests, excess
-        )
+        return excess
 
     def _shared_count(self) -> int:
         """How many requests the shared file holds; or, while that is within the cap, an
