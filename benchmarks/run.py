@@ -182,10 +182,15 @@ def servers(tmp: Path) -> dict[str, Server]:
     return table
 
 
-def bodies(tmp: Path, quick: bool) -> dict[str, Path]:
-    """The payloads, with `__UUID__` where each request needs a fresh uuid."""
+def bodies(tmp: Path, quick: bool, spread: bool = False) -> dict[str, Path]:
+    """The payloads, with `__UUID__` where each request needs a fresh uuid: every event's
+    uuid, and with `spread` every visitor's id too (an application's traffic, a visitor per
+    user; without it every event is the SDK example's one visitor, as recorded runs until
+    session 9 were)."""
     one = json.loads((PAYLOADS / "python-sdk-decide-impression.json").read_text())
     one["visitors"][0]["snapshots"][0]["events"][0]["uuid"] = "__UUID__"
+    if spread:
+        one["visitors"][0]["visitor_id"] = "__UUID__"
     one["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = int(time.time() * 1000)
     made = {name: dict(one, visitors=one["visitors"] * count) for name, count in EVENTS.items()}
     paths = {}
@@ -254,12 +259,16 @@ def wrk(
 
 
 def measure_load(
-    duration: int, quick: bool, only: set[str] | None = None, rounds: int = 1
+    duration: int,
+    quick: bool,
+    only: set[str] | None = None,
+    rounds: int = 1,
+    spread: bool = False,
 ) -> list[Load]:
     measured: dict[tuple[str, str], list[Load]] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
-        payloads = bodies(tmp, quick)
+        payloads = bodies(tmp, quick, spread)
         table = {name: spec for name, spec in servers(tmp).items() if not only or name in only}
         # Payload by payload, every server in turn (the floor first), round after round: a
         # server and the floor it is compared with run a minute or two apart, not five. The
@@ -341,7 +350,8 @@ def write_results(
         f"{_loads(os.getloadavg())} when it ended.",
         "",
         f"Load: `wrk -t1 -c{CONNECTIONS} -d{args.duration}s --latency -s benchmarks/post.lua` from "
-        "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid; "
+        "its own process on loopback, after a 2 s warm-up; every event gets a fresh uuid"
+        f"{VISITORS[args.visitors]}; "
         "logx-mock gets `X-Optimizely-Strict: true`. Each server runs alone, in its own process, "
         "on a fresh journal; the payloads are measured one after another on every server in "
         "turn, the floor first. The floor is a bare Starlette endpoint that reads the body and "
@@ -439,6 +449,13 @@ def targets(loads: list[Load], extra: list[tuple[str, str, str]]) -> list[tuple[
     return rows
 
 
+VISITORS = {
+    "one": " and every one the SDK example's visitor",
+    "spread": " and a fresh visitor id (an application's traffic has a visitor per user)",
+}
+"""`--visitors`, as RESULTS.md's load line says it."""
+
+
 def _met(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
@@ -456,6 +473,13 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", help="measure only this server (repeatable; results not written)"
     )
+    parser.add_argument(
+        "--visitors",
+        choices=list(VISITORS),
+        default="one",
+        help="one: every event the SDK example's visitor (the recorded runs'); "
+        "spread: a fresh visitor id per event, as an application's traffic",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds takes 1 or more")
@@ -463,7 +487,8 @@ def main() -> int:
     if shutil.which("wrk") is None:
         print("benchmarks need wrk: apt-get install wrk", file=sys.stderr)
         return 2
-    loads = measure_load(args.duration, args.quick, set(args.only or ()), args.rounds)
+    only, spread = set(args.only or ()), args.visitors == "spread"
+    loads = measure_load(args.duration, args.quick, only, args.rounds, spread)
     if args.only:
         return 0
     extra = inprocess.measure(quick=args.quick)

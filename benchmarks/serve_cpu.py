@@ -101,10 +101,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="e.g. 1 2")
+    parser.add_argument("--visitors", choices=list(run.VISITORS), default="one")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        body = run.bodies(folder, quick=True)[args.payload]
+        body = run.bodies(folder, True, args.visitors == "spread")[args.payload]
         for _ in range(args.rounds):
             for tree, workers in itertools.product(args.trees, args.workers):
                 rps, main_cpu, others = measure(tree.resolve(), body, args.seconds, folder, workers)

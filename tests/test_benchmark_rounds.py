@@ -3,6 +3,7 @@ of the rounds' ratios (a server against the floor of its own round)."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,3 +49,15 @@ def test_a_target_is_met_by_the_median_of_its_rounds_not_by_one_round() -> None:
     assert half == ("0.47x (0.45-0.55)", "**no**")  # one round over 0.5x is not enough
     tail = rows["one impression, SQLite: p99 <= 3x the floor's"]
     assert tail == ("2.33x (1.67-4.00)", "yes")  # nor does one round over 3x fail it
+
+
+def test_spread_visitors_give_every_visitor_of_a_batch_its_own_fresh_id(tmp_path: Path) -> None:
+    one = json.loads(run.bodies(tmp_path, quick=True)[run.TEN].read_text())
+    assert {v["visitor_id"] for v in one["visitors"]} == {"user-123"}  # the SDK example's
+    spread = json.loads(run.bodies(tmp_path, quick=True, spread=True)[run.TEN].read_text())
+    ids = [v["visitor_id"] for v in spread["visitors"]]
+    assert ids == ["__UUID__"] * 10  # post.lua makes each occurrence a fresh uuid4
+    events = [v["snapshots"][0]["events"][0]["uuid"] for v in spread["visitors"]]
+    assert events == ["__UUID__"] * 10
+    lua = (Path(run.__file__).parent / "post.lua").read_text()
+    assert 'gsub("__UUID__", uuid4)' in lua  # a function: called for every occurrence
