@@ -70,7 +70,7 @@ _ENTITY, _UUID, _VERDICT, _STAMP = (
 _DROP_IDENTITY_INDEX = "DROP INDEX IF EXISTS events_identity"
 """The uuid index a new file gets (the schema's, and a shared file's writers made it until
 session 9): every process that writes the file holds the identities in memory instead
-(identities.py), so its first write drops it."""
+(identities.py), so its first insert drops it."""
 _ACCEPTED_IDENTITIES = (
     "SELECT request_id, entity_id, uuid, timestamp FROM events WHERE verdict = 'accepted'"
 )
@@ -123,10 +123,11 @@ class SqliteJournal(GroupCommitJournal):
         """A lower bound of the oldest id stored (a shared file's count, `_shared_count`)."""
         self._identities: Identities | None = None
         """The accepted events' identities, for the history look-ups (`seen`): read when the
-        file opens if this process alone writes it, else in the first write transaction (a
-        process that only reads a shared file, `logx-mock export --db`, reads none)."""
-        self._writes_events = True
-        """False once `leave_checkpoints` hands the file to `serve --workers`' workers."""
+        file opens if this process alone writes it, else by the first transaction that
+        inserts (a process that only reads a shared file, `logx-mock export --db`, or only
+        changes its fault plan, `serve --workers`' parent, reads none)."""
+        self._behind = True
+        """Whether the transaction under way has yet to catch up (`_catch_up`)."""
         self._caught_up = 0
         """A shared file: the id through which this writer holds the other processes'
         identities (`_catch_up`), as of the transaction under way..."""
@@ -290,10 +291,12 @@ class SqliteJournal(GroupCommitJournal):
         self._identities.load(rows)
 
     def _catch_up(self) -> None:
-        """A shared file, in a transaction holding its write lock: hold the identities of the
-        accepted events other processes inserted since this writer last looked (the first
-        time, all of them, and drop the uuid index), and, every `_TRIM_EVERY` transactions,
-        let go of those of the requests they evicted or cleared."""
+        """A file other processes write too, in a transaction holding its write lock, before
+        its first insert: hold the identities of the accepted events other processes inserted
+        since this writer last looked (the first time, all of them, and drop the uuid index),
+        and, every `_TRIM_EVERY` such transactions, let go of those of the requests they
+        evicted or cleared."""
+        self._behind = False
         identities = self._identities
         if identities is None:
             self._writer.execute(_DROP_IDENTITY_INDEX)
@@ -315,34 +318,11 @@ class SqliteJournal(GroupCommitJournal):
 
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
-        """The keys that accepted events stored hold. A writer alone on its file looks them
-        up in memory and confirms a hit in its request's rows; otherwise one query per 300
-        keys, where EXISTS stops at the first match, so a uuid sent a million times costs
-        one index seek, not a million rows."""
-        if self._identities is not None:
-            return self._seen_in_memory(keys, self._identities)
-        wanted: list[DedupeKey] = []  # each key as its cells
-        odd: dict[DedupeKey, DedupeKey] = {}  # the keys that are not their cells, by cells
-        for key in keys:
-            cells = _cells(key)
-            if cells is not key:
-                odd[cells] = key
-            wanted.append(cells)
-        found: set[DedupeKey] = set()
-        for start in range(0, len(wanted), 300):
-            chunk = wanted[start : start + 300]
-            rows = self._writer.execute(
-                f"WITH k(e, u, t) AS (VALUES {', '.join(['(?, ?, ?)'] * len(chunk))}) "
-                "SELECT e, u, t FROM k WHERE EXISTS (SELECT 1 FROM events WHERE uuid IS k.u "
-                "AND entity_id IS k.e AND timestamp IS k.t AND verdict = 'accepted')",
-                [cell for key in chunk for cell in key],
-            ).fetchall()
-            found.update(rows)  # the cells come back as they went: a plain key itself
-            if odd:
-                found.update(odd[cells] for cells in rows if cells in odd)
-        return found
-
-    def _seen_in_memory(self, keys: list[DedupeKey], identities: Identities) -> set[DedupeKey]:
+        """The keys that accepted events stored hold (asked inside `_insert`, which has the
+        identities read and caught up): looked up in memory, a hit confirmed in its request's
+        rows."""
+        identities = self._identities
+        assert identities is not None
         candidates: list[tuple[DedupeKey, int, DedupeKey]] = []
         for key in keys:
             cells = _cells(key)
@@ -378,7 +358,7 @@ class SqliteJournal(GroupCommitJournal):
         holds the file while its workers write it; one of them checkpoints)."""
         self._checkpoints.close()
         self._alone = False  # its workers write it: ask the file for ids and the plan again
-        self._identities, self._writes_events = None, False  # and hold its identities
+        self._identities = None  # nor hold its identities (its transactions insert none)
 
     def close(self) -> None:
         self._closing.set()
@@ -408,9 +388,8 @@ class SqliteJournal(GroupCommitJournal):
     def _begin(self) -> int:
         self._take_turn()  # the write loop took it already; this makes sure
         self._caught_up_before = self._caught_up  # what a rollback goes back to
+        self._behind = True
         self._writer.execute("BEGIN IMMEDIATE")
-        if not self._alone and self._writes_events:
-            self._catch_up()
         if self._alone and self._plan is not None:
             # No other process writes the file: the plan's version is the one this writer
             # last read or wrote (a statement fewer in every commit).
@@ -463,7 +442,7 @@ class SqliteJournal(GroupCommitJournal):
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
         self._caught_up = self._caught_up_before  # nor the identities found in it
-        if self.shared and self._caught_up == 0:
+        if not self._alone and self._caught_up == 0:
             self._identities = None  # read in it: read them again (the index came back)
         try:
             if self._writer.in_transaction:
@@ -472,7 +451,7 @@ class SqliteJournal(GroupCommitJournal):
             self._leave_turn()
         self._count = int(self._writer.execute("SELECT COUNT(*) FROM requests").fetchone()[0])
         if self._identities is not None and not self._identities.abort():
-            if self.shared:  # it had cleared them: read what the table kept
+            if not self._alone:  # it had cleared them: read what the table kept
                 self._identities, self._caught_up = None, 0  # (in the next transaction)
             else:
                 self._load_identities()
@@ -492,6 +471,8 @@ class SqliteJournal(GroupCommitJournal):
         """Insert in order: ids, history, then the rows of each table."""
         if not stored:
             return
+        if not self._alone and self._behind:
+            self._catch_up()
         records = [record for record, _ in stored]
         keys = accepted_keys(records)
         known = self.seen(keys) if keys else set()
