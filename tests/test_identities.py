@@ -18,11 +18,12 @@ from mockserver import CoreRequest, Endpoint, RequestRecord, SqliteJournal
 from mockserver.journal.identities import Identities, identity_hash
 
 
+def _request(payload: object, headers: list[tuple[str, str]] | None = None) -> CoreRequest:
+    return CoreRequest("POST", "/v1/events", json.dumps(payload).encode(), headers=headers or [])
+
+
 def _post(endpoint: Endpoint, payload: object) -> RequestRecord:
-    request = CoreRequest(
-        "POST", "/v1/events", json.dumps(payload).encode(), headers=[("content-type", "json")]
-    )
-    outcome = endpoint.handle(request)
+    outcome = endpoint.handle(_request(payload, [("content-type", "json")]))
     assert outcome.record is not None
     return outcome.record
 
@@ -86,12 +87,7 @@ def test_a_rejected_or_faulted_event_makes_no_history(tmp_path: Path) -> None:
     endpoint = Endpoint(journal)
     bad = _event("r")
     del bad["account_id"]  # rejected in strict mode
-    request = CoreRequest(
-        "POST",
-        "/v1/events",
-        json.dumps(bad).encode(),
-        headers=[("content-type", "json"), ("x-optimizely-strict", "true")],
-    )
+    request = _request(bad, [("content-type", "json"), ("x-optimizely-strict", "true")])
     assert endpoint.handle(request).status == 400
     assert not _duplicate(endpoint, "r")
     journal.close()
@@ -140,12 +136,7 @@ def test_a_rolled_back_transaction_takes_its_identities_and_its_clear_back(
         clearing.start()
         time.sleep(0.3)  # its job first (the writer waits for the turn with it)
         lost, refused = (
-            journal.append(
-                endpoint._judge(
-                    CoreRequest("POST", "/v1/events", json.dumps(_event(uuid)).encode(), headers=[])
-                )
-            )
-            for uuid in ("lost", "other")
+            journal.append(endpoint._judge(_request(_event(uuid)))) for uuid in ("lost", "other")
         )
     clearing.join(10)
     assert ["disk says no" in str(exc) for exc in failures] == [True]
@@ -316,9 +307,7 @@ def test_a_shared_writer_rolled_back_catches_up_again(tmp_path: Path) -> None:
     assert not _duplicate(two, "start")
     assert not _duplicate(one, "x")  # request 2, which the second has not seen
     let_through = refuse_request(second, 3)
-    refused = second.append(
-        two._judge(CoreRequest("POST", "/v1/events", json.dumps(_event("y")).encode(), headers=[]))
-    )
+    refused = second.append(two._judge(_request(_event("y"))))
     assert "disk says no" in str(refused.exception(timeout=10))  # its catch-up went with it
     let_through()
     assert _duplicate(two, "x")  # found again in the next transaction
@@ -342,7 +331,7 @@ def test_a_shared_writer_whose_begin_fails_reads_no_identity_twice(tmp_path: Pat
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        request = CoreRequest("POST", "/v1/events", json.dumps(_event("x")).encode(), headers=[])
+        request = _request(_event("x"))
         assert one.handle(request).status == 503
     finally:
         blocker.execute("ROLLBACK")
