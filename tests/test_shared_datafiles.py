@@ -120,7 +120,7 @@ def test_a_version_2_sqlite_file_is_migrated_keeping_its_requests(tmp_path: Path
         reopened.close()
     with sqlite3.connect(path) as conn:
         version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    assert version == (str(SCHEMA_VERSION),) == ("5",)
+    assert version == (str(SCHEMA_VERSION),) == ("6",)
 
 
 def test_serve_on_sqlite_starts_with_the_datafiles_its_command_line_gives(

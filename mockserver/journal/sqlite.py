@@ -42,6 +42,7 @@ from .rows import (
     timestamp_cell,
 )
 from .sqlite_schema import KEY_INDEXED, SCHEMA_VERSION, UNINDEXED_KEY, prepare
+from .visitors import ImpressionVisitors, walk_visitor
 from .writer_lock import turns
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
@@ -60,13 +61,16 @@ changes, spilled to a temporary file past 64 KB. With SDKs' random uuids every e
 a page of its own in the uuid index: a batch of ten's transaction wrote as many pages again to
 temporary files (strace, in process: 167k -> 98k pwrite calls for 16,000 such requests)."""
 _INT64 = 2**63
-_ENTITY, _UUID, _VERDICT, _STAMP = (
+_VISITOR, _KIND, _ENTITY, _UUID, _VERDICT, _STAMP = (
+    2 + EVENT_COLUMNS.index("visitor_id"),
+    2 + EVENT_COLUMNS.index("kind"),
     2 + EVENT_COLUMNS.index("entity_id"),
     2 + EVENT_COLUMNS.index("uuid"),
     2 + EVENT_COLUMNS.index("verdict"),
     2 + len(EVENT_COLUMNS),
 )
-"""Where an event row (`rows.event_rows`) holds its identity's cells and its verdict."""
+"""Where an event row (`rows.event_rows`) holds its visitor, kind, identity's cells and
+verdict."""
 _DROP_IDENTITY_INDEX = "DROP INDEX IF EXISTS events_identity"
 """The uuid index a new file gets (the schema's, and a shared file's writers made it until
 session 9): every process that writes the file holds the identities in memory instead
@@ -77,6 +81,18 @@ _ACCEPTED_IDENTITIES = (
 """The accepted events' identities `Identities` holds, read when the writer first needs them
 (in id order, so the newest request holding each comes last) and, in a shared file, those
 other processes inserted since (`_catch_up`)."""
+_IMPRESSION_VISITORS = (
+    "SELECT visitor_id, request_id, timestamp FROM events "
+    "WHERE kind = 'impression' AND verdict = 'accepted'"
+)
+"""The visitors `ImpressionVisitors` holds, read with the identities (and caught up alike),
+in request-id order."""
+_EARLY_CHECK = "visitor_id IS ? AND kind = 'impression' AND verdict = 'accepted' AND timestamp <= ?"
+"""An accepted impression of the visitor at or before the time (`impression_before`)."""
+_EVENT_ID_RANGE = (
+    "SELECT (SELECT MIN(request_id) FROM events), (SELECT MAX(request_id) FROM events)"
+)
+"""The ids a visitor's events may have (two subqueries, as `ID_RANGE`)."""
 _TRIM_EVERY = 32
 """A shared file's writer looks for the requests other processes evicted or cleared (the
 oldest id left) every this many transactions, and lets their identities go."""
@@ -126,6 +142,9 @@ class SqliteJournal(GroupCommitJournal):
         file opens if this process alone writes it, else by the first transaction that
         inserts (a process that only reads a shared file, `logx-mock export --db`, or only
         changes its fault plan, `serve --workers`' parent, reads none)."""
+        self._visitors: ImpressionVisitors | None = None
+        """The visitors with accepted impressions (a superset), for `impression_before`:
+        read and caught up with the identities."""
         self._behind = True
         """Whether the transaction under way has yet to catch up (`_catch_up`)."""
         self._caught_up = 0
@@ -289,6 +308,8 @@ class SqliteJournal(GroupCommitJournal):
         if self._identities is None:
             self._identities = Identities()
         self._identities.load(rows)
+        self._visitors = ImpressionVisitors()
+        self._visitors.load(self._writer.execute(f"{_IMPRESSION_VISITORS} ORDER BY request_id"))
 
     def _catch_up(self) -> None:
         """A file other processes write too, in a transaction holding its write lock, before
@@ -308,6 +329,13 @@ class SqliteJournal(GroupCommitJournal):
             ).fetchall()
             for request_id, entity_id, uuid, timestamp in rows:
                 identities.add(request_id, (entity_id, uuid, timestamp))
+            if self._visitors is not None:
+                self._visitors.load(
+                    self._writer.execute(
+                        f"{_IMPRESSION_VISITORS} AND request_id > ? ORDER BY request_id",
+                        (self._caught_up,),
+                    )
+                )
         high = self._writer.execute("SELECT MAX(id) FROM requests").fetchone()[0]
         if high is not None:
             self._caught_up = max(self._caught_up, int(high))
@@ -341,12 +369,41 @@ class SqliteJournal(GroupCommitJournal):
         return found
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
-        row = self._writer.execute(
-            "SELECT 1 FROM events WHERE visitor_id IS ? AND kind='impression' "
-            "AND verdict='accepted' AND timestamp <= ? LIMIT 1",
-            (as_text(visitor_id), timestamp_cell(timestamp)),
-        ).fetchone()
-        return row is not None
+        """From memory when the visitor has no accepted impression in the file; else from the
+        request of its last one held in memory; else its buckets, newest first, until one has
+        such an impression (visitors.py)."""
+        visitor, stamp = as_text(visitor_id), timestamp_cell(timestamp)
+        held = self._visitors
+        if held is not None:
+            if not held.may_have(visitor):
+                return False
+            last = held.last(visitor)
+            if (
+                last is not None
+                and self._writer.execute(
+                    f"SELECT 1 FROM events WHERE request_id = ? AND {_EARLY_CHECK} LIMIT 1",
+                    (last[0], visitor, stamp),
+                ).fetchone()
+            ):
+                return True
+        low, high = self._writer.execute(_EVENT_ID_RANGE).fetchone()
+        if low is None:
+            return False
+
+        def read(sql: str, params: tuple[Any, ...]) -> list[Any]:
+            return self._writer.execute(sql, params).fetchall()
+
+        found = walk_visitor(
+            read,
+            "SELECT 1",
+            _EARLY_CHECK,
+            (visitor, stamp),
+            (int(low), int(high)),
+            limit=1,
+            newest_first=True,
+            order="",
+        )
+        return bool(found)
 
     def clear(self) -> None:
         self._clear_stored()
@@ -498,9 +555,12 @@ class SqliteJournal(GroupCommitJournal):
         self._insert_rows(_INSERT_EVENTS, new_events)
         if self._identities is not None:
             add = self._identities.add
+            visitors = self._visitors
             for row in new_events:
                 if row[_VERDICT] == "accepted":
                     add(row[0], (row[_ENTITY], row[_UUID], row[_STAMP]))
+                    if visitors is not None and row[_KIND] == "impression":
+                        visitors.add(row[_VISITOR], row[0], row[_STAMP])
         self._count += len(records)
         if self._alone:
             self._last_given = next_id - 1
@@ -642,7 +702,10 @@ class SqliteJournal(GroupCommitJournal):
     def _select_events(
         self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
     ) -> list[EventRecord]:
-        rows = self._read(*event_query(start, limit, tail, filters))
+        if "visitor_id" in filters:
+            rows = self._visitor_events(start, limit, tail, filters)
+        else:
+            rows = self._read(*event_query(start, limit, tail, filters))
         if tail:
             rows.reverse()
         wanted: dict[int, dict[int, bool]] = {}
@@ -659,6 +722,30 @@ class SqliteJournal(GroupCommitJournal):
             record = self._record(record_rows[0], duplicates)
             found.extend(e for e in record.events if e.index in chosen)
         return found
+
+    def _visitor_events(
+        self, start: EventStart, limit: int, tail: bool, filters: dict[str, str]
+    ) -> list[Any]:
+        """`event_query`'s rows for a filter on the visitor, bucket by bucket (visitors.py):
+        the first `limit` from `start`, or with `tail` the newest."""
+        low, high = self._read(_EVENT_ID_RANGE, ())[0]
+        if low is None:
+            return []
+        after, after_index = start
+        low = max(int(low), after if after_index is not None else after + 1)
+        if low > high:
+            return []
+        where, params = _event_where(start, filters)
+        return walk_visitor(
+            self._read,
+            f"SELECT {_EVENT_CELLS}",
+            where,
+            params,
+            (low, int(high)),
+            limit=limit,
+            newest_first=tail,
+            order=_order(tail),
+        )
 
 
 def _cells(key: DedupeKey) -> DedupeKey:
@@ -704,6 +791,16 @@ def event_query(
 ) -> tuple[str, tuple[Any, ...]]:
     """The query (and its parameters) for the (request_id, idx, duplicate) of the events
     matching `filters` from `start`: the first `limit`, or with `tail` the newest."""
+    where, params = _event_where(start, filters)
+    sql = f"SELECT {_EVENT_CELLS} FROM events WHERE {where} ORDER BY {_order(tail)} LIMIT ?"
+    return sql, (*params, limit)
+
+
+_EVENT_CELLS = "request_id, idx, duplicate"
+
+
+def _event_where(start: EventStart, filters: dict[str, str]) -> tuple[str, tuple[Any, ...]]:
+    """The condition (and its parameters) of the events matching `filters` from `start`."""
     after, after_index = start
     clause = "(request_id, idx) > (?, ?)" if after_index is not None else "request_id > ?"
     first = (after,) if after_index is None else (after, after_index)
@@ -711,9 +808,10 @@ def event_query(
     values = tuple(as_text(v) for v in filters.values())
     if "key" in filters and as_text(filters["key"]) != UNINDEXED_KEY:
         where.append(KEY_INDEXED)  # so SQLite may use the (partial) `events_key` index
-    order = "DESC" if tail else "ASC"  # the newest `limit`, put back in arrival order
-    sql = (
-        f"SELECT request_id, idx, duplicate FROM events WHERE {' AND '.join(where)} "
-        f"ORDER BY request_id {order}, idx {order} LIMIT ?"
-    )
-    return sql, (*first, *values, limit)
+    return " AND ".join(where), (*first, *values)
+
+
+def _order(tail: bool) -> str:
+    """Arrival order, or with `tail` backwards: the newest `limit`, put back in order."""
+    order = "DESC" if tail else "ASC"
+    return f"request_id {order}, idx {order}"

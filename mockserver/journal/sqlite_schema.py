@@ -11,10 +11,11 @@ import sqlite3
 
 from ..batch import IMPRESSION_KEY
 from ..errors import JournalError
+from .visitors import VISITOR_INDEX
 
 __all__ = ["KEY_INDEXED", "MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "UNINDEXED_KEY", "prepare"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 UNINDEXED_KEY = IMPRESSION_KEY
 """The key the `events_key` index leaves out: `campaign_activated`, every SDK impression's,
 so most events of a journal cost no entry there. A `key` filter on it matches those
@@ -39,10 +40,9 @@ CREATE TABLE events (
     duplicate INTEGER NOT NULL,
     PRIMARY KEY (request_id, idx)
 ) WITHOUT ROWID;
-CREATE INDEX events_visitor ON events (visitor_id);
 CREATE INDEX events_identity ON events (uuid, entity_id, timestamp);
 """
-SCHEMA += _KEY_INDEX
+SCHEMA += VISITOR_INDEX + _KEY_INDEX
 _DATAFILES = """
 CREATE TABLE datafiles (
     position INTEGER PRIMARY KEY,
@@ -59,6 +59,8 @@ MIGRATIONS = {
     # 4 -> 5: no table changes; a request's meta leaves out its empty fields (rows.py
     # `EMPTY_META`), which an older logx-mock could not read, and version 4 rows read as before.
     4: "",
+    # 5 -> 6: `events_visitor` led by a bucket of request ids, not the visitor (visitors.py)
+    5: f"DROP INDEX events_visitor; {VISITOR_INDEX}",
 }
 
 
