@@ -185,8 +185,8 @@ def servers(tmp: Path) -> dict[str, Server]:
 def bodies(tmp: Path, quick: bool, spread: bool = False) -> dict[str, Path]:
     """The payloads, with `__UUID__` where each request needs a fresh uuid: every event's
     uuid, and with `spread` every visitor's id too (an application's traffic, a visitor per
-    user; without it every event is the SDK example's one visitor, as recorded runs until
-    session 9 were)."""
+    user: the recorded runs' since session 10; without it every event is the SDK example's
+    one visitor, as recorded runs until session 9 were)."""
     one = json.loads((PAYLOADS / "python-sdk-decide-impression.json").read_text())
     one["visitors"][0]["snapshots"][0]["events"][0]["uuid"] = "__UUID__"
     if spread:
@@ -476,9 +476,9 @@ def main() -> int:
     parser.add_argument(
         "--visitors",
         choices=list(VISITORS),
-        default="one",
-        help="one: every event the SDK example's visitor (the recorded runs'); "
-        "spread: a fresh visitor id per event, as an application's traffic",
+        default="spread",
+        help="spread (the recorded runs' since session 10): a fresh visitor id per event, as "
+        "an application's traffic; one: every event the SDK example's visitor (until then)",
     )
     args = parser.parse_args()
     if args.rounds < 1:
