@@ -260,21 +260,90 @@ def test_a_version_5_file_is_migrated_to_the_bucket_led_index(tmp_path: Path) ->
 def test_the_impression_visitors_held() -> None:
     held = ImpressionVisitors(recent=2)
     names = [f"visitor-{n}" for n in range(1_000)]
-    held.load((name, n, 1_000 + n) for n, name in enumerate(names[:500]))
-    held.add(None, 600, 1)
-    assert all(held.may_have(name) for name in names[:500])
-    assert held.may_have(None)
-    # One hash into 2**24 bits: of 500 others, about none share a bit with the 500.
-    assert sum(held.may_have(name) for name in names[500:]) <= 5
+    held.load((name, n, 1_000 + n) for n, name in enumerate(names[:500]))  # chunk 0
+    held.add(None, 5_000, 1)  # chunk 1
+    held.add("visitor-3", 9_000, 1)  # chunk 2
+    assert all(held.chunks(name) in ([0], [2, 0]) for name in names[:500])
+    assert held.chunks("visitor-3") == [2, 0]  # newest first
+    assert held.chunks(None) == [1]
+    # 2**18 bits a chunk: of 500 others, about none share a bit with the 500 in chunk 0.
+    assert sum(bool(held.chunks(name)) for name in names[500:]) <= 5
     # The last impression of the two visitors added last; a visitor again moves to the end.
-    assert held.last("visitor-499") == (499, 1_499)
-    assert held.last(None) == (600, 1)
-    assert held.last("visitor-498") is None  # bit set, place given up
-    held.add("visitor-499", 700, 5)
-    held.add("visitor-7", 701, 6)
-    assert held.last("visitor-499") == (700, 5)
-    assert held.last("visitor-7") == (701, 6)
+    assert held.last("visitor-3") == (9_000, 1)
+    assert held.last(None) == (5_000, 1)
+    assert held.last("visitor-499") is None  # place given up
+    held.add("visitor-7", 9_001, 6)
+    held.add("visitor-3", 9_002, 5)
+    assert held.last("visitor-3") == (9_002, 5)
+    assert held.last("visitor-7") == (9_001, 6)
     assert held.last(None) is None
+    # Chunks whose requests are all gone are let go; a chunk partly gone is kept.
+    held.trim(4_095)
+    assert held.held_chunks == 2
+    assert held.chunks("visitor-10") == []
+    assert held.chunks(None) == [1]
+    held.trim(8_200)
+    assert held.chunks(None) == []
+    assert held.chunks("visitor-3") == [2]
+
+
+def _jump_ids(path: Path, to: int) -> None:
+    """The file's next request id becomes `to` + 1, as after `to` requests (AUTOINCREMENT)."""
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE sqlite_sequence SET seq = ? WHERE name = 'requests'", (to,))
+
+
+def test_an_early_conversion_reads_only_the_chunks_its_visitor_is_in(tmp_path: Path) -> None:
+    """Alice's impressions are all in one chunk of a file of three: her conversion before
+    them (the case the warning is for) reads the request of her last one, then that chunk,
+    not the file's every bucket; a conversion of a visitor in no chunk reads nothing."""
+    path = tmp_path / "j.db"
+    for first_id in (0, 10_000, 20_000):
+        if first_id:
+            _jump_ids(path, first_id)
+        journal = SqliteJournal(path)
+        endpoint = Endpoint(journal)
+        _post(endpoint, impression(f"bob-{first_id}"))
+        if first_id == 10_000:
+            _post(endpoint, impression("alice", timestamp=2_000_000_000_000))
+        journal.close()
+    journal = SqliteJournal(path)
+    try:
+        assert journal._visitors.held_chunks == 3
+        statements: list[str] = []
+        journal._writer.set_trace_callback(statements.append)
+        assert _early(_post(Endpoint(journal), conversion("buy", "alice")))
+        walks = [sql for sql in statements if "INDEXED BY events_visitor" in sql]
+        assert len(walks) == 1, walks
+        assert "IN (128, 129, " in walks[0]  # chunk 2: ids 8,192-12,287, buckets 128-191
+        statements.clear()
+        assert _early(_post(Endpoint(journal), conversion("buy", "nobody")))
+        assert not [sql for sql in statements if "FROM events" in sql and "SELECT" in sql]
+        journal._writer.set_trace_callback(None)
+        assert journal.impression_before("alice", "not a time") is False
+    finally:
+        journal.close()
+
+
+def test_evicted_chunks_are_let_go_after_the_commit(tmp_path: Path) -> None:
+    path = tmp_path / "j.db"
+    journal = SqliteJournal(path)
+    _post(Endpoint(journal), impression("alice"))
+    journal.close()
+    _jump_ids(path, 5_000)
+    journal = SqliteJournal(path, max_requests=2)
+    try:
+        endpoint = Endpoint(journal)
+        assert journal._visitors.held_chunks == 1
+        _post(endpoint, impression("bob"))  # chunk 1
+        assert journal._visitors.held_chunks == 2
+        _post(endpoint, impression("carol"))  # alice's request evicted: chunk 0 let go
+        _post(endpoint, impression("dave"))
+        assert journal._visitors.held_chunks == 1
+        assert _early(_post(endpoint, conversion("buy", "alice")))
+        assert not _early(_post(endpoint, conversion("buy", "dave")))
+    finally:
+        journal.close()
 
 
 def test_a_visitor_decided_long_ago_converts_from_memory_and_without_it(

@@ -42,7 +42,7 @@ from .rows import (
     timestamp_cell,
 )
 from .sqlite_schema import KEY_INDEXED, SCHEMA_VERSION, UNINDEXED_KEY, prepare
-from .visitors import ImpressionVisitors, walk_visitor
+from .visitors import BUCKET, ImpressionVisitors, chunk_buckets, walk_visitor
 from .writer_lock import turns
 
 __all__ = ["SCHEMA_VERSION", "SqliteJournal"]  # SCHEMA_VERSION: sqlite_schema's
@@ -145,6 +145,10 @@ class SqliteJournal(GroupCommitJournal):
         self._visitors: ImpressionVisitors | None = None
         """The visitors with accepted impressions (a superset), for `impression_before`:
         read and caught up with the identities."""
+        self._gone_through = 0
+        """The requests through this id are gone once the transaction under way commits
+        (its evictions, or other processes' seen in it): `_visitors` lets their chunks go
+        then, not before (a rollback would bring them back)."""
         self._behind = True
         """Whether the transaction under way has yet to catch up (`_catch_up`)."""
         self._caught_up = 0
@@ -342,7 +346,9 @@ class SqliteJournal(GroupCommitJournal):
         self._transactions += 1
         if identities is not None and self._transactions % _TRIM_EVERY == 0:
             low = self._writer.execute("SELECT MIN(id) FROM requests").fetchone()[0]
-            identities.trim(self._caught_up if low is None else int(low) - 1)
+            through = self._caught_up if low is None else int(low) - 1
+            identities.trim(through)
+            self._gone_through = max(self._gone_through, through)
 
     # History, asked by apply_history from the writer thread only.
     def seen(self, keys: list[DedupeKey]) -> set[DedupeKey]:
@@ -369,23 +375,40 @@ class SqliteJournal(GroupCommitJournal):
         return found
 
     def impression_before(self, visitor_id: Any, timestamp: Any) -> bool:
-        """From memory when the visitor has no accepted impression in the file; else from the
-        request of its last one held in memory; else its buckets, newest first, until one has
-        such an impression (visitors.py)."""
+        """From memory when no chunk of the file may hold an accepted impression of the
+        visitor; else from the request of its last one held in memory; else the chunks that
+        may hold one, newest first, until one does (visitors.py)."""
         visitor, stamp = as_text(visitor_id), timestamp_cell(timestamp)
+        if stamp is None:
+            return False  # `timestamp <= NULL` holds for no row
         held = self._visitors
-        if held is not None:
-            if not held.may_have(visitor):
-                return False
-            last = held.last(visitor)
-            if (
-                last is not None
-                and self._writer.execute(
-                    f"SELECT 1 FROM events WHERE request_id = ? AND {_EARLY_CHECK} LIMIT 1",
-                    (last[0], visitor, stamp),
-                ).fetchone()
-            ):
+        if held is None:  # not read yet (the writer reads it before any history look-up)
+            return self._walk_for_impression(visitor, stamp)
+        chunks = held.chunks(visitor)
+        if not chunks:
+            return False
+        last = held.last(visitor)
+        if (
+            last is not None
+            and self._writer.execute(
+                f"SELECT 1 FROM events WHERE request_id = ? AND {_EARLY_CHECK} LIMIT 1",
+                (last[0], visitor, stamp),
+            ).fetchone()
+        ):
+            return True
+        for chunk in chunks:
+            buckets = chunk_buckets(chunk)
+            marks = ", ".join("?" * len(buckets))
+            if self._writer.execute(
+                f"SELECT 1 FROM events INDEXED BY events_visitor WHERE {BUCKET} IN ({marks}) "
+                f"AND {_EARLY_CHECK} LIMIT 1",
+                (*buckets, visitor, stamp),
+            ).fetchone():
                 return True
+        return False
+
+    def _walk_for_impression(self, visitor: Any, stamp: Any) -> bool:
+        """`impression_before` by every bucket of the file, newest first."""
         low, high = self._writer.execute(_EVENT_ID_RANGE).fetchone()
         if low is None:
             return False
@@ -495,9 +518,14 @@ class SqliteJournal(GroupCommitJournal):
         self._leave_turn()
         if self._identities is not None:
             self._identities.commit()
+        if self._gone_through:
+            if self._visitors is not None:
+                self._visitors.trim(self._gone_through)
+            self._gone_through = 0
 
     def _abort(self) -> None:
         self._last_given = None  # the ids given in this transaction were not kept
+        self._gone_through = 0  # nor its evictions
         self._caught_up = self._caught_up_before  # nor the identities found in it
         if not self._alone and self._caught_up == 0:
             self._identities = None  # read in it: read them again (the index came back)
@@ -603,6 +631,7 @@ class SqliteJournal(GroupCommitJournal):
         ).fetchone()
         if self._identities is not None:  # what the evicted events held goes with them
             self._identities.trim(int(row[0]))
+        self._gone_through = max(self._gone_through, int(row[0]))
         self._writer.execute("DELETE FROM requests WHERE id <= ?", (row[0],))
         self._writer.execute("DELETE FROM events WHERE request_id <= ?", (row[0],))
         self._count -= excess
@@ -732,7 +761,9 @@ class SqliteJournal(GroupCommitJournal):
         if low is None:
             return []
         after, after_index = start
-        low = max(int(low), after if after_index is not None else after + 1)
+        low = max(
+            int(low), int(after) + (0 if after_index is not None else 1)
+        )  # a float `after` too
         if low > high:
             return []
         where, params = _event_where(start, filters)

@@ -39,11 +39,13 @@ __all__ = [
     "BUCKET",
     "BUCKET_BITS",
     "CHUNK",
+    "CHUNK_SHIFT",
     "FILTER_BITS",
     "RECENT",
     "VISITOR_INDEX",
     "ImpressionVisitors",
     "bucket_chunks",
+    "chunk_buckets",
     "walk_visitor",
 ]
 
@@ -54,8 +56,10 @@ BUCKET = f"(request_id >> {BUCKET_BITS})"
 VISITOR_INDEX = f"CREATE INDEX events_visitor ON events ({BUCKET}, visitor_id);"
 CHUNK = 64
 """Buckets a query looks in (an `IN` list of 64: 4,096 requests' worth)."""
-FILTER_BITS = 24
-"""The bitmap's size: 2**24 bits, 2 MiB."""
+CHUNK_SHIFT = BUCKET_BITS + 6
+"""A chunk is 64 buckets (4,096 requests): the ids agreeing but for these low bits."""
+FILTER_BITS = 18
+"""Each chunk's bitmap: 2**18 bits, 32 KiB (25 at the default cap of 100,000 requests)."""
 RECENT = 65_536
 """Visitors whose last impression is held (~10 MB at most)."""
 
@@ -77,6 +81,12 @@ def bucket_chunks(low_id: int, high_id: int, *, newest_first: bool) -> Iterator[
     else:
         for bottom in range(low, high + 1, CHUNK):
             yield list(range(bottom, min(high, bottom + CHUNK - 1) + 1))
+
+
+def chunk_buckets(chunk: int) -> list[int]:
+    """The buckets of a chunk (`ImpressionVisitors.chunks`), an `IN` list for `BUCKET`."""
+    first = chunk << (CHUNK_SHIFT - BUCKET_BITS)
+    return list(range(first, first + (1 << (CHUNK_SHIFT - BUCKET_BITS))))
 
 
 def walk_visitor(
@@ -109,17 +119,20 @@ def walk_visitor(
 
 
 class ImpressionVisitors:
-    """The visitors that may have an accepted impression in the file, and the last one of
-    each of the `RECENT` visitors that had one last (see the module)."""
+    """Which chunks of the file may hold a visitor's accepted impressions, and the last one
+    of each of the `RECENT` visitors that had one last (see the module)."""
 
     def __init__(self, recent: int | None = None) -> None:
         """`recent`: how many visitors' last impressions to hold (`RECENT`)."""
-        self._bits = bytearray(1 << (FILTER_BITS - 3))
+        self._filters: dict[int, bytearray] = {}
+        """Chunk number -> a bitmap of `FILTER_BITS` bits, set by the hash of every visitor
+        with an accepted impression in that chunk's requests (chunk numbers are ids >>
+        `CHUNK_SHIFT`; a chunk's buckets are the walk's `IN` list)."""
         self._mask = (1 << FILTER_BITS) - 1
         self._recent = RECENT if recent is None else recent
-        self._last: Any = self
-        """The visitor added last (a batch of one visitor's impressions: its bit is set, and
-        its place among the recent taken, once)."""
+        self._last: tuple[Any, int] | None = None
+        """The visitor added last, with its chunk (a batch of one visitor's impressions:
+        its bit is set, and its place among the recent taken, once)."""
         self._newest: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
         """Visitor -> (request id, timestamp) of its last accepted impression known here, for
         the `recent` visitors added last, the one added last at the end."""
@@ -128,10 +141,14 @@ class ImpressionVisitors:
         """`visitor` (its text, as the table holds it) has an accepted impression at
         `timestamp` (as stored) in request `request_id`, the newest of its so far."""
         newest = self._newest
-        if visitor != self._last:
-            self._last = visitor
+        chunk = request_id >> CHUNK_SHIFT
+        if self._last is None or self._last[0] != visitor or self._last[1] != chunk:
+            self._last = (visitor, chunk)
+            bits = self._filters.get(chunk)
+            if bits is None:
+                bits = self._filters[chunk] = bytearray(1 << (FILTER_BITS - 3))
             bit = hash(visitor) & self._mask
-            self._bits[bit >> 3] |= 1 << (bit & 7)
+            bits[bit >> 3] |= 1 << (bit & 7)
             if visitor in newest:
                 newest.move_to_end(visitor)
             elif len(newest) >= self._recent:
@@ -143,12 +160,28 @@ class ImpressionVisitors:
         for visitor, request_id, timestamp in rows:
             self.add(visitor, request_id, timestamp)
 
-    def may_have(self, visitor: Any) -> bool:
-        """False if `visitor` has no accepted impression in the file; True if it may."""
+    def chunks(self, visitor: Any) -> list[int]:
+        """The chunks that may hold an accepted impression of `visitor`, newest first: none
+        means the file holds none (exact)."""
         bit = hash(visitor) & self._mask
-        return bool(self._bits[bit >> 3] & (1 << (bit & 7)))
+        byte, flag = bit >> 3, 1 << (bit & 7)
+        found = [chunk for chunk, bits in self._filters.items() if bits[byte] & flag]
+        found.sort(reverse=True)
+        return found
 
     def last(self, visitor: Any) -> tuple[int, Any] | None:
         """(request id, timestamp) of the visitor's last impression added here, if it is among
         the recent: the file may have lost it since (evicted, cleared, rolled back)."""
         return self._newest.get(visitor)
+
+    def trim(self, through: int) -> None:
+        """The requests up to id `through` are gone for good (evicted or cleared, committed):
+        let go of the chunks that held only those."""
+        for chunk in [c for c in self._filters if ((c + 1) << CHUNK_SHIFT) - 1 <= through]:
+            del self._filters[chunk]
+        self._last = None
+
+    @property
+    def held_chunks(self) -> int:
+        """How many chunks' bitmaps are held."""
+        return len(self._filters)
