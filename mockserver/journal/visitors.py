@@ -15,18 +15,19 @@ events are spread over all of them.
 
 The writer's early-conversion check (`impression_before`: did this visitor have an accepted
 impression at or before this time?) would walk every bucket for a visitor with none (the
-usual case for offline conversions), and back to the first for a visitor decided once and
-converting ever since (~1.5 ms at the cap). `ImpressionVisitors` answers from memory first,
-in two steps:
-- a bitmap of the visitors' hashes (a Bloom filter with one hash, `FILTER_BITS`), set for
-  every accepted impression written or read, never cleared: a bit unset means the file holds
-  no accepted impression of that visitor (exact); a bit set means perhaps (another visitor's
-  hash, or an impression evicted or cleared since). With a million visitors ever set, ~6 % of
-  the visitors without one go on;
+usual case for offline conversions) or whose impressions all came later (the case the warning
+is for), and back to the first for a visitor decided once and converting ever since (~1.2 ms
+at the cap). `ImpressionVisitors` answers from memory first, in two steps:
+- per chunk of `CHUNK` buckets (4,096 requests), a bitmap of the hashes of the visitors with
+  an accepted impression there (a Bloom filter with one hash, `FILTER_BITS`), set for every
+  one written or read and let go once all the chunk's requests are evicted (after the
+  commit: a rollback brings them back). The chunks whose bit is set may hold one (or the bit
+  is another visitor's, or the impression was cleared since); no such chunk means the file
+  holds none (exact);
 - the request and timestamp of the last impression of each of the `RECENT` visitors that
   had one last: the journal looks for it in that request (one seek on the table's key,
   exact: an impression evicted, cleared or rolled back since is not found there).
-Only then does the walk tell, newest bucket first.
+Only then are the chunks whose bit is set read, newest first, one query each.
 """
 
 from __future__ import annotations
