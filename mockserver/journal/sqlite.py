@@ -381,9 +381,8 @@ class SqliteJournal(GroupCommitJournal):
         visitor, stamp = as_text(visitor_id), timestamp_cell(timestamp)
         if stamp is None:
             return False  # `timestamp <= NULL` holds for no row
-        held = self._visitors
-        if held is None:  # not read yet (the writer reads it before any history look-up)
-            return self._walk_for_impression(visitor, stamp)
+        held = self._visitors  # read with the identities, before any history look-up
+        assert held is not None
         chunks = held.chunks(visitor)
         if not chunks:
             return False
@@ -406,27 +405,6 @@ class SqliteJournal(GroupCommitJournal):
             ).fetchone():
                 return True
         return False
-
-    def _walk_for_impression(self, visitor: Any, stamp: Any) -> bool:
-        """`impression_before` by every bucket of the file, newest first."""
-        low, high = self._writer.execute(_EVENT_ID_RANGE).fetchone()
-        if low is None:
-            return False
-
-        def read(sql: str, params: tuple[Any, ...]) -> list[Any]:
-            return self._writer.execute(sql, params).fetchall()
-
-        found = walk_visitor(
-            read,
-            "SELECT 1",
-            _EARLY_CHECK,
-            (visitor, stamp),
-            (int(low), int(high)),
-            limit=1,
-            newest_first=True,
-            order="",
-        )
-        return bool(found)
 
     def clear(self) -> None:
         self._clear_stored()
@@ -761,9 +739,8 @@ class SqliteJournal(GroupCommitJournal):
         if low is None:
             return []
         after, after_index = start
-        low = max(
-            int(low), int(after) + (0 if after_index is not None else 1)
-        )  # a float `after` too
+        first = int(after) if after_index is not None else int(after) + 1  # a float too
+        low = max(int(low), first)
         if low > high:
             return []
         where, params = _event_where(start, filters)

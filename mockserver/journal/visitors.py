@@ -102,15 +102,13 @@ def walk_visitor(
 ) -> list[Any]:
     """Up to `limit` rows of `select` ... `where` (which names the visitor) over the ids from
     ids[0] to ids[1], bucket by bucket through `events_visitor`, each chunk's rows in `order`
-    (which must follow the walk's direction; none for an existence check): the first `limit`
-    of them in that order."""
+    (which must follow the walk's direction): the first `limit` of them in that order."""
     rows: list[Any] = []
-    ordered = f" ORDER BY {order}" if order else ""
     for buckets in bucket_chunks(*ids, newest_first=newest_first):
         marks = ", ".join("?" * len(buckets))
         found = read(
             f"{select} FROM events INDEXED BY events_visitor WHERE {BUCKET} IN ({marks}) "
-            f"AND {where}{ordered} LIMIT ?",
+            f"AND {where} ORDER BY {order} LIMIT ?",
             (*buckets, *params, limit - len(rows)),
         )
         rows += found
