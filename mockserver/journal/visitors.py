@@ -57,8 +57,8 @@ BUCKET = f"(request_id >> {BUCKET_BITS})"
 VISITOR_INDEX = f"CREATE INDEX events_visitor ON events ({BUCKET}, visitor_id);"
 CHUNK = 64
 """Buckets a query looks in (an `IN` list of 64: 4,096 requests' worth)."""
-CHUNK_SHIFT = BUCKET_BITS + 6
-"""A chunk is 64 buckets (4,096 requests): the ids agreeing but for these low bits."""
+CHUNK_SHIFT = BUCKET_BITS + CHUNK.bit_length() - 1
+"""A chunk is `CHUNK` buckets (4,096 requests): the ids agreeing but for these low bits."""
 FILTER_BITS = 18
 """Each chunk's bitmap: 2**18 bits, 32 KiB (25 at the default cap of 100,000 requests)."""
 RECENT = 65_536
