@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import requests
 
+from mockserver import CoreRequest, Endpoint, RequestRecord
+
 PAYLOADS = Path(__file__).parent / "payloads"
 DATAFILE = Path(__file__).parent.parent / "contract_tests" / "cases" / "datafiles" / "datafile.json"
 """The project the SDK-shaped payloads belong to (the real SDK decides from it in the tests)."""
@@ -263,3 +265,19 @@ def refuse_request(journal: Any, request_id: int) -> Callable[[], None]:
         f"WHEN NEW.id = {int(request_id)} BEGIN SELECT RAISE(ABORT, 'disk says no'); END"
     )
     return lambda: journal._writer.execute(f"DROP TRIGGER refuse_{request_id}")
+
+
+def events_request(payload: object, *headers: tuple[str, str]) -> CoreRequest:
+    """`POST /v1/events` of `payload` as JSON, as an SDK sends it (content-type
+    application/json), with `headers` besides, for an `Endpoint` in process."""
+    body = json.dumps(payload).encode()
+    return CoreRequest(
+        "POST", "/v1/events", body, headers=[("content-type", "application/json"), *headers]
+    )
+
+
+def post_batch(endpoint: Endpoint, payload: object) -> RequestRecord:
+    """`payload` through `endpoint` in process (committed when this returns): its record."""
+    outcome = endpoint.handle(events_request(payload))
+    assert outcome.record is not None
+    return outcome.record

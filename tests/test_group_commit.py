@@ -18,10 +18,9 @@ from typing import Any
 
 import psycopg
 import pytest
-from helpers import conversion, impression, one_transaction, refuse_request
+from helpers import conversion, events_request, impression, one_transaction, refuse_request
 
 from mockserver import (
-    CoreRequest,
     Endpoint,
     Journal,
     JournalError,
@@ -78,16 +77,11 @@ def _refuse_inserts(journal: GroupCommitJournal) -> None:
         )
 
 
-def _request(payload: object) -> CoreRequest:
-    body = json.dumps(payload).encode()
-    return CoreRequest("POST", "/v1/events", body, headers=[("content-type", "application/json")])
-
-
 def _judged(endpoint: Endpoint, uuid: str) -> RequestRecord:
     payload = impression()
     event = payload["visitors"][0]["snapshots"][0]["events"][0]
     event["uuid"], event["timestamp"] = uuid, 1_760_000_000_000  # same uuid = same event
-    return endpoint._judge(_request(payload))
+    return endpoint._judge(events_request(payload))
 
 
 def test_one_tick_is_one_commit_and_every_waiter_sees_its_row(
@@ -177,9 +171,9 @@ def test_a_conversion_sees_the_impressions_of_its_own_tick(journal: GroupCommitJ
     """A conversion's history holds the impressions committed before it in the same
     transaction (not in the table yet); one whose visitor has none is still warned."""
     endpoint = Endpoint(journal)
-    seen = endpoint._judge(_request(impression("seen-first")))
-    followed = endpoint._judge(_request(conversion("purchase", "seen-first")))
-    stranger = endpoint._judge(_request(conversion("purchase", "no-impression")))
+    seen = endpoint._judge(events_request(impression("seen-first")))
+    followed = endpoint._judge(events_request(conversion("purchase", "seen-first")))
+    stranger = endpoint._judge(events_request(conversion("purchase", "no-impression")))
 
     async def main() -> None:
         await asyncio.gather(*(journal.commit(r) for r in (seen, followed, stranger)))
@@ -205,7 +199,7 @@ def test_every_row_of_a_large_group_is_stored_once_in_order(journal: GroupCommit
         for i, visitor in enumerate(payload["visitors"]):
             visitor["visitor_id"] = f"{tag}-{i}"
             visitor["snapshots"][0]["events"][0]["uuid"] = f"{tag}-uuid-{i}"
-        return endpoint._judge(_request(payload))
+        return endpoint._judge(events_request(payload))
 
     records = [batch(60, "a"), batch(50, "b"), batch(40, "c")]
 
@@ -361,7 +355,7 @@ def test_endpoint_answers_503_when_the_tick_cannot_be_committed(
 
     async def main() -> list[int]:
         outcomes = await asyncio.gather(
-            *(endpoint.handle_async(_request(impression())) for _ in range(3))
+            *(endpoint.handle_async(events_request(impression())) for _ in range(3))
         )
         return [o.status for o in outcomes]
 
@@ -518,8 +512,8 @@ def test_endpoint_handle_soon_answers_once_committed_and_503_when_it_cannot_be(
             if len(outcomes) == 2:
                 finished.set()
 
-        endpoint.handle_soon(_request(impression()), answer)
-        endpoint.handle_soon(_request({"not": "a batch"}), answer)
+        endpoint.handle_soon(events_request(impression()), answer)
+        endpoint.handle_soon(events_request({"not": "a batch"}), answer)
         await asyncio.wait_for(finished.wait(), 10)
         return outcomes
 

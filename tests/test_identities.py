@@ -4,28 +4,17 @@ flagging exactly the duplicates the index did, across the processes sharing a fi
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from helpers import impression, one_transaction, refuse_request
+from helpers import events_request, impression, one_transaction, post_batch, refuse_request
 
 import mockserver.journal.sqlite as sqlite_journal
-from mockserver import CoreRequest, Endpoint, RequestRecord, SqliteJournal
+from mockserver import Endpoint, SqliteJournal
 from mockserver.journal.identities import Identities, identity_hash
-
-
-def _request(payload: object, headers: list[tuple[str, str]] | None = None) -> CoreRequest:
-    return CoreRequest("POST", "/v1/events", json.dumps(payload).encode(), headers=headers or [])
-
-
-def _post(endpoint: Endpoint, payload: object) -> RequestRecord:
-    outcome = endpoint.handle(_request(payload, [("content-type", "json")]))
-    assert outcome.record is not None
-    return outcome.record
 
 
 def _event(uuid: str, visitor: str = "v") -> dict[str, Any]:
@@ -36,7 +25,7 @@ def _event(uuid: str, visitor: str = "v") -> dict[str, Any]:
 
 
 def _duplicate(endpoint: Endpoint, uuid: str) -> bool:
-    return _post(endpoint, _event(uuid)).events[0].duplicate
+    return post_batch(endpoint, _event(uuid)).events[0].duplicate
 
 
 def _indexes(path: Path) -> set[str]:
@@ -54,7 +43,7 @@ def test_a_written_file_has_no_uuid_index_and_a_reader_changes_nothing(
     reader.close()
     assert "events_identity" in _indexes(path)  # and changes nothing
     shared = SqliteJournal(path, shared=True)  # serve --workers' workers drop it
-    _post(Endpoint(shared), _event("w"))  # with their first write
+    post_batch(Endpoint(shared), _event("w"))  # with their first write
     shared.close()
     assert "events_identity" not in _indexes(path)
     with sqlite3.connect(path) as conn:  # as an older logx-mock left it
@@ -87,7 +76,7 @@ def test_a_rejected_or_faulted_event_makes_no_history(tmp_path: Path) -> None:
     endpoint = Endpoint(journal)
     bad = _event("r")
     del bad["account_id"]  # rejected in strict mode
-    request = _request(bad, [("content-type", "json"), ("x-optimizely-strict", "true")])
+    request = events_request(bad, ("x-optimizely-strict", "true"))
     assert endpoint.handle(request).status == 400
     assert not _duplicate(endpoint, "r")
     journal.close()
@@ -136,7 +125,8 @@ def test_a_rolled_back_transaction_takes_its_identities_and_its_clear_back(
         clearing.start()
         time.sleep(0.3)  # its job first (the writer waits for the turn with it)
         lost, refused = (
-            journal.append(endpoint._judge(_request(_event(uuid)))) for uuid in ("lost", "other")
+            journal.append(endpoint._judge(events_request(_event(uuid))))
+            for uuid in ("lost", "other")
         )
     clearing.join(10)
     assert ["disk says no" in str(exc) for exc in failures] == [True]
@@ -151,7 +141,7 @@ def test_a_rolled_back_transaction_takes_its_identities_and_its_clear_back(
 def test_a_hash_shared_by_two_identities_is_confirmed_in_the_rows(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path / "j.db")
     endpoint = Endpoint(journal)
-    holder = _post(endpoint, _event("held")).id
+    holder = post_batch(endpoint, _event("held")).id
     identities = journal._identities
     assert identities is not None
     # As if "forged"'s identity hashed like one request `holder` holds: a candidate only.
@@ -172,9 +162,9 @@ def test_identities_that_python_hashes_alike_as_numbers_stay_apart(tmp_path: Pat
         events = [_event(uuid) for _ in range(2)]
         for batch, stamp in zip(events, (first, second), strict=True):
             batch["visitors"][0]["snapshots"][0]["events"][0]["timestamp"] = stamp
-            assert not _post(endpoint, batch).events[0].duplicate
-        assert _post(endpoint, events[0]).events[0].duplicate  # the first, sent again
-        assert _post(endpoint, events[1]).events[0].duplicate
+            assert not post_batch(endpoint, batch).events[0].duplicate
+        assert post_batch(endpoint, events[0]).events[0].duplicate  # the first, sent again
+        assert post_batch(endpoint, events[1]).events[0].duplicate
     journal.close()
 
 
@@ -184,7 +174,7 @@ def test_a_file_opened_with_a_smaller_cap_holds_only_the_kept_identities(
     journal = SqliteJournal(tmp_path / "j.db")
     endpoint = Endpoint(journal)
     for n in range(20):
-        _post(endpoint, _event(f"k{n}"))
+        post_batch(endpoint, _event(f"k{n}"))
     journal.close()
     capped = SqliteJournal(tmp_path / "j.db", max_requests=5)
     endpoint = Endpoint(capped)
@@ -198,13 +188,13 @@ def test_the_workers_parent_lets_its_identities_go_when_it_leaves_the_file(
     tmp_path: Path,
 ) -> None:
     parent = SqliteJournal(tmp_path / "j.db")
-    _post(Endpoint(parent), _event("p"))
+    post_batch(Endpoint(parent), _event("p"))
     parent.leave_checkpoints()  # serve --workers: its workers write the file from now on
     assert parent._identities is None
     parent.clear()  # its own writes (a clear, the fault plan) read none again
     assert parent._identities is None
     worker = SqliteJournal(tmp_path / "j.db", shared=True)
-    _post(Endpoint(worker), _event("p"))
+    post_batch(Endpoint(worker), _event("p"))
     assert _duplicate(Endpoint(worker), "p")
     worker.close()
     parent.close()
@@ -274,18 +264,18 @@ def test_a_shared_writer_lets_go_of_what_another_process_evicted_or_cleared(
     second = SqliteJournal(path, shared=True)  # never evicts itself
     one, two = Endpoint(first), Endpoint(second)
     for n in range(6):
-        _post(one, _event(f"k{n}"))
-        _post(two, _event(f"s{n}"))  # catches up with k{n}
+        post_batch(one, _event(f"k{n}"))
+        post_batch(two, _event(f"s{n}"))  # catches up with k{n}
     assert not _duplicate(two, "k0")  # evicted by the other: a new event again
     assert _duplicate(two, "k5")
     held = second._identities
     assert held is not None and len(held) > _stored_identities(path)  # the evicted ones too
     for n in range(sqlite_journal._TRIM_EVERY):  # until it looks at the oldest id left
-        _post(two, _event(f"t{n}"))
+        post_batch(two, _event(f"t{n}"))
     assert len(held) == _stored_identities(path)
     first.clear()
     for n in range(sqlite_journal._TRIM_EVERY):
-        _post(two, _event(f"c{n}"))
+        post_batch(two, _event(f"c{n}"))
     assert len(held) == _stored_identities(path)
     assert not _duplicate(two, "k5")  # cleared by the other
     first.close()
@@ -307,7 +297,7 @@ def test_a_shared_writer_rolled_back_catches_up_again(tmp_path: Path) -> None:
     assert not _duplicate(two, "start")
     assert not _duplicate(one, "x")  # request 2, which the second has not seen
     let_through = refuse_request(second, 3)
-    refused = second.append(two._judge(_request(_event("y"))))
+    refused = second.append(two._judge(events_request(_event("y"))))
     assert "disk says no" in str(refused.exception(timeout=10))  # its catch-up went with it
     let_through()
     assert _duplicate(two, "x")  # found again in the next transaction
@@ -331,7 +321,7 @@ def test_a_shared_writer_whose_begin_fails_reads_no_identity_twice(tmp_path: Pat
     blocker = sqlite3.connect(path, isolation_level=None)
     blocker.execute("BEGIN IMMEDIATE")
     try:
-        request = _request(_event("x"))
+        request = events_request(_event("x"))
         assert one.handle(request).status == 503
     finally:
         blocker.execute("ROLLBACK")

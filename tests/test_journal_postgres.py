@@ -3,7 +3,6 @@ database, its schema, and a database that goes away and comes back."""
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import textwrap
@@ -14,11 +13,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from helpers import conversion, impression
+from helpers import conversion, events_request, impression
 from test_journal import _post
 
 from contract_tests.pgserver import PostgresServer
-from mockserver import CoreRequest, Endpoint, JournalError, MemoryJournal
+from mockserver import Endpoint, JournalError, MemoryJournal
 from mockserver.journal.opening import is_postgres_url
 from mockserver.journal.pg_schema import SCHEMA_VERSION, prepare
 from mockserver.journal.pg_url import shown_url
@@ -236,7 +235,7 @@ def test_a_database_that_goes_away_answers_503_then_recovers(
         endpoint = Endpoint(journal)
         before = _post(endpoint, impression("before")).id
         own_server.stop("immediate")
-        outcome = endpoint.handle(_request(impression("lost")))
+        outcome = endpoint.handle(events_request(impression("lost")))
         assert outcome.status == 503 and ("retry-after", "1") in outcome.headers
         assert b"Nothing was recorded; resend the batch" in outcome.body
         with pytest.raises(JournalError, match="cannot be read now"):
@@ -249,11 +248,6 @@ def test_a_database_that_goes_away_answers_503_then_recovers(
         assert [r.id for r in journal.requests()] == [before, after.id]
     finally:
         journal.close()
-
-
-def _request(payload: object) -> CoreRequest:
-    body = json.dumps(payload).encode()
-    return CoreRequest("POST", "/v1/events", body, headers=[("content-type", "application/json")])
 
 
 def test_a_version_1_database_is_migrated_keeping_its_requests(pg_url: str) -> None:

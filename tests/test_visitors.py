@@ -5,7 +5,6 @@ first from the visitors held in memory; each compared with what the journal held
 
 from __future__ import annotations
 
-import json
 import random
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
@@ -13,33 +12,29 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import conversion, impression, one_transaction, refuse_request
+from helpers import (
+    conversion,
+    events_request,
+    impression,
+    one_transaction,
+    post_batch,
+    refuse_request,
+)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import mockserver.journal.visitors as visitors
-from mockserver import CoreRequest, Endpoint, MemoryJournal, RequestRecord, SqliteJournal
+from mockserver import Endpoint, MemoryJournal, RequestRecord, SqliteJournal
 from mockserver.journal.sqlite_schema import SCHEMA_VERSION
 from mockserver.journal.visitors import ImpressionVisitors, bucket_chunks
 
 EARLY = "conversion_before_decision"
 
 
-def _request(payload: object) -> CoreRequest:
-    body = json.dumps(payload).encode()
-    return CoreRequest("POST", "/v1/events", body, headers=[("content-type", "json")])
-
-
-def _post(endpoint: Endpoint, payload: object) -> RequestRecord:
-    outcome = endpoint.handle(_request(payload))
-    assert outcome.record is not None
-    return outcome.record
-
-
 def _fill(endpoint: Endpoint, count: int, visitor: str = "filler") -> None:
     """`count` impressions of `visitor`, sent at once (group commits)."""
     with ThreadPoolExecutor(16) as pool:
-        list(pool.map(lambda _: _post(endpoint, impression(visitor)), range(count)))
+        list(pool.map(lambda _: post_batch(endpoint, impression(visitor)), range(count)))
 
 
 def _early(record: RequestRecord) -> bool:
@@ -92,11 +87,11 @@ def test_a_visitors_events_across_many_chunks_of_buckets(tmp_path: Path) -> None
     journal = SqliteJournal(tmp_path / "j.db")
     try:
         endpoint = Endpoint(journal)
-        first = _post(endpoint, impression("alice"))
+        first = post_batch(endpoint, impression("alice"))
         _fill(endpoint, 4_200)
-        second = _post(endpoint, conversion("purchase", "alice"))
+        second = post_batch(endpoint, conversion("purchase", "alice"))
         _fill(endpoint, 700)
-        third = _post(endpoint, impression("alice"))
+        third = post_batch(endpoint, impression("alice"))
         assert third.id - first.id > visitors.CHUNK * 64
         ids = [first.id, second.id, third.id]
         assert [e.request_id for e in journal.events(visitor_id="alice")] == ids
@@ -131,7 +126,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory) -> Any:
         if n % 50 == 7:
             batch["account_id"] = 12  # rejected: the wrong type
         for door in doors:
-            _post(door, batch)
+            post_batch(door, batch)
     yield memory, sqlite
     sqlite.close()
 
@@ -180,16 +175,16 @@ def test_early_conversions_flagged_as_with_a_visitor_index(tmp_path: Path) -> No
     journal = SqliteJournal(tmp_path / "j.db")
     try:
         endpoint = Endpoint(journal)
-        _post(endpoint, impression("early", timestamp=2_000_000_000_000))
-        _post(endpoint, impression("long-ago"))
+        post_batch(endpoint, impression("early", timestamp=2_000_000_000_000))
+        post_batch(endpoint, impression("long-ago"))
         rejected = impression("refused")
         rejected["account_id"] = 12
-        assert _post(endpoint, rejected).verdict == "rejected"
+        assert post_batch(endpoint, rejected).verdict == "rejected"
         _fill(endpoint, 4_500)
-        assert _early(_post(endpoint, conversion("buy", "nobody")))
-        assert not _early(_post(endpoint, conversion("buy", "long-ago")))
-        assert _early(_post(endpoint, conversion("buy", "early")))
-        assert _early(_post(endpoint, conversion("buy", "refused")))
+        assert _early(post_batch(endpoint, conversion("buy", "nobody")))
+        assert not _early(post_batch(endpoint, conversion("buy", "long-ago")))
+        assert _early(post_batch(endpoint, conversion("buy", "early")))
+        assert _early(post_batch(endpoint, conversion("buy", "refused")))
     finally:
         journal.close()
 
@@ -197,17 +192,17 @@ def test_early_conversions_flagged_as_with_a_visitor_index(tmp_path: Path) -> No
 def test_the_visitors_held_survive_a_restart_and_an_eviction_is_seen(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     journal = SqliteJournal(path)
-    Endpoint(journal).handle(_request(impression("alice")))
+    Endpoint(journal).handle(events_request(impression("alice")))
     journal.close()
     journal = SqliteJournal(path, max_requests=3)
     try:
         endpoint = Endpoint(journal)
-        assert not _early(_post(endpoint, conversion("buy", "alice")))  # read at opening
+        assert not _early(post_batch(endpoint, conversion("buy", "alice")))  # read at opening
         for _ in range(3):
-            _post(endpoint, impression("bob"))
+            post_batch(endpoint, impression("bob"))
         # Alice's impression is evicted: held in memory still, the walk finds none.
         assert journal.events(visitor_id="alice", kind="impression") == []
-        assert _early(_post(endpoint, conversion("buy", "alice")))
+        assert _early(post_batch(endpoint, conversion("buy", "alice")))
     finally:
         journal.close()
 
@@ -220,11 +215,11 @@ def test_a_shared_file_knows_the_other_processes_visitors(tmp_path: Path) -> Non
     one, two = SqliteJournal(path, shared=True), SqliteJournal(path, shared=True)
     try:
         first, second = Endpoint(one), Endpoint(two)
-        _post(first, impression("alice"))
-        assert not _early(_post(second, conversion("buy", "alice")))
-        assert _early(_post(second, conversion("buy", "bob")))  # two has read the visitors
-        _post(first, impression("bob"))
-        assert not _early(_post(second, conversion("buy", "bob")))  # caught up since
+        post_batch(first, impression("alice"))
+        assert not _early(post_batch(second, conversion("buy", "alice")))
+        assert _early(post_batch(second, conversion("buy", "bob")))  # two has read the visitors
+        post_batch(first, impression("bob"))
+        assert not _early(post_batch(second, conversion("buy", "bob")))  # caught up since
     finally:
         one.close()
         two.close()
@@ -234,8 +229,8 @@ def test_a_version_5_file_is_migrated_to_the_bucket_led_index(tmp_path: Path) ->
     path = tmp_path / "j.db"
     journal = SqliteJournal(path)
     endpoint = Endpoint(journal)
-    first = _post(endpoint, impression("alice"))
-    _post(endpoint, impression("bob"))
+    first = post_batch(endpoint, impression("alice"))
+    post_batch(endpoint, impression("bob"))
     journal.close()
     with sqlite3.connect(path) as conn:  # as logx-mock 5 wrote it: led by the visitor
         conn.execute("DROP INDEX events_visitor")
@@ -243,7 +238,7 @@ def test_a_version_5_file_is_migrated_to_the_bucket_led_index(tmp_path: Path) ->
         conn.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
     journal = SqliteJournal(path)
     try:
-        later = _post(Endpoint(journal), conversion("buy", "alice"))
+        later = post_batch(Endpoint(journal), conversion("buy", "alice"))
         assert not _early(later)
         assert _ids(journal.events(visitor_id="alice")) == [(first.id, 0), (later.id, 0)]
     finally:
@@ -303,21 +298,21 @@ def test_an_early_conversion_reads_only_the_chunks_its_visitor_is_in(tmp_path: P
             _jump_ids(path, first_id)
         journal = SqliteJournal(path)
         endpoint = Endpoint(journal)
-        _post(endpoint, impression(f"bob-{first_id}"))
+        post_batch(endpoint, impression(f"bob-{first_id}"))
         if first_id == 10_000:
-            _post(endpoint, impression("alice", timestamp=2_000_000_000_000))
+            post_batch(endpoint, impression("alice", timestamp=2_000_000_000_000))
         journal.close()
     journal = SqliteJournal(path)
     try:
         assert journal._visitors.held_chunks == 3
         statements: list[str] = []
         journal._writer.set_trace_callback(statements.append)
-        assert _early(_post(Endpoint(journal), conversion("buy", "alice")))
+        assert _early(post_batch(Endpoint(journal), conversion("buy", "alice")))
         walks = [sql for sql in statements if "INDEXED BY events_visitor" in sql]
         assert len(walks) == 1, walks
         assert "IN (128, 129, " in walks[0]  # chunk 2: ids 8,192-12,287, buckets 128-191
         statements.clear()
-        assert _early(_post(Endpoint(journal), conversion("buy", "nobody")))
+        assert _early(post_batch(Endpoint(journal), conversion("buy", "nobody")))
         assert not [sql for sql in statements if "FROM events" in sql and "SELECT" in sql]
         journal._writer.set_trace_callback(None)
         assert journal.impression_before("alice", "not a time") is False
@@ -328,20 +323,20 @@ def test_an_early_conversion_reads_only_the_chunks_its_visitor_is_in(tmp_path: P
 def test_evicted_chunks_are_let_go_after_the_commit(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     journal = SqliteJournal(path)
-    _post(Endpoint(journal), impression("alice"))
+    post_batch(Endpoint(journal), impression("alice"))
     journal.close()
     _jump_ids(path, 5_000)
     journal = SqliteJournal(path, max_requests=2)
     try:
         endpoint = Endpoint(journal)
         assert journal._visitors.held_chunks == 1
-        _post(endpoint, impression("bob"))  # chunk 1
+        post_batch(endpoint, impression("bob"))  # chunk 1
         assert journal._visitors.held_chunks == 2
-        _post(endpoint, impression("carol"))  # alice's request evicted: chunk 0 let go
-        _post(endpoint, impression("dave"))
+        post_batch(endpoint, impression("carol"))  # alice's request evicted: chunk 0 let go
+        post_batch(endpoint, impression("dave"))
         assert journal._visitors.held_chunks == 1
-        assert _early(_post(endpoint, conversion("buy", "alice")))
-        assert not _early(_post(endpoint, conversion("buy", "dave")))
+        assert _early(post_batch(endpoint, conversion("buy", "alice")))
+        assert not _early(post_batch(endpoint, conversion("buy", "dave")))
     finally:
         journal.close()
 
@@ -355,14 +350,14 @@ def test_a_visitor_decided_long_ago_converts_from_memory_and_without_it(
     journal = SqliteJournal(tmp_path / "j.db")
     try:
         endpoint = Endpoint(journal)
-        decided = _post(endpoint, impression("alice"))
+        decided = post_batch(endpoint, impression("alice"))
         _fill(endpoint, 4_200)  # one visitor since: alice is still among the recent four
         assert journal._visitors.last("alice") == (decided.id, decided.events[0].timestamp)
-        assert not _early(_post(endpoint, conversion("buy", "alice")))
+        assert not _early(post_batch(endpoint, conversion("buy", "alice")))
         for n in range(4):
-            _post(endpoint, impression(f"later-{n}"))
+            post_batch(endpoint, impression(f"later-{n}"))
         assert journal._visitors.last("alice") is None  # given up: the walk finds it
-        assert not _early(_post(endpoint, conversion("buy", "alice")))
+        assert not _early(post_batch(endpoint, conversion("buy", "alice")))
     finally:
         journal.close()
 
@@ -374,18 +369,18 @@ def test_a_last_impression_rolled_back_is_not_counted(tmp_path: Path) -> None:
     journal = SqliteJournal(tmp_path / "j.db")
     try:
         endpoint = Endpoint(journal)
-        _post(endpoint, impression("bob"))  # request 1
+        post_batch(endpoint, impression("bob"))  # request 1
         let_through = refuse_request(journal, 3)
         with one_transaction(journal):  # the ghost's impression (2) and a refused request (3)
-            ghost = journal.append(endpoint._judge(_request(impression("ghost"))))
-            refused = journal.append(endpoint._judge(_request(impression("bob"))))
+            ghost = journal.append(endpoint._judge(events_request(impression("ghost"))))
+            refused = journal.append(endpoint._judge(events_request(impression("bob"))))
         assert "disk says no" in str(refused.exception(timeout=10))
         assert "disk says no" in str(ghost.exception(timeout=10))
         let_through()
         assert journal._visitors.last("ghost") is not None  # held, though rolled back
-        again = _post(endpoint, impression("carol"))
+        again = post_batch(endpoint, impression("carol"))
         assert again.id == 2  # the id the ghost's request had
-        assert _early(_post(endpoint, conversion("buy", "ghost")))
-        assert not _early(_post(endpoint, conversion("buy", "carol")))
+        assert _early(post_batch(endpoint, conversion("buy", "ghost")))
+        assert not _early(post_batch(endpoint, conversion("buy", "carol")))
     finally:
         journal.close()
