@@ -67,11 +67,15 @@ def respx_ratio(n: int = 2000) -> tuple[float, float]:
     return best_of(3, ours) / n, best_of(3, bare) / n
 
 
-def impression_bodies(count: int, visitors: int = 1) -> list[bytes]:
+def impression_bodies(count: int, visitors: int = 1, *, spread: bool = False) -> list[bytes]:
     """The SDK impression (`visitors` copies of its visitor in one batch), each event with
-    a random uuid of its own (none a duplicate), as an SDK makes them and wrk sends them."""
+    a random uuid of its own (none a duplicate), as an SDK makes them and wrk sends them;
+    `spread`: each visitor with a random id of its own too (an application's traffic)."""
     batch = dict(BASE, visitors=BASE["visitors"] * visitors)
-    parts = json.dumps(batch).split("a68cf1ad-0393-4e18-af87-efe8f01a7c9c")
+    text = json.dumps(batch)
+    if spread:
+        text = text.replace('"user-123"', '"a68cf1ad-0393-4e18-af87-efe8f01a7c9c"')
+    parts = text.split("a68cf1ad-0393-4e18-af87-efe8f01a7c9c")
     return [
         "".join(f"{part}{uuid.uuid4()}" for part in parts[:-1]).encode() + parts[-1].encode()
         for _ in range(count)

@@ -253,25 +253,29 @@ def test_a_version_5_file_is_migrated_to_the_bucket_led_index(tmp_path: Path) ->
 
 
 def test_the_impression_visitors_held() -> None:
-    held = ImpressionVisitors(recent=2)
+    held = ImpressionVisitors(recent=4)
     names = [f"visitor-{n}" for n in range(1_000)]
     held.load((name, n, 1_000 + n) for n, name in enumerate(names[:500]))  # chunk 0
-    held.add(None, 5_000, 1)  # chunk 1
-    held.add("visitor-3", 9_000, 1)  # chunk 2
+    held.add([(None, 5_000, 1), ("visitor-3", 9_000, 1)])  # chunks 1 and 2, one commit
     assert all(held.chunks(name) in ([0], [2, 0]) for name in names[:500])
     assert held.chunks("visitor-3") == [2, 0]  # newest first
     assert held.chunks(None) == [1]
     # 2**18 bits a chunk: of 500 others, about none share a bit with the 500 in chunk 0.
     assert sum(bool(held.chunks(name)) for name in names[500:]) <= 5
-    # The last impression of the two visitors added last; a visitor again moves to the end.
+    # The last impression of the visitors added last: the last two at least, four at most.
     assert held.last("visitor-3") == (9_000, 1)
     assert held.last(None) == (5_000, 1)
     assert held.last("visitor-499") is None  # place given up
-    held.add("visitor-7", 9_001, 6)
-    held.add("visitor-3", 9_002, 5)
-    assert held.last("visitor-3") == (9_002, 5)
+    held.add([("visitor-7", 9_001, 6), ("visitor-3", 9_002, 5), ("visitor-3", 9_003, 4)])
+    assert held.last("visitor-3") == (9_003, 4)  # a commit's last of a visitor wins
     assert held.last("visitor-7") == (9_001, 6)
-    assert held.last(None) is None
+    assert held.last(None) is None  # given up: the two last are held
+    held.add([("visitor-8", 9_004, 1)])
+    assert held.last("visitor-7") == (9_001, 6)  # three held: two to four are
+    assert held.last("visitor-3") == (9_003, 4)
+    held.add([("visitor-9", 9_005, 1)])
+    assert held.last("visitor-7") is None
+    assert held.last("visitor-9") == (9_005, 1) and held.last("visitor-8") == (9_004, 1)
     # Chunks whose requests are all gone are let go; a chunk partly gone is kept.
     held.trim(4_095)
     assert held.held_chunks == 2

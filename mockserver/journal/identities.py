@@ -8,11 +8,13 @@ of ten events wrote ~13 pages). Here a look-up is a dict probe.
 
 Each identity is held as a hash of its cells (`identity_hash`: the timestamp as text, since
 Python hashes integers by their value modulo 2**61 - 1, so -1 and -2 would share one), with
-the newest request that holds it. A hit is only a candidate: the journal confirms it in that
-request's rows, read by the table's own key. So two identities that share a hash cannot make
-an event a duplicate (and one that hides another is as likely as guessing a keyed 64-bit
-hash), and an identity whose requests are gone (evicted or cleared, by this process or by
-another one sharing the file) makes none either: it only takes memory until `trim`.
+the newest request that holds it. A commit's identities are hashed once, then looked up and
+added together (`identity_hashes`, `holders`, `add_many`). A hit is only a candidate: the
+journal confirms it in that request's rows, read by the table's own key. So two identities
+that share a hash cannot make an event a duplicate (and one that hides another is as likely
+as guessing a keyed 64-bit hash), and an identity whose requests are gone (evicted or
+cleared, by this process or by another one sharing the file) makes none either: it only
+takes memory until `trim`.
 
 Identities come in request-id order (the file's when it is read, then each transaction's,
 another process's rows first) and are also kept in that order, with their requests' ids:
@@ -26,7 +28,7 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["Identities", "identity_hash"]
+__all__ = ["Identities", "identity_hash", "identity_hashes"]
 
 Cells = tuple[Any, Any, Any]
 """An identity as stored: entity_id and uuid as text (or None), the timestamp as an int (or
@@ -35,8 +37,14 @@ None)."""
 
 def identity_hash(entity_id: Any, uuid: Any, timestamp: Any) -> int:
     """A hash of an identity's cells: strings hash by process-keyed SipHash; the timestamp
-    goes in as text, so that no two timestamps hash alike by arithmetic."""
-    return hash((entity_id, uuid, None if timestamp is None else str(timestamp)))
+    goes in as text (None as 'None', which no integer's text is), so that no two timestamps
+    hash alike by arithmetic."""
+    return hash((entity_id, uuid, str(timestamp)))
+
+
+def identity_hashes(cells: list[Cells]) -> list[int]:
+    """`identity_hash` of each identity (a comprehension, no call each)."""
+    return [hash((entity_id, uuid, str(stamp))) for entity_id, uuid, stamp in cells]
 
 
 class Identities:
@@ -86,14 +94,26 @@ class Identities:
         """The newest request that may hold `cells` (confirm it in its rows), or None."""
         return self._newest.get(identity_hash(*cells))
 
+    def holders(self, keys: list[int]) -> list[int | None]:
+        """`holder` of each identity, by its hash (`identity_hashes`)."""
+        return list(map(self._newest.get, keys))
+
     def add(self, request_id: int, cells: Cells) -> None:
         """An accepted event of `request_id` (no older than any added before), inserted in
         the transaction under way, or another process's found in it."""
-        key = identity_hash(*cells)
-        self._set(key, request_id)
-        self._ids.append(request_id)
-        self._keys.append(key)
-        self._added += 1
+        self.add_many([request_id], [identity_hash(*cells)])
+
+    def add_many(self, request_ids: list[int], keys: list[int]) -> None:
+        """`add` of accepted events, by their requests' ids and their identities' hashes
+        (`identity_hashes`), in order."""
+        newest = self._newest
+        # What each held before, for `abort` (a hash twice in `keys`: its earlier value
+        # twice, and the undo, newest change first, ends on it)
+        self._undo.extend(zip(keys, map(newest.get, keys), strict=True))
+        newest.update(zip(keys, request_ids, strict=True))
+        self._ids.extend(request_ids)
+        self._keys.extend(keys)
+        self._added += len(keys)
 
     def trim(self, through: int) -> None:
         """The requests up to id `through` are gone (deleted in the transaction under way, or

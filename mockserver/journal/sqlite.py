@@ -32,7 +32,7 @@ from .base import _SCAN_CHUNK, DEFAULT_LIMIT, EventStart, JournalError, _limit, 
 from .checkpoints import Checkpointer, Duty
 from .datafile_rows import DatafileRow
 from .group import GroupCommitJournal, Stored
-from .identities import Identities
+from .identities import Identities, identity_hashes
 from .rows import (
     EVENT_COLUMNS,
     REQUEST_COLUMNS,
@@ -331,8 +331,9 @@ class SqliteJournal(GroupCommitJournal):
                 f"{_ACCEPTED_IDENTITIES} AND request_id > ? ORDER BY request_id, idx",
                 (self._caught_up,),
             ).fetchall()
-            for request_id, entity_id, uuid, timestamp in rows:
-                identities.add(request_id, (entity_id, uuid, timestamp))
+            identities.add_many(
+                [row[0] for row in rows], identity_hashes([row[1:] for row in rows])
+            )
             if self._visitors is not None:
                 self._visitors.load(
                     self._writer.execute(
@@ -355,16 +356,23 @@ class SqliteJournal(GroupCommitJournal):
         """The keys that accepted events stored hold (asked inside `_insert`, which has the
         identities read and caught up): looked up in memory, a hit confirmed in its request's
         rows."""
+        cells = [_cells(key) for key in keys]
+        return self._seen(keys, cells, identity_hashes(cells))
+
+    def _seen(
+        self, keys: list[DedupeKey], cells: list[DedupeKey], hashes: list[int]
+    ) -> set[DedupeKey]:
+        """`seen`, given the keys' cells (`_cells`) and their hashes (`identity_hashes`)."""
         identities = self._identities
         assert identities is not None
-        candidates: list[tuple[DedupeKey, int, DedupeKey]] = []
-        for key in keys:
-            cells = _cells(key)
-            holder = identities.holder(cells)
-            if holder is not None:
-                candidates.append((key, holder, cells))
         found: set[DedupeKey] = set()
-        for key, holder, (e, u, t) in candidates:  # rare: a duplicate (or a shared hash)
+        holders = identities.holders(hashes)
+        if holders.count(None) == len(holders):
+            return found  # the usual case: no key held
+        for key, holder, (e, u, t) in zip(keys, holders, cells, strict=True):
+            if holder is None:
+                continue
+            # rare: a duplicate (or a shared hash)
             row = self._writer.execute(
                 "SELECT 1 FROM events WHERE request_id = ? AND entity_id IS ? AND uuid IS ? "
                 "AND timestamp IS ? AND verdict = 'accepted' LIMIT 1",
@@ -538,7 +546,9 @@ class SqliteJournal(GroupCommitJournal):
             self._catch_up()
         records = [record for record, _ in stored]
         keys = accepted_keys(records)
-        known = self.seen(keys) if keys else set()
+        cells = [_cells(key) for key in keys]
+        hashes = identity_hashes(cells)
+        known = self._seen(keys, cells, hashes) if keys else set()
         linked = _linked(records, keys)
         # None: the table holds none of the keys, and no record's history needs an earlier
         # one's: `apply_history` would warn of nothing, for any of them.
@@ -546,6 +556,7 @@ class SqliteJournal(GroupCommitJournal):
         next_id = self._next_id()
         request_rows: list[tuple[Any, ...]] = []
         new_events: list[tuple[Any, ...]] = []
+        accepted: list[tuple[Any, ...]] = []  # the rows of `keys`' events, in their order
         last = stored[-1][0]
         for record, (body, is_json) in stored:
             if history is not None:
@@ -556,17 +567,23 @@ class SqliteJournal(GroupCommitJournal):
             next_id += 1
             json_cell = 1 if is_json else 0  # not a bool: see `rows.event_rows`
             request_rows.append((record.id, record.verdict, meta_text(record), body, json_cell))
-            new_events += event_rows(record)
+            rows = event_rows(record)
+            new_events += rows
+            if record.verdict == "accepted":
+                accepted += rows
         self._insert_rows(_INSERT_REQUESTS, request_rows)
         self._insert_rows(_INSERT_EVENTS, new_events)
-        if self._identities is not None:
-            add = self._identities.add
-            visitors = self._visitors
-            for row in new_events:
-                if row[_VERDICT] == "accepted":
-                    add(row[0], (row[_ENTITY], row[_UUID], row[_STAMP]))
-                    if visitors is not None and row[_KIND] == "impression":
-                        visitors.add(row[_VISITOR], row[0], row[_STAMP])
+        if self._identities is not None and accepted:
+            assert len(accepted) == len(hashes)
+            self._identities.add_many([row[0] for row in accepted], hashes)
+            if self._visitors is not None:
+                self._visitors.add(
+                    [
+                        (row[_VISITOR], row[0], row[_STAMP])
+                        for row in accepted
+                        if row[_KIND] == "impression"
+                    ]
+                )
         self._count += len(records)
         if self._alone:
             self._last_given = next_id - 1

@@ -24,16 +24,21 @@ at the cap). `ImpressionVisitors` answers from memory first, in two steps:
   commit: a rollback brings them back). The chunks whose bit is set may hold one (or the bit
   is another visitor's, or the impression was cleared since); no such chunk means the file
   holds none (exact);
-- the request and timestamp of the last impression of each of the `RECENT` visitors that
-  had one last: the journal looks for it in that request (one seek on the table's key,
-  exact: an impression evicted, cleared or rolled back since is not found there).
+- the request and timestamp of the last impression of each of the visitors that had one
+  last (the last `RECENT` / 2 at least, `RECENT` at most): the journal looks for it in that
+  request (one seek on the table's key, exact: an impression evicted, cleared or rolled
+  back since is not found there).
 Only then are the chunks whose bit is set read, newest first, one query each.
+
+A commit's impressions are added together (`add`): the writer pays ~0.3 µs a visitor, not
+~0.9 for one at a time with an ordered dict (the bits set in one loop, the recent updated by
+`dict.update`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
+from itertools import groupby, islice
 from typing import Any
 
 __all__ = [
@@ -62,7 +67,7 @@ CHUNK_SHIFT = BUCKET_BITS + CHUNK.bit_length() - 1
 FILTER_BITS = 18
 """Each chunk's bitmap: 2**18 bits, 32 KiB (25 at the default cap of 100,000 requests)."""
 RECENT = 65_536
-"""Visitors whose last impression is held (~10 MB at most)."""
+"""Visitors whose last impression is held, at most (~10 MB); half of them at least."""
 
 Read = Callable[[str, tuple[Any, ...]], list[Any]]
 """Runs a query with its parameters and returns its rows."""
@@ -119,45 +124,52 @@ def walk_visitor(
 
 class ImpressionVisitors:
     """Which chunks of the file may hold a visitor's accepted impressions, and the last one
-    of each of the `RECENT` visitors that had one last (see the module)."""
+    of each of the visitors that had one last (see the module)."""
 
     def __init__(self, recent: int | None = None) -> None:
-        """`recent`: how many visitors' last impressions to hold (`RECENT`)."""
+        """`recent`: how many visitors' last impressions to hold at most (`RECENT`)."""
         self._filters: dict[int, bytearray] = {}
         """Chunk number -> a bitmap of `FILTER_BITS` bits, set by the hash of every visitor
         with an accepted impression in that chunk's requests (chunk numbers are ids >>
         `CHUNK_SHIFT`; a chunk's buckets are the walk's `IN` list)."""
         self._mask = (1 << FILTER_BITS) - 1
-        self._recent = RECENT if recent is None else recent
-        self._last: tuple[Any, int] | None = None
-        """The visitor added last, with its chunk (a batch of one visitor's impressions:
-        its bit is set, and its place among the recent taken, once)."""
-        self._newest: OrderedDict[Any, tuple[int, Any]] = OrderedDict()
+        self._generation = max(1, (RECENT if recent is None else recent) // 2)
+        self._young: dict[Any, tuple[int, Any]] = {}
         """Visitor -> (request id, timestamp) of its last accepted impression known here, for
-        the `recent` visitors added last, the one added last at the end."""
+        the visitors added since `_old` filled up; at `_generation` visitors it becomes
+        `_old`, whose visitors are let go (those added again since are in both)."""
+        self._old: dict[Any, tuple[int, Any]] = {}
 
-    def add(self, visitor: Any, request_id: int, timestamp: Any) -> None:
-        """`visitor` (its text, as the table holds it) has an accepted impression at
-        `timestamp` (as stored) in request `request_id`, the newest of its so far."""
-        newest = self._newest
-        chunk = request_id >> CHUNK_SHIFT
-        if self._last is None or self._last[0] != visitor or self._last[1] != chunk:
-            self._last = (visitor, chunk)
+    def add(self, rows: list[tuple[Any, int, Any]]) -> None:
+        """Each (visitor, request id, timestamp) row is an accepted impression of the visitor
+        (its text, as the table holds it) at the timestamp (as stored), the newest of its so
+        far; in request-id order."""
+        if not rows:
+            return
+        mask, shift = self._mask, CHUNK_SHIFT
+        first, last = rows[0][1] >> shift, rows[-1][1] >> shift
+        parts = (
+            [(first, rows)]
+            if first == last
+            else [(c, list(part)) for c, part in groupby(rows, lambda row: row[1] >> shift)]
+        )
+        for chunk, part in parts:
             bits = self._filters.get(chunk)
             if bits is None:
                 bits = self._filters[chunk] = bytearray(1 << (FILTER_BITS - 3))
-            bit = hash(visitor) & self._mask
-            bits[bit >> 3] |= 1 << (bit & 7)
-            if visitor in newest:
-                newest.move_to_end(visitor)
-            elif len(newest) >= self._recent:
-                newest.popitem(last=False)
-        newest[visitor] = (request_id, timestamp)
+            for row in part:
+                bit = hash(row[0]) & mask
+                bits[bit >> 3] |= 1 << (bit & 7)
+        young = self._young
+        young.update([(row[0], (row[1], row[2])) for row in rows])
+        if len(young) >= self._generation:
+            self._old, self._young = young, {}
 
     def load(self, rows: Iterable[tuple[Any, int, Any]]) -> None:
-        """`add` each (visitor, request id, timestamp) row, in request-id order."""
-        for visitor, request_id, timestamp in rows:
-            self.add(visitor, request_id, timestamp)
+        """`add` the rows (a query's, as many as the file holds) a few thousand at a time."""
+        left = iter(rows)
+        while part := list(islice(left, 4096)):
+            self.add(part)
 
     def chunks(self, visitor: Any) -> list[int]:
         """The chunks that may hold an accepted impression of `visitor`, newest first: none
@@ -171,14 +183,14 @@ class ImpressionVisitors:
     def last(self, visitor: Any) -> tuple[int, Any] | None:
         """(request id, timestamp) of the visitor's last impression added here, if it is among
         the recent: the file may have lost it since (evicted, cleared, rolled back)."""
-        return self._newest.get(visitor)
+        found = self._young.get(visitor)
+        return self._old.get(visitor) if found is None else found
 
     def trim(self, through: int) -> None:
         """The requests up to id `through` are gone for good (evicted or cleared, committed):
         let go of the chunks that held only those."""
         for chunk in [c for c in self._filters if ((c + 1) << CHUNK_SHIFT) - 1 <= through]:
             del self._filters[chunk]
-        self._last = None
 
     @property
     def held_chunks(self) -> int:
