@@ -14,7 +14,7 @@ from helpers import events_request, impression, one_transaction, post_batch, ref
 
 import mockserver.journal.sqlite as sqlite_journal
 from mockserver import Endpoint, SqliteJournal
-from mockserver.journal.identities import Identities, identity_hash
+from mockserver.journal.identities import Identities, identity_hash, identity_hashes
 
 
 def _event(uuid: str, visitor: str = "v") -> dict[str, Any]:
@@ -332,3 +332,27 @@ def test_a_shared_writer_whose_begin_fails_reads_no_identity_twice(tmp_path: Pat
     assert list(held._ids) == [1, 2, 3, 4]
     first.close()
     second.close()
+
+
+def test_a_commits_identities_added_together_are_undone_together() -> None:
+    """`add_many`, as the writer adds a commit's: an identity twice in it (and one held
+    before) ends on its last request, and a rollback brings back what each held before."""
+    identities = Identities()
+    identities.load([(1, "e", "u1", 5)])
+    cells = [("e", "u1", 5), ("e", "u2", None), ("e", "u1", 5), ("é", "u3", -1)]
+    hashes = identity_hashes(cells)
+    assert hashes == [identity_hash(*one) for one in cells]
+    assert identity_hash("e", "u", -1) != identity_hash("e", "u", -2)  # not by arithmetic
+    assert identity_hash("e", "u", None) != identity_hash("e", "u", 0)
+    assert identities.holders(hashes) == [1, None, 1, None]
+    identities.add_many([2, 2, 3, 3], hashes)
+    assert identities.holders(hashes) == [3, 2, 3, 3]
+    assert identities.abort()
+    assert identities.holders(hashes) == [1, None, 1, None]
+    assert list(identities._ids) == [1] and len(identities) == 1
+    identities.add_many([2, 2, 3, 3], hashes)
+    identities.commit()
+    identities.trim(2)  # request 2's u2 goes; u1 stays with request 3
+    assert identities.holders(hashes) == [3, None, 3, 3]
+    assert identities.abort()
+    assert identities.holders(hashes) == [3, 2, 3, 3]
