@@ -61,16 +61,12 @@ changes, spilled to a temporary file past 64 KB. With SDKs' random uuids every e
 a page of its own in the uuid index: a batch of ten's transaction wrote as many pages again to
 temporary files (strace, in process: 167k -> 98k pwrite calls for 16,000 such requests)."""
 _INT64 = 2**63
-_VISITOR, _KIND, _ENTITY, _UUID, _VERDICT, _STAMP = (
+_VISITOR, _KIND, _STAMP = (
     2 + EVENT_COLUMNS.index("visitor_id"),
     2 + EVENT_COLUMNS.index("kind"),
-    2 + EVENT_COLUMNS.index("entity_id"),
-    2 + EVENT_COLUMNS.index("uuid"),
-    2 + EVENT_COLUMNS.index("verdict"),
     2 + len(EVENT_COLUMNS),
 )
-"""Where an event row (`rows.event_rows`) holds its visitor, kind, identity's cells and
-verdict."""
+"""Where an event row (`rows.event_rows`) holds its visitor, kind and timestamp."""
 _DROP_IDENTITY_INDEX = "DROP INDEX IF EXISTS events_identity"
 """The uuid index a new file gets (the schema's, and a shared file's writers made it until
 session 9): every process that writes the file holds the identities in memory instead
