@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import socket
+import threading
 
 import pytest
 from helpers import DATAFILE, run_user_tests
@@ -241,27 +242,39 @@ def test_the_sdk_left_open_sends_nothing_to_optimizely_after_its_test(
     pytester: pytest.Pytester,
 ) -> None:
     """The newcomer's slip: the SDK neither closed nor waited for. With a flush interval its
-    event leaves a second after the test ended; it never reaches a resolver."""
+    event leaves a second after the test ended; it never reaches a resolver.
+
+    The run is in this process, so the client's datafile polling (every 5 minutes) is stopped
+    once the slip is seen: left running, its next fetch met the guard minutes later, in
+    whichever test of this worker ran then (a warning in the suite's summary)."""
     shutil.copy(DATAFILE, pytester.path / "datafile.json")
+    polling_before = {t for t in threading.enumerate() if t.name == "PollThread"}
     result = run(
         pytester,
         """
 import time
 from optimizely import optimizely
 
+CLIENTS = []
+
 def test_tracks_and_forgets(logx_mock):
     client = optimizely.Optimizely(
         sdk_key="logx-mock-test", event_processor_options={"batch_size": 10, "flush_interval": 1}
     )
+    CLIENTS.append(client)
     client.track("purchase", "user-1")
 
 def test_later():
     time.sleep(3)
     assert LOOKUPS == []
+    CLIENTS[0].config_manager.stop()  # the datafile polling only: the slip is the events
 """,
         ini="logx_datafile = datafile.json",
     )
     result.assert_outcomes(passed=2)
+    for thread in {t for t in threading.enumerate() if t.name == "PollThread"} - polling_before:
+        thread.join(timeout=10)  # stopped: it ends at once (the SDK itself waits only 0.2 s)
+        assert not thread.is_alive()  # no SDK thread of the run outlives it
     result.stdout.fnmatch_lines(
         [
             "*= logx-mock leak guard =*",
